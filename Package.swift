@@ -1,0 +1,73 @@
+// swift-tools-version:6.1
+//
+// Plexus — peer-to-peer decentralized learning for hospitals and research institutes.
+//
+// Dependencies point one way (see README, "Architecture"):
+//
+//   CSodium, CZstd                    system libraries (libsodium, libzstd)
+//   PlexusCore                        value types shared by everything; no dependencies
+//   PlexusCrypto                      every libsodium call: secure bytes, Ed25519, BLAKE2b
+//   PlexusCodec                       delta codecs, zstd, the signed envelope, replay windows
+//   PlexusTopology                    topology files: parse, validate, graph facts, generate, diff
+//   PlexusLearning                    CSV data, models, optimizers, metrics, local training
+//   plexus                            the command-line tool: argument parsing only
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "plexus",
+    products: [
+        .executable(name: "plexus", targets: ["plexus"]),
+        .library(name: "PlexusCore", targets: ["PlexusCore"]),
+        .library(name: "PlexusCrypto", targets: ["PlexusCrypto"]),
+        .library(name: "PlexusCodec", targets: ["PlexusCodec"]),
+        .library(name: "PlexusTopology", targets: ["PlexusTopology"]),
+        .library(name: "PlexusLearning", targets: ["PlexusLearning"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"]), .brew(["libsodium"])]
+        ),
+        .systemLibrary(
+            name: "CZstd",
+            pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"]), .brew(["zstd"])]
+        ),
+        .target(name: "PlexusCore", swiftSettings: swiftSettings),
+        .target(name: "PlexusCrypto", dependencies: ["CSodium", "PlexusCore"], swiftSettings: swiftSettings),
+        .target(
+            name: "PlexusCodec",
+            dependencies: ["CZstd", "PlexusCore", "PlexusCrypto"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "PlexusTopology",
+            dependencies: ["PlexusCore", "PlexusCrypto", .product(name: "TOMLKit", package: "TOMLKit")],
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "PlexusLearning", dependencies: ["PlexusCore"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "plexus",
+            dependencies: [
+                "PlexusCore", "PlexusCrypto", "PlexusCodec", "PlexusTopology", "PlexusLearning",
+                "CZstd", "CSodium",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "PlexusCryptoTests", dependencies: ["PlexusCrypto"], swiftSettings: swiftSettings),
+    ]
+)

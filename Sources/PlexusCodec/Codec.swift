@@ -1,0 +1,2 @@
+/// Delta codecs, zstd, the signed delta envelope and replay windows.
+public enum Codec {}

@@ -1,0 +1,120 @@
+/// The learning plan: what every peer of a network trains, and how.
+///
+/// The plan is the `[plan]` table of a topology file. It MUST be identical on every peer; its
+/// hash (PlexusTopology's `PlanHash`, BLAKE2b-256 over a canonical encoding of this value) is
+/// carried in every delta envelope and checked in every handshake.
+///
+/// This type only holds values. Reading it from TOML, checking ranges and reporting positions
+/// is PlexusTopology's job; using it is PlexusLearning's and the engine's.
+public struct Plan: Hashable, Sendable {
+    public enum Model: String, CaseIterable, Sendable {
+        /// Logistic regression with L2 (binary classification, needs `label`).
+        case logistic
+        /// Cox proportional hazards, Breslow ties, L2 (survival, needs `time` and `event`).
+        case cox
+        /// A multilayer perceptron classifier with ReLU hidden layers (needs `label`).
+        case mlp
+        /// DeepSurv: the MLP with the Cox partial likelihood (needs `time` and `event`).
+        case deepsurv
+
+        /// Whether the model predicts a survival risk rather than a class probability.
+        public var isSurvival: Bool { self == .cox || self == .deepsurv }
+    }
+
+    public enum Features: Hashable, Sendable {
+        /// Every column except the targets and ``Plan/exclude``.
+        case all
+        /// Exactly these columns, in this order.
+        case columns([String])
+    }
+
+    public enum Optimizer: String, CaseIterable, Sendable {
+        /// Stochastic gradient descent, with ``Plan/momentum`` (0 = plain SGD).
+        case sgd
+        /// Adam (β₁ = 0.9, β₂ = 0.999, ε = 1e-8).
+        case adam
+    }
+
+    public enum Mixing: String, CaseIterable, Sendable {
+        /// Metropolis–Hastings weights from the degrees: w_ij = 1 / (1 + max(d_i, d_j)).
+        case metropolis
+        /// The `weight` of each link, as written in the topology file.
+        case explicit
+    }
+
+    public enum MissingValues: String, CaseIterable, Sendable {
+        /// An empty feature cell is an error naming file, line and column.
+        case error
+        /// Rows with an empty feature cell are dropped and counted.
+        case dropRow = "drop-row"
+    }
+
+    public enum Synchrony: String, CaseIterable, Sendable {
+        /// A round ends when every neighbour's delta for it arrived or ``Plan/roundDeadlineMilliseconds`` passed.
+        case synchronous
+        /// No barrier: each peer advances on its own, using what has arrived.
+        case asynchronous
+    }
+
+    // MARK: Data
+
+    public var model: Model
+    /// The covariates. Default: ``Features/all``.
+    public var features: Features = .all
+    /// Columns left out of ``Features/all`` (ids, site names, split markers). Default: none.
+    public var exclude: [String] = []
+    /// The 0/1 label column, for ``Model/logistic`` and ``Model/mlp``.
+    public var label: String?
+    /// The survival time column (≥ 0), for ``Model/cox`` and ``Model/deepsurv``.
+    public var time: String?
+    /// The 0/1 event column (1 = event observed), for ``Model/cox`` and ``Model/deepsurv``.
+    public var event: String?
+    /// What to do with an empty cell. Default: ``MissingValues/error``.
+    public var missing: MissingValues = .error
+
+    // MARK: Model and optimisation
+
+    /// Hidden layer widths for ``Model/mlp`` and ``Model/deepsurv``: one or two layers. Default: `[32]`.
+    public var hidden: [Int] = [32]
+    /// Rounds of the decentralized protocol. MUST be ≥ 1.
+    public var rounds: Int
+    /// Local optimisation steps per round. MUST be ≥ 1. Default: 1.
+    public var localSteps: Int = 1
+    /// Step size. MUST be > 0.
+    public var learningRate: Double
+    /// L2 penalty λ: the objective adds λ·½‖w‖² per sample (the intercept is not penalised). Default: 0.
+    public var l2: Double = 0
+    /// Default: ``Optimizer/sgd``.
+    public var optimizer: Optimizer = .sgd
+    /// SGD momentum in [0, 1). Default: 0.
+    public var momentum: Double = 0
+    /// Mini-batch size; `nil` (the default) means full batch.
+    public var batchSize: Int?
+    /// FedProx proximal coefficient μ ≥ 0: adds μ/2·‖w − w_ref‖² toward the consensus model. Default: 0.
+    public var proximal: Double = 0
+
+    // MARK: Gossip
+
+    /// The delta codec, as PlexusCodec's `CodecSpec` parses it: `lossless`, `f16`, `bf16`,
+    /// `int8`, `int8:CHUNK`, `topk:F`, `topk:F+f16`, … Default: `lossless`.
+    public var codec: String = "lossless"
+    /// Default: ``Mixing/metropolis``.
+    public var mixing: Mixing = .metropolis
+    /// The consensus step size γ in (0, 1] of CHOCO-Gossip. Default: 1 (exact averaging with a lossless codec).
+    public var consensusStep: Double = 1
+    /// Default: ``Synchrony/synchronous``.
+    public var synchrony: Synchrony = .synchronous
+    /// How long a synchronous round waits for its neighbours, in milliseconds. Default: 10 000.
+    public var roundDeadlineMilliseconds: Int = 10_000
+    /// In asynchronous mode, how many rounds a neighbour's copy may lag before it is left out. Default: 5.
+    public var maxStaleness: Int = 5
+
+    /// Seeds every random choice (initialisation, mini-batches, partitions). Default: 1.
+    public var seed: UInt64 = 1
+
+    public init(model: Model, rounds: Int, learningRate: Double) {
+        self.model = model
+        self.rounds = rounds
+        self.learningRate = learningRate
+    }
+}

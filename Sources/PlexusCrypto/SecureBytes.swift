@@ -1,0 +1,65 @@
+internal import CSodium
+
+/// Fixed-size storage for secret bytes.
+///
+/// - The whole allocation is wiped with `sodium_memzero` when the last reference goes away.
+/// - `==` compares in constant time (`sodium_memcmp`).
+/// - `description` and `debugDescription` never show the contents.
+///
+/// Copies out of this storage (into `[UInt8]`, `String`, `Data`) are not wiped; code holding
+/// secrets works on the buffer in place through ``withUnsafeBytes(_:)``.
+public final class SecureBytes: @unchecked Sendable, Equatable, CustomStringConvertible,
+    CustomDebugStringConvertible
+{
+    // Immutable after init; the only mutation is in init and deinit, hence @unchecked Sendable.
+    private let storage: UnsafeMutableRawBufferPointer
+
+    /// The number of secret bytes.
+    public let count: Int
+
+    /// `count` zero bytes, to be filled by `initializer`.
+    public init(count: Int, initializer: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows {
+        precondition(count >= 0)
+        Sodium.ensureInitialized()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 16)
+        buffer.initializeMemory(as: UInt8.self, repeating: 0)
+        do {
+            try initializer(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]))
+        } catch {
+            Sodium.memzero(buffer)
+            buffer.deallocate()
+            throw error
+        }
+        self.storage = buffer
+        self.count = count
+    }
+
+    /// `count` bytes from the system CSPRNG.
+    public convenience init(randomCount count: Int) {
+        self.init(count: count) { Sodium.randomBytes($0) }
+    }
+
+    /// A copy of `bytes`. The caller remains responsible for wiping its own copy.
+    public convenience init(copying bytes: UnsafeRawBufferPointer) {
+        self.init(count: bytes.count) { $0.copyMemory(from: bytes) }
+    }
+
+    deinit {
+        // Wipe the whole allocation, not just the bytes we think were used.
+        Sodium.memzero(storage)
+        storage.deallocate()
+    }
+
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(rebasing: storage[0..<count]))
+    }
+
+    public static func == (lhs: SecureBytes, rhs: SecureBytes) -> Bool {
+        guard lhs.count == rhs.count else { return false }
+        if lhs.count == 0 { return true }
+        return sodium_memcmp(lhs.storage.baseAddress!, rhs.storage.baseAddress!, lhs.count) == 0
+    }
+
+    public var description: String { "SecureBytes(\(count) bytes, redacted)" }
+    public var debugDescription: String { description }
+}

@@ -1,0 +1,20 @@
+import ArgumentParser
+
+@main
+struct Plexus: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plexus",
+        abstract: "Peer-to-peer decentralized learning for hospitals and research institutes.",
+        discussion: """
+            Every institution runs one peer node beside its own data. Nodes train a shared model \
+            locally and gossip compressed, signed model deltas to the neighbours named in a \
+            topology file. There is no central server.
+            """,
+        version: "0.1.0",
+        subcommands: [
+            KeyGen.self,
+            PubKey.self,
+            Bench.self,
+        ]
+    )
+}
