@@ -1,0 +1,348 @@
+import PlexusCore
+
+/// The codec transforms before zstd: float vectors to the raw byte layouts of the wire format
+/// and back. Pure functions over buffers; no allocation beyond what the caller hands in (top-k
+/// selection aside). The layouts are documented in ``DeltaEnvelope``.
+enum RawCodecs {
+    // MARK: Sizes
+
+    /// The exact raw length of a fixed-size codec for `count` values, or the largest raw length
+    /// top-k may produce. Used to reject a header's declared raw length before allocating.
+    static func rawLengthBound(codec: WireCodec, count: Int) -> Int {
+        switch codec {
+        case .lossless: return 4 * count
+        case .float16, .bfloat16: return 2 * count
+        case .int8(let chunk): return 4 * chunkCount(count, chunk) + count
+        case .topK(let k, let values):
+            return 10 * k + valueBytes(values, k)
+        }
+    }
+
+    /// Whether the raw length must equal ``rawLengthBound(codec:count:)`` exactly.
+    static func isExactLength(_ codec: WireCodec) -> Bool {
+        if case .topK = codec { return false }
+        return true
+    }
+
+    static func chunkCount(_ count: Int, _ chunk: Int) -> Int { (count + chunk - 1) / chunk }
+
+    static func valueBytes(_ values: CodecSpec.TopKValues, _ k: Int) -> Int {
+        switch values {
+        case .float32: return 4 * k
+        case .float16: return 2 * k
+        case .int8: return k == 0 ? 0 : 4 + k
+        }
+    }
+
+    // MARK: Shuffled planes (lossless, f16, bf16)
+
+    /// Writes byte `b` of every 4-byte value into plane `b`: all first bytes, then all second bytes, …
+    static func shuffle32(_ values: UnsafeBufferPointer<UInt32>, into out: UnsafeMutableRawBufferPointer) {
+        let n = values.count
+        let o = out.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        for i in 0..<n {
+            let v = values[i].littleEndian
+            o[i] = UInt8(truncatingIfNeeded: v)
+            o[n + i] = UInt8(truncatingIfNeeded: v >> 8)
+            o[2 * n + i] = UInt8(truncatingIfNeeded: v >> 16)
+            o[3 * n + i] = UInt8(truncatingIfNeeded: v >> 24)
+        }
+    }
+
+    static func unshuffle32(_ raw: UnsafeRawBufferPointer, into values: UnsafeMutableBufferPointer<UInt32>) {
+        let n = values.count
+        let r = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        for i in 0..<n {
+            let v = UInt32(r[i]) | UInt32(r[n + i]) << 8 | UInt32(r[2 * n + i]) << 16 | UInt32(r[3 * n + i]) << 24
+            values[i] = UInt32(littleEndian: v)
+        }
+    }
+
+    static func shuffle16(_ halves: UnsafeBufferPointer<UInt16>, into out: UnsafeMutableRawBufferPointer) {
+        let n = halves.count
+        let o = out.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        for i in 0..<n {
+            let v = halves[i]
+            o[i] = UInt8(truncatingIfNeeded: v)
+            o[n + i] = UInt8(truncatingIfNeeded: v >> 8)
+        }
+    }
+
+    // MARK: Half precision
+
+    /// The largest finite float16, 65504: larger magnitudes are clamped to it when encoding.
+    static let float16Max: Float = 65504
+
+    /// IEEE binary16 bits of `x`, rounded to nearest even; magnitudes above 65504 clamp to ±65504.
+    @inline(__always)
+    static func float16Bits(_ x: Float) -> UInt16 {
+        let clamped = Swift.min(Swift.max(x, -float16Max), float16Max)
+        return Float16(clamped).bitPattern
+    }
+
+    /// bfloat16 bits of `x`, rounded to nearest even; a finite value never rounds to infinity.
+    @inline(__always)
+    static func bfloat16Bits(_ x: Float) -> UInt16 {
+        let bits = x.bitPattern
+        let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
+        var half = UInt16(truncatingIfNeeded: rounded >> 16)
+        if half & 0x7F80 == 0x7F80 { half = UInt16(truncatingIfNeeded: bits >> 31) << 15 | 0x7F7F }
+        return half
+    }
+
+    @inline(__always)
+    static func float(fromFloat16 bits: UInt16) -> Float { Float(Float16(bitPattern: bits)) }
+
+    @inline(__always)
+    static func float(fromBFloat16 bits: UInt16) -> Float { Float(bitPattern: UInt32(bits) << 16) }
+
+    static func encodeHalf(
+        _ values: UnsafeBufferPointer<Float>,
+        brain: Bool,
+        into out: UnsafeMutableRawBufferPointer,
+        reconstruct: UnsafeMutableBufferPointer<Float>?
+    ) {
+        let n = values.count
+        let o = out.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        for i in 0..<n {
+            let h = brain ? bfloat16Bits(values[i]) : float16Bits(values[i])
+            o[i] = UInt8(truncatingIfNeeded: h)
+            o[n + i] = UInt8(truncatingIfNeeded: h >> 8)
+        }
+        if let reconstruct {
+            for i in 0..<n {
+                let h = UInt16(o[i]) | UInt16(o[n + i]) << 8
+                reconstruct[i] = brain ? float(fromBFloat16: h) : float(fromFloat16: h)
+            }
+        }
+    }
+
+    static func decodeHalf(
+        _ raw: UnsafeRawBufferPointer,
+        brain: Bool,
+        into values: UnsafeMutableBufferPointer<Float>
+    ) throws(DeltaError) {
+        let n = values.count
+        let r = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        var bad = -1
+        for i in 0..<n {
+            let h = UInt16(r[i]) | UInt16(r[n + i]) << 8
+            let exponentMask: UInt16 = brain ? 0x7F80 : 0x7C00
+            if h & exponentMask == exponentMask && bad < 0 { bad = i }
+            values[i] = brain ? float(fromBFloat16: h) : float(fromFloat16: h)
+        }
+        if bad >= 0 { throw DeltaError(.nonFinite, "value \(bad) is NaN or infinite") }
+    }
+
+    // MARK: int8 with per-chunk absmax scale
+
+    static func encodeInt8(
+        _ values: UnsafeBufferPointer<Float>,
+        chunk: Int,
+        into out: UnsafeMutableRawBufferPointer,
+        reconstruct: UnsafeMutableBufferPointer<Float>?
+    ) {
+        let n = values.count
+        let chunks = chunkCount(n, chunk)
+        let scales = out.baseAddress!
+        let q = (out.baseAddress! + 4 * chunks).assumingMemoryBound(to: Int8.self)
+        for c in 0..<chunks {
+            let lo = c * chunk
+            let hi = Swift.min(n, lo + chunk)
+            var absmax: Float = 0
+            for i in lo..<hi { absmax = Swift.max(absmax, Swift.abs(values[i])) }
+            let scale = absmax / 127
+            let inverse: Float = scale > 0 ? 1 / scale : 0
+            (scales + 4 * c).storeBytes(of: scale.bitPattern.littleEndian, as: UInt32.self)
+            for i in lo..<hi {
+                let v = (values[i] * inverse).rounded(.toNearestOrEven)
+                let clamped = Swift.min(Swift.max(v, -127), 127)
+                q[i] = Int8(clamped)
+                reconstruct?[i] = Float(q[i]) * scale
+            }
+        }
+    }
+
+    static func decodeInt8(
+        _ raw: UnsafeRawBufferPointer,
+        chunk: Int,
+        into values: UnsafeMutableBufferPointer<Float>
+    ) throws(DeltaError) {
+        let n = values.count
+        let chunks = chunkCount(n, chunk)
+        let q = (raw.baseAddress! + 4 * chunks).assumingMemoryBound(to: Int8.self)
+        for c in 0..<chunks {
+            let scale = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * c, as: UInt32.self)))
+            guard scale.isFinite, scale >= 0 else {
+                throw DeltaError(.nonFinite, "int8 scale of chunk \(c) is \(scale); expected a finite value ≥ 0")
+            }
+            let lo = c * chunk
+            let hi = Swift.min(n, lo + chunk)
+            for i in lo..<hi {
+                let v = q[i]
+                guard v != Int8.min else {
+                    throw DeltaError(.badCodecParameters, "int8 value \(i) is -128; expected -127…127")
+                }
+                values[i] = Float(v) * scale
+            }
+        }
+    }
+
+    // MARK: top-k
+
+    /// The indices of the `k` largest magnitudes of `values`, ascending; ties at the threshold go
+    /// to the lowest indices. Two passes of a radix select over the magnitudes' bit patterns
+    /// (order-preserving for non-negative floats), O(n) with a 64 Ki-entry histogram.
+    static func topKIndices(_ values: UnsafeBufferPointer<Float>, k: Int) -> [UInt32] {
+        let n = values.count
+        guard k > 0 else { return [] }
+        if k >= n { return (0..<n).map { UInt32($0) } }
+        @inline(__always) func key(_ i: Int) -> UInt32 { values[i].bitPattern & 0x7FFF_FFFF }
+
+        var histogram = [Int](repeating: 0, count: 1 << 16)
+        histogram.withUnsafeMutableBufferPointer { h in
+            for i in 0..<n { h[Int(key(i) >> 16)] += 1 }
+        }
+        // Find the high half of the threshold: the bucket holding the k-th largest key.
+        var remaining = k
+        var high = (1 << 16) - 1
+        while histogram[high] < remaining {
+            remaining -= histogram[high]
+            high -= 1
+        }
+        // `remaining` keys are still needed from bucket `high`; split it on the low half.
+        for b in 0..<histogram.count { histogram[b] = 0 }
+        histogram.withUnsafeMutableBufferPointer { h in
+            for i in 0..<n where Int(key(i) >> 16) == high { h[Int(key(i) & 0xFFFF)] += 1 }
+        }
+        var low = (1 << 16) - 1
+        while histogram[low] < remaining {
+            remaining -= histogram[low]
+            low -= 1
+        }
+        let threshold = UInt32(high) << 16 | UInt32(low)
+        // Keep every key above the threshold and the first `remaining` keys equal to it.
+        var indices: [UInt32] = []
+        indices.reserveCapacity(k)
+        var ties = remaining
+        for i in 0..<n {
+            let kk = key(i)
+            if kk > threshold {
+                indices.append(UInt32(i))
+            } else if kk == threshold && ties > 0 {
+                indices.append(UInt32(i))
+                ties -= 1
+            }
+        }
+        return indices
+    }
+
+    /// Writes the top-k raw layout into `out` (cleared first) and returns it.
+    static func encodeTopK(
+        _ values: UnsafeBufferPointer<Float>,
+        k: Int,
+        valueFormat: CodecSpec.TopKValues,
+        into out: inout ByteWriter,
+        reconstruct: UnsafeMutableBufferPointer<Float>?
+    ) {
+        let indices = topKIndices(values, k: k)
+        var previous: UInt32 = 0
+        for (j, index) in indices.enumerated() {
+            out.write(varint: UInt64(j == 0 ? index : index - previous))
+            previous = index
+        }
+        if let reconstruct { reconstruct.update(repeating: 0) }
+        switch valueFormat {
+        case .float32:
+            for index in indices {
+                let v = values[Int(index)]
+                out.write(float32: v)
+                reconstruct?[Int(index)] = v
+            }
+        case .float16:
+            for index in indices {
+                let h = float16Bits(values[Int(index)])
+                out.write(littleEndian: h)
+                reconstruct?[Int(index)] = float(fromFloat16: h)
+            }
+        case .int8:
+            guard !indices.isEmpty else { return }
+            var absmax: Float = 0
+            for index in indices { absmax = Swift.max(absmax, Swift.abs(values[Int(index)])) }
+            let scale = absmax / 127
+            let inverse: Float = scale > 0 ? 1 / scale : 0
+            out.write(float32: scale)
+            for index in indices {
+                let q = Int8(Swift.min(Swift.max((values[Int(index)] * inverse).rounded(.toNearestOrEven), -127), 127))
+                out.write(UInt8(bitPattern: q))
+                reconstruct?[Int(index)] = Float(q) * scale
+            }
+        }
+    }
+
+    static func decodeTopK(
+        _ raw: UnsafeRawBufferPointer,
+        k: Int,
+        valueFormat: CodecSpec.TopKValues,
+        into values: UnsafeMutableBufferPointer<Float>
+    ) throws(DeltaError) {
+        let n = values.count
+        values.update(repeating: 0)
+        var reader = ByteReader(raw)
+        // Indices first, into a scratch array of k (bounded: k ≤ n was checked by the caller).
+        var indices = [Int](repeating: 0, count: k)
+        var previous = -1
+        for j in 0..<k {
+            let gap: UInt64
+            do { gap = try reader.readVarint("top-k index \(j)") } catch {
+                throw DeltaError(error == .malformedVarint ? .badIndices : .truncated, "top-k index \(j): \(error)")
+            }
+            if j > 0 && gap == 0 {
+                throw DeltaError(.badIndices, "top-k index \(j) repeats index \(previous); indices must strictly increase")
+            }
+            guard gap < UInt64(n) else {
+                throw DeltaError(.badIndices, "top-k index \(j) is out of range for \(n) parameters")
+            }
+            let index = (j == 0 ? 0 : previous) + Int(gap)
+            guard index < n else {
+                throw DeltaError(.badIndices, "top-k index \(j) is \(index), out of range for \(n) parameters")
+            }
+            indices[j] = index
+            previous = index
+        }
+        do {
+            switch valueFormat {
+            case .float32:
+                for j in 0..<k { values[indices[j]] = try reader.readFloat32("top-k value \(j)") }
+            case .float16:
+                for j in 0..<k { values[indices[j]] = float(fromFloat16: try reader.read(UInt16.self, "top-k value \(j)")) }
+            case .int8:
+                if k > 0 {
+                    let scale = try reader.readFloat32("top-k int8 scale")
+                    guard scale.isFinite, scale >= 0 else {
+                        throw DeltaError(.nonFinite, "top-k int8 scale is \(scale); expected a finite value ≥ 0")
+                    }
+                    for j in 0..<k {
+                        let q = Int8(bitPattern: try reader.readByte("top-k value \(j)"))
+                        guard q != Int8.min else {
+                            throw DeltaError(.badCodecParameters, "top-k int8 value \(j) is -128; expected -127…127")
+                        }
+                        values[indices[j]] = Float(q) * scale
+                    }
+                }
+            }
+        } catch let error as ByteReader.Error {
+            throw DeltaError(.truncated, error.description)
+        } catch let error as DeltaError {
+            throw error
+        } catch {
+            throw DeltaError(.truncated, "\(error)")
+        }
+        guard reader.isAtEnd else {
+            throw DeltaError(.trailingBytes, "\(reader.remaining) bytes follow the top-k values")
+        }
+        for j in 0..<k where !values[indices[j]].isFinite {
+            throw DeltaError(.nonFinite, "top-k value \(j) is NaN or infinite")
+        }
+    }
+}
