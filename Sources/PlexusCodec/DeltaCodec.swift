@@ -1,4 +1,6 @@
-import PlexusCore
+public import PlexusCore
+public import PlexusCrypto
+internal import CZstd
 
 /// A codec as the envelope header carries it: everything a decoder needs, nothing it must guess.
 public enum WireCodec: Hashable, Sendable {
@@ -97,19 +99,66 @@ public final class DeltaEncoder {
         reconstruct: UnsafeMutableBufferPointer<Float>? = nil
     ) throws(DeltaError) -> EncodedDelta {
         let n = values.count
-        guard n <= DeltaDecoder.maximumParameterCount else {
-            throw DeltaError(.badInput, "\(n) parameters exceed the maximum of \(DeltaDecoder.maximumParameterCount)")
-        }
+        try checkEncodable(values)
         if let reconstruct { precondition(reconstruct.count == n, "reconstruct buffer has the wrong count") }
-        for i in 0..<n where !values[i].isFinite {
-            throw DeltaError(.badInput, "value \(i) is NaN or infinite; only finite deltas can be sent")
-        }
         let raw = rawLayout(values, reconstruct: reconstruct)
-        var payload: [UInt8] = []
-        payload.reserveCapacity(ZstdCompressor.bound(raw.count))
-        raw.withUnsafeBytes { compressor.compress($0, appendingTo: &payload) }
+        let payload = [UInt8](unsafeUninitializedCapacity: ZstdCompressor.bound(raw.count)) { buffer, count in
+            count = raw.withUnsafeBytes { compressor.compress($0, into: UnsafeMutableRawBufferPointer(buffer)) }
+        }
         scratch = raw
         return EncodedDelta(codec: WireCodec(codec, count: n), parameterCount: n, rawLength: raw.count, payload: payload)
+    }
+
+    /// Encodes `values` and seals them in an envelope in one pass: zstd writes straight into the
+    /// envelope's buffer, so the payload is never copied.
+    ///
+    /// - Parameters:
+    ///   - header: the envelope header; its fields are written as given.
+    ///   - key: the origin's signing key.
+    ///   - reconstruct: as in ``encode(_:reconstruct:)``.
+    public func seal(
+        _ values: UnsafeBufferPointer<Float>,
+        header: DeltaEnvelope.Header,
+        key: Ed25519.PrivateKey,
+        reconstruct: UnsafeMutableBufferPointer<Float>? = nil
+    ) throws(DeltaError) -> [UInt8] {
+        try checkEncodable(values)
+        if let reconstruct { precondition(reconstruct.count == values.count, "reconstruct buffer has the wrong count") }
+        let raw = rawLayout(values, reconstruct: reconstruct)
+        defer { scratch = raw }
+        let codec = WireCodec(codec, count: values.count)
+        var prefix = DeltaEnvelope.headerBytes(
+            header, codec: codec, parameterCount: values.count, rawLength: raw.count, payloadLength: 0
+        )
+        let bound = ZstdCompressor.bound(raw.count)
+        let signatureCount = DeltaEnvelope.signatureByteCount
+        return [UInt8](unsafeUninitializedCapacity: prefix.count + bound + signatureCount) { buffer, count in
+            let out = UnsafeMutableRawBufferPointer(buffer)
+            let payloadStart = prefix.count
+            let payloadLength = raw.withUnsafeBytes { r in
+                compressor.compress(r, into: UnsafeMutableRawBufferPointer(rebasing: out[payloadStart..<payloadStart + bound]))
+            }
+            // The payload length is the header's last field.
+            withUnsafeBytes(of: UInt32(payloadLength).littleEndian) { prefix.replaceSubrange(payloadStart - 4..<payloadStart, with: $0) }
+            prefix.withUnsafeBytes { out.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: payloadStart) }
+            let bodyCount = payloadStart + payloadLength
+            let digest = DeltaEnvelope.signedDigest(UnsafeRawBufferPointer(rebasing: out[0..<bodyCount]))
+            let signature = key.signature(for: digest)
+            signature.withUnsafeBytes { (out.baseAddress! + bodyCount).copyMemory(from: $0.baseAddress!, byteCount: signatureCount) }
+            count = bodyCount + signatureCount
+        }
+    }
+
+    private func checkEncodable(_ values: UnsafeBufferPointer<Float>) throws(DeltaError) {
+        guard values.count <= DeltaDecoder.maximumParameterCount else {
+            throw DeltaError(.badInput, "\(values.count) parameters exceed the maximum of \(DeltaDecoder.maximumParameterCount)")
+        }
+        var allFinite = true
+        for v in values { allFinite = allFinite && v.isFinite }
+        if !allFinite {
+            let i = values.firstIndex { !$0.isFinite }!
+            throw DeltaError(.badInput, "value \(i) is NaN or infinite; only finite deltas can be sent")
+        }
     }
 
     /// The codec's raw layout of `values`, before zstd (documented in ``DeltaEnvelope``).
@@ -254,4 +303,40 @@ public final class DeltaDecoder {
         }
         return values
     }
+}
+
+/// The C floor for `plexus bench codec`: libzstd alone, with reused contexts and preallocated
+/// buffers, on the same raw layout the Swift path compresses.
+package final class ZstdFloor {
+    private let compressor: ZstdCompressor
+    private let decompressor = ZstdDecompressor()
+    private let raw: [UInt8]
+    private var frame: [UInt8]
+    private var frameLength = 0
+    private var output: [UInt8]
+
+    package init(raw: [UInt8], level: Int) {
+        self.raw = raw
+        self.compressor = ZstdCompressor(level: level)
+        self.frame = [UInt8](repeating: 0, count: ZstdCompressor.bound(raw.count))
+        self.output = [UInt8](repeating: 0, count: raw.count)
+        compress()
+    }
+
+    package func compress() {
+        frameLength = raw.withUnsafeBytes { r in frame.withUnsafeMutableBytes { compressor.compress(r, into: $0) } }
+    }
+
+    package func decompress() {
+        let count = frameLength
+        frame.withUnsafeBytes { f in
+            output.withUnsafeMutableBytes { try! decompressor.decompress(UnsafeRawBufferPointer(rebasing: f[0..<count]), into: $0) }
+        }
+    }
+}
+
+/// The version of the libzstd this process runs, e.g. "1.5.4". Test vectors pin the encoder's
+/// exact bytes for one libzstd version; other versions must still decode them.
+package func zstdVersion() -> String {
+    String(cString: ZSTD_versionString())
 }

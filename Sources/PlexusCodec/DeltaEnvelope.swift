@@ -100,15 +100,36 @@ public struct DeltaEnvelope: Hashable, Sendable {
     }
 
     /// The envelope's bytes, signed by `key` (which MUST be the origin's).
+    ///
+    /// ``DeltaEncoder/seal(_:header:key:reconstruct:)`` produces the same bytes without first
+    /// building an ``EncodedDelta``.
     public func sealed(by key: Ed25519.PrivateKey) -> [UInt8] {
+        var bytes = Self.headerBytes(
+            header, codec: delta.codec, parameterCount: delta.parameterCount, rawLength: delta.rawLength,
+            payloadLength: delta.payload.count
+        )
+        bytes.reserveCapacity(bytes.count + delta.payload.count + Self.signatureByteCount)
+        bytes.append(contentsOf: delta.payload)
+        bytes.append(contentsOf: key.signature(for: Self.signedDigest(bytes)))
+        return bytes
+    }
+
+    /// Everything before the payload.
+    static func headerBytes(
+        _ header: Header,
+        codec: WireCodec,
+        parameterCount: Int,
+        rawLength: Int,
+        payloadLength: Int
+    ) -> [UInt8] {
         precondition(header.planHash.count == 32, "plan hash must be 32 bytes")
         precondition(header.weight.isFinite, "weight must be finite")
-        var w = ByteWriter(capacity: Self.fixedHeaderByteCount + 64 + delta.payload.count + 64)
-        w.write(contentsOf: Self.magic)
-        w.write(Self.formatVersion)
+        var w = ByteWriter(capacity: fixedHeaderByteCount + PeerID.maximumLength)
+        w.write(contentsOf: magic)
+        w.write(formatVersion)
         w.write(header.kind.rawValue)
-        w.write(delta.codec.id)
-        switch delta.codec {
+        w.write(codec.id)
+        switch codec {
         case .topK(let k, let values):
             w.write(values.rawValue)
             w.write(littleEndian: UInt32(k))
@@ -126,14 +147,11 @@ public struct DeltaEnvelope: Hashable, Sendable {
         w.write(littleEndian: header.sequence)
         w.write(littleEndian: header.round)
         w.write(littleEndian: header.baseSequence)
-        w.write(littleEndian: UInt32(delta.parameterCount))
+        w.write(littleEndian: UInt32(parameterCount))
         w.write(littleEndian: header.sampleCount)
         w.write(float64: header.weight)
-        w.write(littleEndian: UInt32(delta.rawLength))
-        w.write(littleEndian: UInt32(delta.payload.count))
-        w.write(contentsOf: delta.payload)
-        let digest = Self.signedDigest(w.bytes)
-        w.write(contentsOf: key.signature(for: digest))
+        w.write(littleEndian: UInt32(rawLength))
+        w.write(littleEndian: UInt32(payloadLength))
         return w.bytes
     }
 
@@ -181,6 +199,42 @@ public struct EnvelopeVerifier: Sendable {
         _ bytes: UnsafeRawBufferPointer,
         publicKey: (PeerID) -> Ed25519.PublicKey?
     ) throws(DeltaError) -> DeltaEnvelope {
+        let verified = try verifyInPlace(bytes, publicKey: publicKey)
+        let delta = EncodedDelta(
+            codec: verified.codec, parameterCount: parameterCount, rawLength: verified.rawLength,
+            payload: Array(verified.payload)
+        )
+        return DeltaEnvelope(header: verified.header, delta: delta)
+    }
+
+    /// Verifies `bytes` and decodes its payload into `values` (``parameterCount`` of them)
+    /// without copying the payload.
+    ///
+    /// - Returns: the verified header. `values` is only written once the signature has verified;
+    ///   when decoding then fails, its contents are unspecified.
+    public func open(
+        _ bytes: UnsafeRawBufferPointer,
+        publicKey: (PeerID) -> Ed25519.PublicKey?,
+        decoder: DeltaDecoder,
+        into values: UnsafeMutableBufferPointer<Float>
+    ) throws(DeltaError) -> DeltaEnvelope.Header {
+        precondition(values.count == parameterCount, "output buffer must hold the plan's parameter count")
+        let verified = try verifyInPlace(bytes, publicKey: publicKey)
+        try decoder.decode(verified.payload, codec: verified.codec, rawLength: verified.rawLength, into: values)
+        return verified.header
+    }
+
+    private struct Verified {
+        var header: DeltaEnvelope.Header
+        var codec: WireCodec
+        var rawLength: Int
+        var payload: UnsafeRawBufferPointer
+    }
+
+    private func verifyInPlace(
+        _ bytes: UnsafeRawBufferPointer,
+        publicKey: (PeerID) -> Ed25519.PublicKey?
+    ) throws(DeltaError) -> Verified {
         var r = ByteReader(bytes)
         do {
             let magic = try r.readSlice(4, "magic")
@@ -273,8 +327,7 @@ public struct EnvelopeVerifier: Sendable {
                 kind: kind, planHash: Array(hash), origin: origin, sequence: sequence, round: round,
                 baseSequence: base, sampleCount: samples, weight: weight
             )
-            let delta = EncodedDelta(codec: codec, parameterCount: count, rawLength: rawLength, payload: Array(payload))
-            return DeltaEnvelope(header: header, delta: delta)
+            return Verified(header: header, codec: codec, rawLength: rawLength, payload: payload)
         } catch let error as ByteReader.Error {
             throw DeltaError(.truncated, error.description)
         } catch let error as DeltaError {

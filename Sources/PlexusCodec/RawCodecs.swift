@@ -74,10 +74,26 @@ enum RawCodecs {
     static let float16Max: Float = 65504
 
     /// IEEE binary16 bits of `x`, rounded to nearest even; magnitudes above 65504 clamp to ±65504.
+    ///
+    /// Bit arithmetic rather than `Float16(x)`, which is a library call per value on x86-64
+    /// without F16C; this form has no calls and few branches, so loops over it vectorize.
     @inline(__always)
     static func float16Bits(_ x: Float) -> UInt16 {
         let clamped = Swift.min(Swift.max(x, -float16Max), float16Max)
-        return Float16(clamped).bitPattern
+        var bits = clamped.bitPattern
+        let sign = bits & 0x8000_0000
+        bits ^= sign
+        let half: UInt32
+        if bits < 0x3880_0000 {
+            // Below 2^-14: a subnormal half (or zero). Adding 0.5 lines the half's mantissa up
+            // with the float's low bits, and the FPU rounds to nearest even for us.
+            half = (Float(bitPattern: bits) + 0.5).bitPattern &- 0x3F00_0000
+        } else {
+            // Normal: rebias the exponent (127 → 15) and round the 13 dropped bits to nearest even.
+            let odd = (bits >> 13) & 1
+            half = (bits &+ 0xC800_0FFF &+ odd) >> 13
+        }
+        return UInt16(truncatingIfNeeded: half | (sign >> 16))
     }
 
     /// bfloat16 bits of `x`, rounded to nearest even; a finite value never rounds to infinity.
@@ -91,7 +107,22 @@ enum RawCodecs {
     }
 
     @inline(__always)
-    static func float(fromFloat16 bits: UInt16) -> Float { Float(Float16(bitPattern: bits)) }
+    static func float(fromFloat16 bits: UInt16) -> Float {
+        let h = UInt32(bits)
+        let magnitude = (h & 0x7FFF) << 13
+        let exponent = magnitude & 0x0F80_0000
+        var out: UInt32
+        if exponent == 0x0F80_0000 {
+            out = magnitude &+ 0x7000_0000  // infinity or NaN: exponent all ones
+        } else if exponent == 0 {
+            // Zero or subnormal: let the FPU normalise (magnitude · 2^-24).
+            out = (Float(bitPattern: magnitude &+ 0x3880_0000) - Float(bitPattern: 0x3880_0000)).bitPattern
+        } else {
+            out = magnitude &+ 0x3800_0000  // rebias 15 → 127
+        }
+        out |= (h & 0x8000) << 16
+        return Float(bitPattern: out)
+    }
 
     @inline(__always)
     static func float(fromBFloat16 bits: UInt16) -> Float { Float(bitPattern: UInt32(bits) << 16) }
@@ -154,13 +185,20 @@ enum RawCodecs {
             let scale = absmax / 127
             let inverse: Float = scale > 0 ? 1 / scale : 0
             (scales + 4 * c).storeBytes(of: scale.bitPattern.littleEndian, as: UInt32.self)
-            for i in lo..<hi {
-                let v = (values[i] * inverse).rounded(.toNearestOrEven)
-                let clamped = Swift.min(Swift.max(v, -127), 127)
-                q[i] = Int8(clamped)
-                reconstruct?[i] = Float(q[i]) * scale
+            for i in lo..<hi { q[i] = quantize(values[i] * inverse) }
+            if let reconstruct {
+                for i in lo..<hi { reconstruct[i] = Float(q[i]) * scale }
             }
         }
+    }
+
+    /// Rounds `x` (within ±127 up to rounding error) to the nearest integer, ties to even, as int8.
+    /// Adding 1.5 · 2^23 puts the rounded integer in the float's low mantissa bits — a branch-free
+    /// conversion the compiler vectorizes, unlike the trapping `Int8(_: Float)`.
+    @inline(__always)
+    static func quantize(_ x: Float) -> Int8 {
+        let clamped = Swift.min(Swift.max(x, -127), 127)
+        return Int8(truncatingIfNeeded: (clamped + 12_582_912).bitPattern)
     }
 
     static func decodeInt8(
@@ -178,12 +216,15 @@ enum RawCodecs {
             }
             let lo = c * chunk
             let hi = Swift.min(n, lo + chunk)
+            var sawMinimum = false
             for i in lo..<hi {
                 let v = q[i]
-                guard v != Int8.min else {
-                    throw DeltaError(.badCodecParameters, "int8 value \(i) is -128; expected -127…127")
-                }
+                sawMinimum = sawMinimum || v == Int8.min
                 values[i] = Float(v) * scale
+            }
+            if sawMinimum {
+                let i = (lo..<hi).first { q[$0] == Int8.min }!
+                throw DeltaError(.badCodecParameters, "int8 value \(i) is -128; expected -127…127")
             }
         }
     }
@@ -191,47 +232,52 @@ enum RawCodecs {
     // MARK: top-k
 
     /// The indices of the `k` largest magnitudes of `values`, ascending; ties at the threshold go
-    /// to the lowest indices. Two passes of a radix select over the magnitudes' bit patterns
-    /// (order-preserving for non-negative floats), O(n) with a 64 Ki-entry histogram.
+    /// to the lowest indices.
+    ///
+    /// A radix select over the magnitudes' bit patterns (order-preserving for non-negative
+    /// floats): a 4096-bucket histogram of the top 12 bits (exponent and 4 mantissa bits; fits in
+    /// L1) finds the bucket holding the k-th largest key, the keys of that bucket alone are sorted
+    /// to find the exact threshold, and a last pass keeps everything above it. O(n), three
+    /// sequential passes, no allocation proportional to n beyond the result.
     static func topKIndices(_ values: UnsafeBufferPointer<Float>, k: Int) -> [UInt32] {
         let n = values.count
         guard k > 0 else { return [] }
         if k >= n { return (0..<n).map { UInt32($0) } }
-        @inline(__always) func key(_ i: Int) -> UInt32 { values[i].bitPattern & 0x7FFF_FFFF }
-
-        var histogram = [Int](repeating: 0, count: 1 << 16)
+        let keys = UnsafeRawBufferPointer(values).baseAddress!.assumingMemoryBound(to: UInt32.self)
+        let shift: UInt32 = 19  // 31-bit magnitude key → 12-bit bucket
+        var histogram = [UInt32](repeating: 0, count: 1 << 12)
         histogram.withUnsafeMutableBufferPointer { h in
-            for i in 0..<n { h[Int(key(i) >> 16)] += 1 }
+            let hb = h.baseAddress!
+            for i in 0..<n { hb[Int((keys[i] & 0x7FFF_FFFF) >> shift)] &+= 1 }
         }
-        // Find the high half of the threshold: the bucket holding the k-th largest key.
         var remaining = k
-        var high = (1 << 16) - 1
-        while histogram[high] < remaining {
-            remaining -= histogram[high]
-            high -= 1
+        var bucket = (1 << 12) - 1
+        while Int(histogram[bucket]) < remaining {
+            remaining -= Int(histogram[bucket])
+            bucket -= 1
         }
-        // `remaining` keys are still needed from bucket `high`; split it on the low half.
-        for b in 0..<histogram.count { histogram[b] = 0 }
-        histogram.withUnsafeMutableBufferPointer { h in
-            for i in 0..<n where Int(key(i) >> 16) == high { h[Int(key(i) & 0xFFFF)] += 1 }
+        // The keys in the threshold bucket; the `remaining`-th largest of them is the threshold.
+        var candidates: [UInt32] = []
+        candidates.reserveCapacity(Int(histogram[bucket]))
+        let b = UInt32(bucket)
+        for i in 0..<n {
+            let key = keys[i] & 0x7FFF_FFFF
+            if key >> shift == b { candidates.append(key) }
         }
-        var low = (1 << 16) - 1
-        while histogram[low] < remaining {
-            remaining -= histogram[low]
-            low -= 1
-        }
-        let threshold = UInt32(high) << 16 | UInt32(low)
-        // Keep every key above the threshold and the first `remaining` keys equal to it.
+        candidates.sort(by: >)
+        let threshold = candidates[remaining - 1]
+        var ties = candidates[0..<remaining].reversed().prefix { $0 == threshold }.count
         var indices: [UInt32] = []
         indices.reserveCapacity(k)
-        var ties = remaining
         for i in 0..<n {
-            let kk = key(i)
-            if kk > threshold {
-                indices.append(UInt32(i))
-            } else if kk == threshold && ties > 0 {
-                indices.append(UInt32(i))
-                ties -= 1
+            let key = keys[i] & 0x7FFF_FFFF
+            if key >= threshold {
+                if key > threshold {
+                    indices.append(UInt32(i))
+                } else if ties > 0 {
+                    indices.append(UInt32(i))
+                    ties -= 1
+                }
             }
         }
         return indices
@@ -273,7 +319,7 @@ enum RawCodecs {
             let inverse: Float = scale > 0 ? 1 / scale : 0
             out.write(float32: scale)
             for index in indices {
-                let q = Int8(Swift.min(Swift.max((values[Int(index)] * inverse).rounded(.toNearestOrEven), -127), 127))
+                let q = quantize(values[Int(index)] * inverse)
                 out.write(UInt8(bitPattern: q))
                 reconstruct?[Int(index)] = Float(q) * scale
             }

@@ -19,17 +19,22 @@ final class ZstdCompressor {
 
     static func bound(_ count: Int) -> Int { ZSTD_compressBound(count) }
 
+    /// Compresses `source` as one frame into `destination`, which must hold at least
+    /// ``bound(_:)`` bytes; returns the frame's size.
+    func compress(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer) -> Int {
+        precondition(destination.count >= ZSTD_compressBound(source.count), "zstd destination smaller than compressBound")
+        let written = ZSTD_compress2(context, destination.baseAddress, destination.count, source.baseAddress, source.count)
+        precondition(ZSTD_isError(written) == 0, "zstd compression failed: \(String(cString: ZSTD_getErrorName(written)))")
+        return written
+    }
+
     /// Compresses `source` as one frame appended to `output`.
     func compress(_ source: UnsafeRawBufferPointer, appendingTo output: inout [UInt8]) {
-        let start = output.count
         let capacity = ZSTD_compressBound(source.count)
-        output.append(contentsOf: repeatElement(0, count: capacity))
-        let written = output.withUnsafeMutableBytes { out -> Int in
-            ZSTD_compress2(context, out.baseAddress! + start, capacity, source.baseAddress, source.count)
+        let frame = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
+            count = compress(source, into: UnsafeMutableRawBufferPointer(buffer))
         }
-        // With a destination of compressBound bytes, compression cannot fail for lack of room.
-        precondition(ZSTD_isError(written) == 0, "zstd compression failed: \(String(cString: ZSTD_getErrorName(written)))")
-        output.removeLast(capacity - written)
+        output.append(contentsOf: frame)
     }
 }
 

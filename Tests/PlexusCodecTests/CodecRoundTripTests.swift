@@ -38,6 +38,22 @@ import Testing
         #expect(worst == nil, "bf16 value \(worst ?? -1) outside the bound")
     }
 
+    /// The f16 codec's bit arithmetic agrees with the standard library's `Float16` conversion
+    /// (round to nearest even), across normal, subnormal and zero magnitudes.
+    @Test func float16MatchesTheStandardConversion() throws {
+        var rng = SplitMix64(seed: 99)
+        var values: [Float] = (0..<200_000).map { _ in
+            let exponent = Float.random(in: -30...16, using: &rng)
+            return (Bool.random(using: &rng) ? 1 : -1) * Float.random(in: 1...2, using: &rng) * Float(pow2: exponent)
+        }
+        values += [0, -0.0, 0x1p-24, 0x1p-25, 0x1.8p-25, 0x1p-14, 0x1.ffcp-15, 65504, -65504, 65519.99, 1, 2049, 2051]
+        let decoded = try DeltaDecoder().decode(DeltaEncoder(codec: .float16).encode(values))
+        let mismatches = values.indices.filter { i in
+            decoded[i].bitPattern != Float(Float16(min(max(values[i], -65504), 65504))).bitPattern
+        }
+        #expect(mismatches.isEmpty, "first mismatches: \(mismatches.prefix(5).map { (values[$0], decoded[$0]) })")
+    }
+
     @Test func halfPrecisionClampsInsteadOfOverflowing() throws {
         let values: [Float] = [1e6, -1e6, 3e38, 65504, 65520]
         let f16 = try DeltaDecoder().decode(DeltaEncoder(codec: .float16).encode(values))
@@ -96,6 +112,31 @@ import Testing
         #expect(decoded == [0, -3, 0, 3, -3, 0])
         let two = try DeltaDecoder().decode(DeltaEncoder(codec: .topK(fraction: 0.3, values: .float32)).encode(values))
         #expect(two == [0, -3, 0, 3, 0, 0])
+    }
+
+    @Test(arguments: allSpecs)
+    func sealInOnePassEqualsEncodeThenSeal(spec: CodecSpec) throws {
+        let values = sampleDelta(count: 3000, seed: 21)
+        let header = testHeader(kind: .delta, sequence: 4, base: 3)
+        var viaSeal = [Float](repeating: 0, count: values.count)
+        var viaEncode = [Float](repeating: 0, count: values.count)
+        let sealed = try viaSeal.withUnsafeMutableBufferPointer { r in
+            try values.withUnsafeBufferPointer { try DeltaEncoder(codec: spec).seal($0, header: header, key: testKey, reconstruct: r) }
+        }
+        let encoded = try viaEncode.withUnsafeMutableBufferPointer { r in
+            try values.withUnsafeBufferPointer { try DeltaEncoder(codec: spec).encode($0, reconstruct: r) }
+        }
+        #expect(sealed == DeltaEnvelope(header: header, delta: encoded).sealed(by: testKey))
+        #expect(viaSeal == viaEncode)
+        var opened = [Float](repeating: .nan, count: values.count)
+        let verifier = EnvelopeVerifier(planHash: testPlanHash, parameterCount: values.count)
+        let openedHeader = try sealed.withUnsafeBytes { bytes in
+            try opened.withUnsafeMutableBufferPointer { out in
+                try verifier.open(bytes, publicKey: keyOf, decoder: DeltaDecoder(), into: out)
+            }
+        }
+        #expect(openedHeader == header)
+        #expect(opened == viaSeal, "what the receiver decodes is what the sender reconstructed")
     }
 
     @Test func encoderRefusesNonFiniteValues() {

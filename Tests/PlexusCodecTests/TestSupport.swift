@@ -71,3 +71,12 @@ func hex(_ text: String) -> [UInt8] {
 func hexString(_ bytes: [UInt8]) -> String {
     bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
 }
+
+extension Float {
+    init(pow2 exponent: Float) {
+        var result: Float = 1
+        let whole = Int(exponent.rounded(.down))
+        for _ in 0..<abs(whole) { result = whole > 0 ? result * 2 : result / 2 }
+        self = result
+    }
+}
