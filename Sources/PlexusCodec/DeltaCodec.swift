@@ -1,4 +1,4 @@
-public import PlexusCore
+import PlexusCore
 public import PlexusCrypto
 internal import CZstd
 
@@ -153,9 +153,9 @@ public final class DeltaEncoder {
         guard values.count <= DeltaDecoder.maximumParameterCount else {
             throw DeltaError(.badInput, "\(values.count) parameters exceed the maximum of \(DeltaDecoder.maximumParameterCount)")
         }
-        var allFinite = true
-        for v in values { allFinite = allFinite && v.isFinite }
-        if !allFinite {
+        var nonFinite: UInt32 = 0
+        for v in values { nonFinite |= (v.bitPattern & 0x7F80_0000 == 0x7F80_0000) ? 1 : 0 }
+        if nonFinite != 0 {
             let i = values.firstIndex { !$0.isFinite }!
             throw DeltaError(.badInput, "value \(i) is NaN or infinite; only finite deltas can be sent")
         }
@@ -275,8 +275,9 @@ public final class DeltaDecoder {
             case .lossless:
                 let bad = values.withMemoryRebound(to: UInt32.self) { bits -> Int? in
                     RawCodecs.unshuffle32(rawBytes, into: bits)
-                    for i in 0..<n where bits[i] & 0x7F80_0000 == 0x7F80_0000 { return i }
-                    return nil
+                    var bad: UInt32 = 0
+                    for b in bits { bad |= (b & 0x7F80_0000 == 0x7F80_0000) ? 1 : 0 }
+                    return bad != 0 ? bits.firstIndex { $0 & 0x7F80_0000 == 0x7F80_0000 } : nil
                 }
                 if let bad { throw DeltaError(.nonFinite, "value \(bad) is NaN or infinite") }
             case .float16:

@@ -83,16 +83,13 @@ enum RawCodecs {
         var bits = clamped.bitPattern
         let sign = bits & 0x8000_0000
         bits ^= sign
-        let half: UInt32
-        if bits < 0x3880_0000 {
-            // Below 2^-14: a subnormal half (or zero). Adding 0.5 lines the half's mantissa up
-            // with the float's low bits, and the FPU rounds to nearest even for us.
-            half = (Float(bitPattern: bits) + 0.5).bitPattern &- 0x3F00_0000
-        } else {
-            // Normal: rebias the exponent (127 → 15) and round the 13 dropped bits to nearest even.
-            let odd = (bits >> 13) & 1
-            half = (bits &+ 0xC800_0FFF &+ odd) >> 13
-        }
+        // Below 2^-14: a subnormal half (or zero). Adding 0.5 lines the half's mantissa up with
+        // the float's low bits, and the FPU rounds to nearest even for us.
+        let subnormal = (Float(bitPattern: bits) + 0.5).bitPattern &- 0x3F00_0000
+        // Normal: rebias the exponent (127 → 15) and round the 13 dropped bits to nearest even.
+        let normal = (bits &+ 0xC800_0FFF &+ ((bits >> 13) & 1)) >> 13
+        // Both computed, one selected: no branch, so the loop vectorizes.
+        let half = bits < 0x3880_0000 ? subnormal : normal
         return UInt16(truncatingIfNeeded: half | (sign >> 16))
     }
 
@@ -111,15 +108,11 @@ enum RawCodecs {
         let h = UInt32(bits)
         let magnitude = (h & 0x7FFF) << 13
         let exponent = magnitude & 0x0F80_0000
-        var out: UInt32
-        if exponent == 0x0F80_0000 {
-            out = magnitude &+ 0x7000_0000  // infinity or NaN: exponent all ones
-        } else if exponent == 0 {
-            // Zero or subnormal: let the FPU normalise (magnitude · 2^-24).
-            out = (Float(bitPattern: magnitude &+ 0x3880_0000) - Float(bitPattern: 0x3880_0000)).bitPattern
-        } else {
-            out = magnitude &+ 0x3800_0000  // rebias 15 → 127
-        }
+        let normal = magnitude &+ 0x3800_0000  // rebias 15 → 127
+        let special = magnitude &+ 0x7000_0000  // infinity or NaN: exponent all ones
+        // Zero or subnormal: let the FPU normalise (magnitude · 2^-24).
+        let subnormal = (Float(bitPattern: magnitude &+ 0x3880_0000) - Float(bitPattern: 0x3880_0000)).bitPattern
+        var out = exponent == 0x0F80_0000 ? special : (exponent == 0 ? subnormal : normal)
         out |= (h & 0x8000) << 16
         return Float(bitPattern: out)
     }
@@ -135,10 +128,18 @@ enum RawCodecs {
     ) {
         let n = values.count
         let o = out.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        for i in 0..<n {
-            let h = brain ? bfloat16Bits(values[i]) : float16Bits(values[i])
-            o[i] = UInt8(truncatingIfNeeded: h)
-            o[n + i] = UInt8(truncatingIfNeeded: h >> 8)
+        if brain {
+            for i in 0..<n {
+                let h = bfloat16Bits(values[i])
+                o[i] = UInt8(truncatingIfNeeded: h)
+                o[n + i] = UInt8(truncatingIfNeeded: h >> 8)
+            }
+        } else {
+            for i in 0..<n {
+                let h = float16Bits(values[i])
+                o[i] = UInt8(truncatingIfNeeded: h)
+                o[n + i] = UInt8(truncatingIfNeeded: h >> 8)
+            }
         }
         if let reconstruct {
             for i in 0..<n {
@@ -155,14 +156,26 @@ enum RawCodecs {
     ) throws(DeltaError) {
         let n = values.count
         let r = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        var bad = -1
-        for i in 0..<n {
-            let h = UInt16(r[i]) | UInt16(r[n + i]) << 8
-            let exponentMask: UInt16 = brain ? 0x7F80 : 0x7C00
-            if h & exponentMask == exponentMask && bad < 0 { bad = i }
-            values[i] = brain ? float(fromBFloat16: h) : float(fromFloat16: h)
+        let exponentMask: UInt16 = brain ? 0x7F80 : 0x7C00
+        // Non-short-circuit accumulation keeps the loops branch-free (and vectorized).
+        var bad: UInt16 = 0
+        if brain {
+            for i in 0..<n {
+                let h = UInt16(r[i]) | UInt16(r[n + i]) << 8
+                bad |= (h & exponentMask == exponentMask) ? 1 : 0
+                values[i] = float(fromBFloat16: h)
+            }
+        } else {
+            for i in 0..<n {
+                let h = UInt16(r[i]) | UInt16(r[n + i]) << 8
+                bad |= (h & exponentMask == exponentMask) ? 1 : 0
+                values[i] = float(fromFloat16: h)
+            }
         }
-        if bad >= 0 { throw DeltaError(.nonFinite, "value \(bad) is NaN or infinite") }
+        if bad != 0 {
+            let bad = (0..<n).first { (UInt16(r[$0]) | UInt16(r[n + $0]) << 8) & exponentMask == exponentMask }!
+            throw DeltaError(.nonFinite, "value \(bad) is NaN or infinite")
+        }
     }
 
     // MARK: int8 with per-chunk absmax scale
@@ -180,9 +193,7 @@ enum RawCodecs {
         for c in 0..<chunks {
             let lo = c * chunk
             let hi = Swift.min(n, lo + chunk)
-            var absmax: Float = 0
-            for i in lo..<hi { absmax = Swift.max(absmax, Swift.abs(values[i])) }
-            let scale = absmax / 127
+            let scale = absoluteMaximum(UnsafeBufferPointer(rebasing: values[lo..<hi])) / 127
             let inverse: Float = scale > 0 ? 1 / scale : 0
             (scales + 4 * c).storeBytes(of: scale.bitPattern.littleEndian, as: UInt32.self)
             for i in lo..<hi { q[i] = quantize(values[i] * inverse) }
@@ -190,6 +201,15 @@ enum RawCodecs {
                 for i in lo..<hi { reconstruct[i] = Float(q[i]) * scale }
             }
         }
+    }
+
+    /// The largest magnitude in `values` (all finite). Compares bit patterns as integers — the
+    /// order of non-negative floats — so the reduction vectorizes, which a float max does not.
+    @inline(__always)
+    static func absoluteMaximum(_ values: UnsafeBufferPointer<Float>) -> Float {
+        var best: UInt32 = 0
+        for v in values { best = Swift.max(best, v.bitPattern & 0x7FFF_FFFF) }
+        return Float(bitPattern: best)
     }
 
     /// Rounds `x` (within ±127 up to rounding error) to the nearest integer, ties to even, as int8.
@@ -216,13 +236,13 @@ enum RawCodecs {
             }
             let lo = c * chunk
             let hi = Swift.min(n, lo + chunk)
-            var sawMinimum = false
+            var sawMinimum: UInt8 = 0
             for i in lo..<hi {
                 let v = q[i]
-                sawMinimum = sawMinimum || v == Int8.min
+                sawMinimum |= v == Int8.min ? 1 : 0
                 values[i] = Float(v) * scale
             }
-            if sawMinimum {
+            if sawMinimum != 0 {
                 let i = (lo..<hi).first { q[$0] == Int8.min }!
                 throw DeltaError(.badCodecParameters, "int8 value \(i) is -128; expected -127…127")
             }
@@ -264,9 +284,10 @@ enum RawCodecs {
             let key = keys[i] & 0x7FFF_FFFF
             if key >> shift == b { candidates.append(key) }
         }
-        candidates.sort(by: >)
-        let threshold = candidates[remaining - 1]
-        var ties = candidates[0..<remaining].reversed().prefix { $0 == threshold }.count
+        let threshold = kthLargest(&candidates, remaining)
+        var above = 0
+        for key in candidates where key > threshold { above += 1 }
+        var ties = remaining - above
         var indices: [UInt32] = []
         indices.reserveCapacity(k)
         for i in 0..<n {
@@ -281,6 +302,43 @@ enum RawCodecs {
             }
         }
         return indices
+    }
+
+    /// The `k`-th largest element of `keys` (1-based), by quickselect; reorders `keys`.
+    static func kthLargest(_ keys: inout [UInt32], _ k: Int) -> UInt32 {
+        precondition(k >= 1 && k <= keys.count)
+        return keys.withUnsafeMutableBufferPointer { a -> UInt32 in
+            // Select index k-1 of the descending order.
+            let target = k - 1
+            var lo = 0
+            var hi = a.count - 1
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2
+                // Median of three as pivot.
+                let x = a[lo], y = a[mid], z = a[hi]
+                let pivot = max(min(x, y), min(max(x, y), z))
+                var i = lo
+                var j = hi
+                while i <= j {
+                    while a[i] > pivot { i += 1 }
+                    while a[j] < pivot { j -= 1 }
+                    if i <= j {
+                        a.swapAt(i, j)
+                        i += 1
+                        j -= 1
+                    }
+                }
+                // Now a[lo...j] ≥ pivot ≥ a[i...hi], and a[j+1..<i] == pivot.
+                if target <= j {
+                    hi = j
+                } else if target >= i {
+                    lo = i
+                } else {
+                    return pivot
+                }
+            }
+            return a[target]
+        }
     }
 
     /// Writes the top-k raw layout into `out` (cleared first) and returns it.
