@@ -69,6 +69,8 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "PlexusCryptoTests", dependencies: ["PlexusCrypto"], swiftSettings: swiftSettings),
+        // Runs the built `plexus` executable as a user would.
+        .testTarget(name: "PlexusCLITests", dependencies: ["plexus"], swiftSettings: swiftSettings),
         .testTarget(
             name: "PlexusCodecTests",
             dependencies: ["PlexusCodec", "PlexusCrypto", "PlexusCore"],
