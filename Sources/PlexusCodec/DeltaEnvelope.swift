@@ -18,18 +18,21 @@ public import PlexusCrypto
 ///      |   L   |            origin peer id (L = 1…64 ASCII)    |
 ///      +-------+-----------------------------------------------+
 ///      +0: sequence u64 | +8: round u64 | +16: base sequence u64
-///      +24: parameter count u32 | +28: sample count u64 | +36: weight f64
-///      +44: raw length u32 | +48: payload length u32 (P)
-///      +52: payload: P bytes, one zstd frame
-///      +52+P: signature, 64 bytes
+///      +24: parameter count u32 | +28: sample count u64
+///      +36: raw length u32 | +40: payload length u32 (P)
+///      +44: payload: P bytes, one zstd frame
+///      +44+P: signature, 64 bytes
 ///
 /// - `version` is 1. `kind` is 0 for a delta, 1 for a keyframe (the full public copy).
 /// - `codec` is 0 lossless, 1 f16, 2 bf16, 3 int8, 4 top-k. `cbyte` is top-k's value format
 ///   (0 f32, 1 f16, 2 int8) and 0 otherwise; `cword` (u32) is int8's chunk, top-k's k, and 0 otherwise.
-/// - `sequence` counts the origin's envelopes from 1 and never repeats; `base sequence` is the
-///   sequence of the envelope this delta applies on top of, 0 for a keyframe.
-/// - `sample count` is the origin's number of training rows; `weight` its ratio-consensus
-///   weight (absolute in a keyframe, a change in a delta). `weight` MUST be finite.
+/// - `sequence` is the version of the origin's public copy that the envelope brings a receiver
+///   to: versions count from 1 and only go up, across restarts too. A delta takes a receiver
+///   from version `base sequence` (always `sequence − 1` for Plexus's own nodes) to `sequence`; a
+///   keyframe carries the whole copy at version `sequence` and names no base (0). A delta and a
+///   keyframe of the same version carry the same sequence, so a receiver accepts at most one.
+/// - `sample count` is the origin's number of training rows; receivers weight the origin's
+///   model by it (see the engine's mixing weights).
 /// - `raw length` is the size of the codec's layout before zstd; the zstd frame MUST declare
 ///   exactly this content size and be the whole payload.
 /// - The signature is Ed25519 (RFC 8032, pure) by the origin's key over
@@ -51,7 +54,7 @@ public struct DeltaEnvelope: Hashable, Sendable {
     /// The signature's domain separation string.
     public static let domain = "plexus/delta/v1"
     /// Header bytes besides the origin id.
-    public static let fixedHeaderByteCount = 45 + 52
+    public static let fixedHeaderByteCount = 45 + 44
     public static let signatureByteCount = Ed25519.signatureByteCount
 
     public enum Kind: UInt8, Hashable, Sendable {
@@ -68,7 +71,6 @@ public struct DeltaEnvelope: Hashable, Sendable {
         /// The sequence this delta applies to; 0 for a keyframe.
         public var baseSequence: UInt64
         public var sampleCount: UInt64
-        public var weight: Double
 
         public init(
             kind: Kind,
@@ -77,8 +79,7 @@ public struct DeltaEnvelope: Hashable, Sendable {
             sequence: UInt64,
             round: UInt64,
             baseSequence: UInt64,
-            sampleCount: UInt64,
-            weight: Double
+            sampleCount: UInt64
         ) {
             self.kind = kind
             self.planHash = planHash
@@ -87,7 +88,6 @@ public struct DeltaEnvelope: Hashable, Sendable {
             self.round = round
             self.baseSequence = baseSequence
             self.sampleCount = sampleCount
-            self.weight = weight
         }
     }
 
@@ -123,7 +123,6 @@ public struct DeltaEnvelope: Hashable, Sendable {
         payloadLength: Int
     ) -> [UInt8] {
         precondition(header.planHash.count == 32, "plan hash must be 32 bytes")
-        precondition(header.weight.isFinite, "weight must be finite")
         var w = ByteWriter(capacity: fixedHeaderByteCount + PeerID.maximumLength)
         w.write(contentsOf: magic)
         w.write(formatVersion)
@@ -149,7 +148,6 @@ public struct DeltaEnvelope: Hashable, Sendable {
         w.write(littleEndian: header.baseSequence)
         w.write(littleEndian: UInt32(parameterCount))
         w.write(littleEndian: header.sampleCount)
-        w.write(float64: header.weight)
         w.write(littleEndian: UInt32(rawLength))
         w.write(littleEndian: UInt32(payloadLength))
         return w.bytes
@@ -283,7 +281,6 @@ public struct EnvelopeVerifier: Sendable {
             let base = try r.read(UInt64.self, "base sequence")
             let count = Int(try r.read(UInt32.self, "parameter count"))
             let samples = try r.read(UInt64.self, "sample count")
-            let weight = try r.readFloat64("weight")
             let rawLength = Int(try r.read(UInt32.self, "raw length"))
             let payloadLength = Int(try r.read(UInt32.self, "payload length"))
 
@@ -302,7 +299,6 @@ public struct EnvelopeVerifier: Sendable {
                     throw DeltaError(.badSequence, "delta \(sequence) names base \(base); expected 1…\(sequence - 1)")
                 }
             }
-            guard weight.isFinite else { throw DeltaError(.nonFinite, "weight is NaN or infinite") }
             try DeltaDecoder.validate(codec: codec, parameterCount: count, rawLength: rawLength)
             let payloadBound = ZstdCompressor.bound(rawLength)
             guard payloadLength <= payloadBound else {
@@ -325,7 +321,7 @@ public struct EnvelopeVerifier: Sendable {
             }
             let header = DeltaEnvelope.Header(
                 kind: kind, planHash: Array(hash), origin: origin, sequence: sequence, round: round,
-                baseSequence: base, sampleCount: samples, weight: weight
+                baseSequence: base, sampleCount: samples
             )
             return Verified(header: header, codec: codec, rawLength: rawLength, payload: payload)
         } catch let error as ByteReader.Error {

@@ -70,7 +70,7 @@ struct BenchCodec: ParsableCommand {
                 let verifier = EnvelopeVerifier(planHash: planHash, parameterCount: n)
                 let header = DeltaEnvelope.Header(
                     kind: .keyframe, planHash: planHash, origin: origin, sequence: 1, round: 1,
-                    baseSequence: 0, sampleCount: 1, weight: 1
+                    baseSequence: 0, sampleCount: 1
                 )
                 var envelope: [UInt8] = []
                 let encodeTime = median(`repeat`) {

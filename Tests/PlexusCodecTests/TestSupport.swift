@@ -42,7 +42,7 @@ let testOrigin = PeerID("hospital-a")!
 func testHeader(kind: DeltaEnvelope.Kind = .keyframe, sequence: UInt64 = 1, base: UInt64 = 0) -> DeltaEnvelope.Header {
     DeltaEnvelope.Header(
         kind: kind, planHash: testPlanHash, origin: testOrigin, sequence: sequence, round: 7,
-        baseSequence: base, sampleCount: 341, weight: 341
+        baseSequence: base, sampleCount: 341
     )
 }
 

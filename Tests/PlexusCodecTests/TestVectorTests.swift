@@ -20,8 +20,7 @@ import Testing
         sequence: 2,
         round: 3,
         baseSequence: 1,
-        sampleCount: 341,
-        weight: 341
+        sampleCount: 341
     )
 
     struct Vector {
@@ -55,7 +54,7 @@ import Testing
             "# signing key seed (RFC 8032 test 1): 9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
             "# public key: \(testKey.publicKey.base64)",
             "# plan hash = BLAKE2b-256(\"plexus test vector plan\"): \(hexString(header.planHash))",
-            "# header: kind delta, origin hospital-a, sequence 2, round 3, base 1, samples 341, weight 341.0",
+            "# header: kind delta, origin hospital-a, sequence 2, round 3, base 1, samples 341",
             "# values[i] = float32((i mod 7 - 3) * 0.125 + i / 1024), i = 0..<37",
             "# zstd \(zstdVersion()) level 1 (the envelope bytes are exact for this libzstd; any version decodes them)",
             "zstd \(zstdVersion())",
