@@ -28,6 +28,7 @@ let package = Package(
         .library(name: "PlexusCodec", targets: ["PlexusCodec"]),
         .library(name: "PlexusTopology", targets: ["PlexusTopology"]),
         .library(name: "PlexusLearning", targets: ["PlexusLearning"]),
+        .library(name: "PlexusGossip", targets: ["PlexusGossip"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -53,6 +54,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "PlexusGossip",
+            dependencies: ["PlexusCore", "PlexusCrypto", "PlexusCodec"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "PlexusSimulator",
+            dependencies: ["PlexusCore", "PlexusCrypto", "PlexusGossip"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "PlexusTopology",
             dependencies: ["PlexusCore", "PlexusCrypto", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: swiftSettings
@@ -66,6 +77,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PlexusGossipTests",
+            dependencies: ["PlexusGossip", "PlexusSimulator", "PlexusCodec", "PlexusCrypto", "PlexusCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "PlexusCryptoTests", dependencies: ["PlexusCrypto"], swiftSettings: swiftSettings),
