@@ -64,6 +64,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "PlexusLog",
+            dependencies: ["PlexusCore", "PlexusGossip"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "PlexusTopology",
             dependencies: ["PlexusCore", "PlexusCrypto", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: swiftSettings
@@ -84,6 +89,7 @@ let package = Package(
             dependencies: ["PlexusGossip", "PlexusSimulator", "PlexusCodec", "PlexusCrypto", "PlexusCore"],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "PlexusLogTests", dependencies: ["PlexusLog", "PlexusCore"], swiftSettings: swiftSettings),
         .testTarget(name: "PlexusCryptoTests", dependencies: ["PlexusCrypto"], swiftSettings: swiftSettings),
         // Runs the built `plexus` executable as a user would.
         .testTarget(name: "PlexusCLITests", dependencies: ["plexus"], swiftSettings: swiftSettings),
