@@ -68,6 +68,7 @@ let package = Package(
             dependencies: ["PlexusCore", "PlexusGossip"],
             swiftSettings: swiftSettings
         ),
+        .target(name: "PlexusViews", dependencies: ["PlexusLog"], swiftSettings: swiftSettings),
         .target(
             name: "PlexusTopology",
             dependencies: ["PlexusCore", "PlexusCrypto", .product(name: "TOMLKit", package: "TOMLKit")],
@@ -90,6 +91,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "PlexusLogTests", dependencies: ["PlexusLog", "PlexusCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "PlexusViewsTests", dependencies: ["PlexusViews", "PlexusLog"], swiftSettings: swiftSettings),
         .testTarget(name: "PlexusCryptoTests", dependencies: ["PlexusCrypto"], swiftSettings: swiftSettings),
         // Runs the built `plexus` executable as a user would.
         .testTarget(name: "PlexusCLITests", dependencies: ["plexus"], swiftSettings: swiftSettings),
