@@ -1,2 +1,0 @@
-/// Topology files: parsing, validation with compiler-style diagnostics, graph facts, generators, diffs.
-public enum Topology {}
