@@ -10,14 +10,14 @@
 ///
 /// Sections are named by their header path joined with `.`; the N-th `[[peer]]` entry is the
 /// section `peer#N` (0-based). Keys before any header belong to the section `""`.
-struct SourceIndex: Sendable {
-    struct Entry: Sendable {
+package struct SourceIndex: Sendable {
+    package struct Entry: Sendable {
         /// Where the key starts.
-        var key: SourcePosition
+        package var key: SourcePosition
         /// Where the value starts.
-        var value: SourcePosition
+        package var value: SourcePosition
         /// Where each element of an array value starts (empty for other values).
-        var elements: [SourcePosition]
+        package var elements: [SourcePosition]
     }
 
     private(set) var headers: [String: SourcePosition] = [:]
@@ -26,14 +26,14 @@ struct SourceIndex: Sendable {
 
     static let maximumNesting = 64
 
-    init(source: String) {
+    package init(source: String) {
         var scanner = Scanner(bytes: Array(source.utf8))
         scanner.run(into: &self)
     }
 
-    func header(_ section: String) -> SourcePosition? { headers[section] }
+    package func header(_ section: String) -> SourcePosition? { headers[section] }
 
-    func entry(_ section: String, _ key: String) -> Entry? { entries[Self.entryKey(section, key)] }
+    package func entry(_ section: String, _ key: String) -> Entry? { entries[Self.entryKey(section, key)] }
 
     /// The key's position, else the section header's, else the start of the file.
     func keyPosition(_ section: String, _ key: String) -> SourcePosition {
