@@ -21,6 +21,12 @@ package struct SourceIndex: Sendable {
     }
 
     private(set) var headers: [String: SourcePosition] = [:]
+    /// The first construct toml++ (TOMLKit 0.6.0's parser) asserts on instead of reporting —
+    /// undefined behaviour in release builds — with a syntax message. Text with one MUST be
+    /// rejected before it reaches TOMLKit. Found by fuzzing: a table header whose name starts
+    /// with neither a bare-key character nor a quote (`[[`x]]`), and an array element that
+    /// starts with `}` (`[}1]`).
+    package fileprivate(set) var unsafeForTOMLKit: (position: SourcePosition, message: String)?
     private(set) var entries: [String: Entry] = [:]
     private var arrayCounts: [String: Int] = [:]
 
@@ -120,7 +126,28 @@ private struct Scanner {
         }
     }
 
+    /// The first unsafe construct found (see ``SourceIndex/unsafeForTOMLKit``).
+    var unsafe: (position: SourcePosition, message: String)?
+
+    mutating func flag(_ message: String) {
+        if unsafe == nil { unsafe = (position, message) }
+    }
+
+    /// The character at the cursor, quoted, for messages.
+    func describeCurrent() -> String {
+        guard i < bytes.count else { return "the end of the file" }
+        switch bytes[i] {
+        case UInt8(ascii: "\n"): return "a line break"
+        case UInt8(ascii: "\r"): return "a carriage return"
+        default:
+            var end = i + 1
+            while end < bytes.count && bytes[end] & 0xC0 == 0x80 { end += 1 }
+            return "'" + String(decoding: bytes[i..<end], as: UTF8.self) + "'"
+        }
+    }
+
     mutating func run(into index: inout SourceIndex) {
+        defer { index.unsafeForTOMLKit = unsafe }
         var section = ""
         while !atEnd {
             let start = i
@@ -135,6 +162,11 @@ private struct Scanner {
                 advance()
                 let isArray = peek == UInt8(ascii: "[")
                 if isArray { advance() }
+                skipBlanks()
+                let b = peek
+                if !atEnd && !Self.isBareKeyByte(b) && b != UInt8(ascii: "\"") && b != UInt8(ascii: "'") && b != UInt8(ascii: "]") {
+                    flag("expected a table name after '[', saw \(describeCurrent())")
+                }
                 let path = keyPath()
                 section = index.addHeader(path, isArray: isArray, at: at)
                 skipToEndOfLine()
@@ -251,6 +283,7 @@ private struct Scanner {
                     advance()
                     return
                 }
+                if peek == UInt8(ascii: "}") { flag("expected a value or ']' in the array, saw '}'") }
                 if depth == 0 { elements.append(position) }
                 skipValue(depth: depth + 1, elements: &ignored)
                 skipTrivia()

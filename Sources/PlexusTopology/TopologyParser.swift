@@ -29,12 +29,13 @@ enum TopologyParser {
     }
 
     static func parse(source: String, path: String, spectralAnalysis: Bool) throws(TopologyError) -> Topology {
+        let index = SourceIndex(source: source)
         let root: TOMLTable
-        switch SourceFile.parseTOML(source, path: path) {
+        switch SourceFile.parseTOML(source, path: path, index: index) {
         case .failure(let diagnostic): throw TopologyError(diagnostics: [diagnostic])
         case .success(let table): root = table
         }
-        var reader = Reader(path: path, index: SourceIndex(source: source))
+        var reader = Reader(path: path, index: index)
         let plan = reader.planSection(root)
         let network = reader.network(root)
         let explicit = plan.map { $0.mixing == .explicit } ?? (root["plan"]?.table?["mixing"]?.string == "explicit")
