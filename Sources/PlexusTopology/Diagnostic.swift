@@ -153,7 +153,7 @@ func suggestion(for word: String, among candidates: some Sequence<String>) -> St
     var best: (String, Int)?
     for candidate in candidates {
         let d = editDistance(word.lowercased(), candidate)
-        if d <= 2, d * 2 < max(word.count, 2), d < (best?.1 ?? Int.max) { best = (candidate, d) }
+        if d <= 2, d * 2 <= word.count, d < (best?.1 ?? Int.max) { best = (candidate, d) }
     }
     return best?.0
 }

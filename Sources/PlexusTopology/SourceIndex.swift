@@ -41,22 +41,6 @@ package struct SourceIndex: Sendable {
 
     package func entry(_ section: String, _ key: String) -> Entry? { entries[Self.entryKey(section, key)] }
 
-    /// The key's position, else the section header's, else the start of the file.
-    func keyPosition(_ section: String, _ key: String) -> SourcePosition {
-        entry(section, key)?.key ?? headers[section] ?? .start
-    }
-
-    /// The value's position, else the key's, else the section header's.
-    func valuePosition(_ section: String, _ key: String) -> SourcePosition {
-        entry(section, key)?.value ?? keyPosition(section, key)
-    }
-
-    /// The position of element `index` of an array value, else the value's.
-    func elementPosition(_ section: String, _ key: String, _ index: Int) -> SourcePosition {
-        if let e = entry(section, key), e.elements.indices.contains(index) { return e.elements[index] }
-        return valuePosition(section, key)
-    }
-
     private static func entryKey(_ section: String, _ key: String) -> String { section + "\u{1F}" + key }
 
     fileprivate mutating func addHeader(_ path: [String], isArray: Bool, at position: SourcePosition) -> String {

@@ -111,7 +111,7 @@ extension Reader {
                 error("entry \(i + 1) of '\(key)' must be a table, found \(Self.kind(array[i].type))", at: header)
                 continue
             }
-            result.append((TableRef(table: table, section: section, displayName: "[[\(key)]]"), header))
+            result.append((TableRef(table: table, section: section, displayName: "[[\(key)]]", origin: header), header))
         }
         return result
     }

@@ -7,6 +7,7 @@ import Testing
 /// parser, and every failure is reported as positioned diagnostics.
 @Suite struct RobustnessTests {
     static let valid: [UInt8] = Array(Fixtures.text("good/explicit.toml").utf8)
+    static let variety: [UInt8] = Array(Fixtures.text("good/variety.toml").utf8)
 
     enum Mutation: CaseIterable { case flip, truncate, deleteLine, duplicateLine, insert, swapLines }
 
@@ -41,10 +42,27 @@ import Testing
         return bytes
     }
 
-    @Test func theBaseFileIsValid() throws {
+    @Test func theBaseFilesAreValid() throws {
         let topology = try Topology.parse(bytes: Self.valid, path: "explicit.toml")
         #expect(topology.plan.mixing == .explicit)
         #expect(topology.warnings.isEmpty)
+        let variety = try Topology.parse(bytes: Self.variety, path: "variety.toml")
+        #expect(variety.networkName == "variety" && variety.links.count == 2 && variety.peers.count == 3)
+        #expect(variety.plan.codec == "topk:0.01+int8" && variety.plan.rounds == 1000)
+        #expect(variety.plan.features == .columns(["age", "bmi", "xé"]))
+    }
+
+    @Test func inlineTablesFallBackToUsefulPositions() throws {
+        let text = Fixtures.text("good/variety.toml").replacingOccurrences(of: "{ peers = [\"a\", \"b\"] }", with: "{ peers = [\"a\", \"bb\"] }")
+        do {
+            _ = try Topology.parse(source: text, path: "v.toml")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.description == """
+                v.toml:5:3: error: unknown peer 'bb' in link; did you mean 'b'?
+                v.toml:23:1: error: peer 'a' has no link; add a [[link]] with peers = ["a", …]
+                """)
+        }
     }
 
     @Test func seededMutationsNeverCrashOrHang() {
@@ -56,7 +74,7 @@ import Testing
         let start = ContinuousClock.now
         var rejected = 0, accepted = 0
         for iteration in 0..<iterations {
-            let bytes = Self.mutate(Self.valid, &rng)
+            let bytes = Self.mutate(iteration % 2 == 0 ? Self.valid : Self.variety, &rng)
             if ProcessInfo.processInfo.environment["PLEXUS_FUZZ_DUMP"] != nil { FileManager.default.createFile(atPath: "/tmp/last-fuzz.toml", contents: Data(bytes)) }
             let lineCount = bytes.filter { $0 == UInt8(ascii: "\n") }.count + 1
             do {
