@@ -71,7 +71,7 @@ let package = Package(
         .target(name: "PlexusViews", dependencies: ["PlexusLog"], swiftSettings: swiftSettings),
         .target(
             name: "PlexusTopology",
-            dependencies: ["PlexusCore", "PlexusCrypto", .product(name: "TOMLKit", package: "TOMLKit")],
+            dependencies: ["PlexusCore", "PlexusCrypto", "PlexusCodec", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: swiftSettings
         ),
         .target(name: "PlexusLearning", dependencies: ["PlexusCore"], swiftSettings: swiftSettings),
@@ -98,6 +98,12 @@ let package = Package(
         .testTarget(
             name: "PlexusCodecTests",
             dependencies: ["PlexusCodec", "PlexusCrypto", "PlexusCore"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PlexusTopologyTests",
+            dependencies: ["PlexusTopology", "PlexusCore", "PlexusCrypto"],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),

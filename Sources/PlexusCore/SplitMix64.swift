@@ -17,6 +17,21 @@ public struct SplitMix64: RandomNumberGenerator, Sendable, Hashable {
         return z ^ (z >> 31)
     }
 
+    /// Uniform in 0..<bound (bound ≥ 1), by rejection: exact and portable, unlike the
+    /// standard library's algorithm, which may change between Swift versions.
+    public mutating func below(_ bound: Int) -> Int {
+        precondition(bound >= 1, "bound must be ≥ 1")
+        let b = UInt64(bound)
+        let limit = UInt64.max - UInt64.max % b
+        while true {
+            let x = next()
+            if x < limit { return Int(x % b) }
+        }
+    }
+
+    /// Uniform in [0, 1), 53 random bits.
+    public mutating func unit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+
     /// A generator for a sub-stream (a peer, a purpose) that does not overlap this one's
     /// sequence in practice: the seed mixed with `stream`.
     public func derived(_ stream: UInt64) -> SplitMix64 {

@@ -1,4 +1,5 @@
 import PlexusCodec
+import PlexusCore
 import Testing
 
 @Suite struct CodecRoundTripTests {

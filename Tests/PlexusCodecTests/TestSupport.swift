@@ -2,19 +2,6 @@ import PlexusCodec
 import PlexusCore
 import PlexusCrypto
 
-/// SplitMix64: a small seeded generator so every test input is reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Gaussian-ish deltas (sum of uniforms), the shape model updates have.
 func sampleDelta(count: Int, seed: UInt64, scale: Float = 0.01) -> [Float] {
     var rng = SplitMix64(seed: seed)
