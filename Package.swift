@@ -69,5 +69,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "PlexusCryptoTests", dependencies: ["PlexusCrypto"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PlexusLearningTests",
+            dependencies: ["PlexusLearning", "PlexusCore"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
     ]
 )
