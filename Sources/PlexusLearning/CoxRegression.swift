@@ -11,7 +11,8 @@ public import PlexusCore
 ///
 /// One pass in decreasing time accumulates the risk-set sums S = Σ_{T_j ≥ t} e^{η_j} group by group
 /// of tied times; a second pass in increasing time accumulates Σ_{t_g ≤ T_k} d_g / S_g (Breslow) or
-/// its Efron analogue, which gives each row's gradient. Exponentials are shifted by max η.
+/// its Efron analogue, which gives each row's gradient. Exponentials are shifted by the running
+/// maximum of η, so extreme log-risks neither overflow nor leave a zero risk sum.
 public enum CoxLoss {
     /// - Parameters:
     ///   - eta: one log-risk per row of `batch`.
@@ -23,15 +24,16 @@ public enum CoxLoss {
         let n = batch.count
         precondition(batch.task == .survival && eta.count >= n && dEta.count >= n, "Cox loss needs survival rows")
         guard n > 0 else { return 0 }
-        var shift: Float = -.infinity
-        for i in 0..<n { shift = max(shift, eta[i]) }
-        let m = Double(shift)
         var expEta = [Double](repeating: 0, count: n)
-        // Per group of tied times (in decreasing time): end position in the order, a_g, b_g.
+        // Per group of tied times (in decreasing time): its end position in the order, its shift r_g
+        // (the running max of η, so every exp(η − r_g) ≤ 1 and nothing overflows or underflows to a
+        // zero risk sum), and a_g, b_g relative to that shift.
         var groupEnd: [Int32] = []
+        var groupShift: [Double] = []
         var groupA: [Double] = []
         var groupB: [Double] = []
         groupEnd.reserveCapacity(n)
+        groupShift.reserveCapacity(n)
         groupA.reserveCapacity(n)
         groupB.reserveCapacity(n)
         var loss = 0.0
@@ -39,16 +41,27 @@ public enum CoxLoss {
             batch.times.withUnsafeBufferPointer { times in
                 batch.events.withUnsafeBufferPointer { events in
                     expEta.withUnsafeMutableBufferPointer { ex in
-                        var riskSum = 0.0
+                        var riskSum = 0.0  // Σ exp(η_j − shift) over the risk set so far
+                        var shift = -Double.infinity
                         var k = 0
                         while k < n {
                             let t = times[Int(order[k])]
+                            var end = k
+                            var groupMax = shift
+                            while end < n && times[Int(order[end])] == t {
+                                groupMax = max(groupMax, Double(eta[Int(order[end])]))
+                                end += 1
+                            }
+                            if groupMax > shift {
+                                riskSum = shift == -.infinity ? 0 : riskSum * exp(shift - groupMax)
+                                shift = groupMax
+                            }
                             var tiedEventSum = 0.0
                             var tiedEvents = 0
                             var tiedEta = 0.0
-                            while k < n && times[Int(order[k])] == t {
-                                let idx = Int(order[k])
-                                let e = exp(Double(eta[idx]) - m)
+                            for p in k..<end {
+                                let idx = Int(order[p])
+                                let e = exp(Double(eta[idx]) - shift)
                                 ex[idx] = e
                                 riskSum += e
                                 if events[idx] != 0 {
@@ -56,34 +69,37 @@ public enum CoxLoss {
                                     tiedEvents += 1
                                     tiedEta += Double(eta[idx])
                                 }
-                                k += 1
                             }
+                            k = end
                             var a = 0.0
                             var b = 0.0
                             if tiedEvents > 0 {
                                 let d = Double(tiedEvents)
                                 if ties == .breslow || tiedEvents == 1 {
-                                    loss += d * (log(riskSum) + m) - tiedEta
+                                    loss += d * (log(riskSum) + shift) - tiedEta
                                     a = d / riskSum
                                 } else {
                                     for l in 0..<tiedEvents {
                                         let f = Double(l) / d
                                         let s = riskSum - f * tiedEventSum
-                                        loss += log(s) + m
+                                        loss += log(s) + shift
                                         a += 1 / s
                                         b += f / s
                                     }
                                     loss -= tiedEta
                                 }
                             }
-                            groupEnd.append(Int32(k))
+                            groupEnd.append(Int32(end))
+                            groupShift.append(shift)
                             groupA.append(a)
                             groupB.append(b)
                         }
+                        // Increasing time: C_g = a_g + C_{g+1}·exp(r_g − r_{g+1}), all factors ≤ 1.
                         let scale = 1 / Double(n)
                         var cumulative = 0.0
                         var g = groupEnd.count - 1
                         while g >= 0 {
+                            if g + 1 < groupEnd.count { cumulative *= exp(groupShift[g] - groupShift[g + 1]) }
                             cumulative += groupA[g]
                             let start = g > 0 ? Int(groupEnd[g - 1]) : 0
                             for p in start..<Int(groupEnd[g]) {
