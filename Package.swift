@@ -54,7 +54,7 @@ let package = Package(
         ),
         .target(
             name: "PlexusTopology",
-            dependencies: ["PlexusCore", "PlexusCrypto", .product(name: "TOMLKit", package: "TOMLKit")],
+            dependencies: ["PlexusCore", "PlexusCrypto", "PlexusCodec", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: swiftSettings
         ),
         .target(name: "PlexusLearning", dependencies: ["PlexusCore"], swiftSettings: swiftSettings),
@@ -69,6 +69,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "PlexusCryptoTests", dependencies: ["PlexusCrypto"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PlexusTopologyTests",
+            dependencies: ["PlexusTopology", "PlexusCore", "PlexusCrypto"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PlexusLearningTests",
             dependencies: ["PlexusLearning", "PlexusCore"],

@@ -15,6 +15,7 @@ struct Plexus: AsyncParsableCommand {
             KeyGen.self,
             PubKey.self,
             Bench.self,
+            TopologyCommand.self,
         ]
     )
 }

@@ -1,0 +1,126 @@
+public import PlexusCore
+import PlexusCrypto
+
+/// The plan hash: BLAKE2b-256 over the canonical encoding of a parsed ``Plan``.
+///
+/// Because the hash is taken over the parsed value with every default filled in — not over
+/// the text — it does not depend on key order, whitespace, comments, number spelling
+/// (`1e-2` = `0.01`), or whether a default was written out or left implicit. Codec strings are
+/// canonicalised by ``PlanParser`` (`topk:0.010` is stored as `topk:0.01`).
+///
+/// Canonical encoding, version 1 (all integers little-endian):
+///
+///     "plexus-plan-v1"                     14 ASCII bytes, the domain tag
+///     then each field, in this order:
+///       model              string
+///       features           0x00 (all) | 0x01 ‖ list of strings
+///       exclude            list of strings
+///       label, time, event optional string
+///       missing            string (the raw value: "error" | "drop-row")
+///       hidden             list of int
+///       rounds             int
+///       local_steps        int
+///       learning_rate      float
+///       l2                 float
+///       optimizer          string
+///       momentum           float
+///       batch_size         optional int
+///       proximal           float
+///       codec              string (canonical CodecSpec form)
+///       mixing             string
+///       consensus_step     float
+///       synchrony          string
+///       round_deadline_ms  int
+///       max_staleness      int
+///       seed               8 bytes, UInt64
+///
+///     string   = varint(UTF-8 byte count) ‖ UTF-8 bytes
+///     list     = varint(element count) ‖ elements
+///     optional = 0x00 | 0x01 ‖ value
+///     int      = 8 bytes, two's complement Int64
+///     float    = 8 bytes, IEEE 754 binary64 bit pattern; -0.0 is written as +0.0
+///     varint   = unsigned LEB128 (PlexusCore's ByteWriter)
+///
+/// A field added to ``Plan`` MUST be appended here, and the tag bumped if old hashes must
+/// stop matching.
+public enum PlanHash {
+    public static let domain = "plexus-plan-v1"
+
+    /// The 32-byte hash of `plan`.
+    public static func hash(_ plan: Plan) -> [UInt8] {
+        BLAKE2b.hash256(canonicalEncoding(plan))
+    }
+
+    /// Lowercase hex, for printing.
+    public static func hex(_ hash: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef")
+        var s = ""
+        s.reserveCapacity(hash.count * 2)
+        for b in hash {
+            s.append(digits[Int(b >> 4)])
+            s.append(digits[Int(b & 0x0F)])
+        }
+        return s
+    }
+
+    /// The bytes that are hashed; see the type's documentation.
+    public static func canonicalEncoding(_ plan: Plan) -> [UInt8] {
+        var w = ByteWriter(capacity: 256)
+        w.write(contentsOf: Array(domain.utf8))
+        func string(_ s: String) {
+            let bytes = Array(s.utf8)
+            w.write(varint: UInt64(bytes.count))
+            w.write(contentsOf: bytes)
+        }
+        func strings(_ list: [String]) {
+            w.write(varint: UInt64(list.count))
+            list.forEach(string)
+        }
+        func optionalString(_ s: String?) {
+            if let s {
+                w.write(UInt8(1))
+                string(s)
+            } else {
+                w.write(UInt8(0))
+            }
+        }
+        func int(_ n: Int) { w.write(littleEndian: Int64(n)) }
+        func float(_ x: Double) { w.write(float64: x == 0 ? 0 : x) }
+
+        string(plan.model.rawValue)
+        switch plan.features {
+        case .all: w.write(UInt8(0))
+        case .columns(let columns):
+            w.write(UInt8(1))
+            strings(columns)
+        }
+        strings(plan.exclude)
+        optionalString(plan.label)
+        optionalString(plan.time)
+        optionalString(plan.event)
+        string(plan.missing.rawValue)
+        w.write(varint: UInt64(plan.hidden.count))
+        plan.hidden.forEach(int)
+        int(plan.rounds)
+        int(plan.localSteps)
+        float(plan.learningRate)
+        float(plan.l2)
+        string(plan.optimizer.rawValue)
+        float(plan.momentum)
+        if let b = plan.batchSize {
+            w.write(UInt8(1))
+            int(b)
+        } else {
+            w.write(UInt8(0))
+        }
+        float(plan.proximal)
+        string(plan.codec)
+        string(plan.mixing.rawValue)
+        float(plan.consensusStep)
+        string(plan.synchrony.rawValue)
+        int(plan.roundDeadlineMilliseconds)
+        int(plan.maxStaleness)
+        w.write(littleEndian: plan.seed)
+        return w.bytes
+    }
+}

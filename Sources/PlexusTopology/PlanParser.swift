@@ -1,0 +1,220 @@
+import PlexusCore
+import PlexusCodec
+import TOMLKit
+
+/// The keys of the `[plan]` table, their TOML types, defaults and bounds.
+///
+/// | key | type | default | bounds |
+/// | --- | --- | --- | --- |
+/// | `model` | string | required | `logistic`, `cox`, `mlp`, `deepsurv` |
+/// | `features` | `"all"` or array of strings | `"all"` | a list is non-empty, no duplicates |
+/// | `exclude` | array of strings | `[]` | |
+/// | `label` | string | none | required by `logistic` and `mlp` |
+/// | `time`, `event` | string | none | required by `cox` and `deepsurv` |
+/// | `missing` | string | `"error"` | `error`, `drop-row` |
+/// | `hidden` | array of integers | `[32]` | 1 or 2 layers, each 1–65536 |
+/// | `rounds` | integer | required | 1–10 000 000 |
+/// | `local_steps` | integer | 1 | 1–1 000 000 |
+/// | `learning_rate` | number | required | > 0, finite |
+/// | `l2` | number | 0 | ≥ 0, finite |
+/// | `optimizer` | string | `"sgd"` | `sgd`, `adam` |
+/// | `momentum` | number | 0 | [0, 1) |
+/// | `batch_size` | integer | full batch | ≥ 1 |
+/// | `proximal` | number | 0 | ≥ 0, finite |
+/// | `codec` | string | `"lossless"` | PlexusCodec's `CodecSpec` grammar; stored in canonical form |
+/// | `mixing` | string | `"metropolis"` | `metropolis`, `explicit` |
+/// | `consensus_step` | number | 1 | (0, 1] |
+/// | `synchrony` | string | `"synchronous"` | `synchronous`, `asynchronous` |
+/// | `round_deadline_ms` | integer | 10000 | 1–86 400 000 |
+/// | `max_staleness` | integer | 5 | 0–1 000 000 |
+/// | `seed` | integer | 1 | 0 – 2⁶³−1 |
+public enum PlanKeys {
+    /// Every key the `[plan]` table accepts, in documentation (and canonical encoding) order.
+    public static let all: [String] = [
+        "model", "features", "exclude", "label", "time", "event", "missing", "hidden", "rounds", "local_steps",
+        "learning_rate", "l2", "optimizer", "momentum", "batch_size", "proximal", "codec", "mixing",
+        "consensus_step", "synchrony", "round_deadline_ms", "max_staleness", "seed",
+    ]
+
+    public static let maximumRounds = 10_000_000
+    public static let maximumLocalSteps = 1_000_000
+    public static let maximumHiddenWidth = 65_536
+    public static let maximumRoundDeadlineMilliseconds = 86_400_000
+    public static let maximumStaleness = 1_000_000
+}
+
+extension Reader {
+    /// Reads `[plan]`, reporting every problem. Returns `nil` when a required key is missing or
+    /// any plan key is invalid.
+    mutating func plan(_ t: TableRef) -> Plan? {
+        checkKeys(t, known: PlanKeys.all)
+        let before = diagnostics.diagnostics.filter { $0.severity == .error }.count
+
+        let model = choice(t, "model", Plan.Model.self, required: "logistic, cox, mlp or deepsurv")
+        var rounds = integer(t, "rounds", required: "an integer ≥ 1")
+        if let r = rounds, !(1...PlanKeys.maximumRounds).contains(r) {
+            error("rounds must be from 1 to \(PlanKeys.maximumRounds), found \(r)", at: valuePosition(t, "rounds"))
+            rounds = nil
+        }
+        var learningRate = number(t, "learning_rate", required: "a number > 0")
+        if let lr = learningRate, !(lr.isFinite && lr > 0) {
+            error("learning_rate must be a finite number > 0, found \(lr)", at: valuePosition(t, "learning_rate"))
+            learningRate = nil
+        }
+        var plan = Plan(model: model ?? .logistic, rounds: rounds ?? 1, learningRate: learningRate ?? 1)
+
+        if let v = t.table["features"] {
+            if let s = v.string {
+                if s == "all" {
+                    plan.features = .all
+                } else {
+                    error("features must be \"all\" or an array of column names, found \"\(s)\"", at: valuePosition(t, "features"))
+                }
+            } else if let array = v.array {
+                if let columns = strings(of: array, t, "features") {
+                    if columns.isEmpty {
+                        error("features must list at least one column (or be \"all\")", at: valuePosition(t, "features"))
+                    }
+                    checkColumns(columns, t, "features")
+                    plan.features = .columns(columns)
+                }
+            } else {
+                wrongType(t, "features", expected: "\"all\" or an array of strings", found: v.type)
+            }
+        }
+        if let exclude = stringArray(t, "exclude") {
+            checkColumns(exclude, t, "exclude")
+            plan.exclude = exclude
+        }
+        for key in ["label", "time", "event"] {
+            guard let column = string(t, key) else { continue }
+            if column.isEmpty {
+                error("'\(key)' must name a column, found an empty string", at: valuePosition(t, key))
+                continue
+            }
+            switch key {
+            case "label": plan.label = column
+            case "time": plan.time = column
+            default: plan.event = column
+            }
+        }
+        if let missing = choice(t, "missing", Plan.MissingValues.self) { plan.missing = missing }
+        if let hidden = integerArray(t, "hidden") {
+            if hidden.isEmpty || hidden.count > 2 {
+                error("hidden must list 1 or 2 layer widths, found \(hidden.count)", at: valuePosition(t, "hidden"))
+            } else {
+                var ok = true
+                for (i, width) in hidden.enumerated() where !(1...PlanKeys.maximumHiddenWidth).contains(width) {
+                    error("hidden layer width must be from 1 to \(PlanKeys.maximumHiddenWidth), found \(width)", at: elementPosition(t, "hidden", i))
+                    ok = false
+                }
+                if ok { plan.hidden = hidden }
+            }
+        }
+        if let n = integer(t, "local_steps") {
+            if (1...PlanKeys.maximumLocalSteps).contains(n) {
+                plan.localSteps = n
+            } else {
+                error("local_steps must be from 1 to \(PlanKeys.maximumLocalSteps), found \(n)", at: valuePosition(t, "local_steps"))
+            }
+        }
+        if let x = number(t, "l2") {
+            if x.isFinite && x >= 0 { plan.l2 = x } else { error("l2 must be a finite number ≥ 0, found \(x)", at: valuePosition(t, "l2")) }
+        }
+        if let o = choice(t, "optimizer", Plan.Optimizer.self) { plan.optimizer = o }
+        if let x = number(t, "momentum") {
+            if x >= 0 && x < 1 { plan.momentum = x } else { error("momentum must be in [0, 1), found \(x)", at: valuePosition(t, "momentum")) }
+        }
+        if let n = integer(t, "batch_size") {
+            if n >= 1 { plan.batchSize = n } else { error("batch_size must be ≥ 1, found \(n)", at: valuePosition(t, "batch_size")) }
+        }
+        if let x = number(t, "proximal") {
+            if x.isFinite && x >= 0 {
+                plan.proximal = x
+            } else {
+                error("proximal must be a finite number ≥ 0, found \(x)", at: valuePosition(t, "proximal"))
+            }
+        }
+        if let codec = string(t, "codec") {
+            do {
+                plan.codec = try CodecSpec(parsing: codec).description
+            } catch {
+                self.error("invalid codec '\(codec)': \(error.message)", at: valuePosition(t, "codec"))
+            }
+        }
+        if let m = choice(t, "mixing", Plan.Mixing.self) { plan.mixing = m }
+        if let x = number(t, "consensus_step") {
+            if x > 0 && x <= 1 {
+                plan.consensusStep = x
+            } else {
+                error("consensus_step must be in (0, 1], found \(x)", at: valuePosition(t, "consensus_step"))
+            }
+        }
+        if let s = choice(t, "synchrony", Plan.Synchrony.self) { plan.synchrony = s }
+        if let n = integer(t, "round_deadline_ms") {
+            if (1...PlanKeys.maximumRoundDeadlineMilliseconds).contains(n) {
+                plan.roundDeadlineMilliseconds = n
+            } else {
+                error("round_deadline_ms must be from 1 to \(PlanKeys.maximumRoundDeadlineMilliseconds), found \(n)", at: valuePosition(t, "round_deadline_ms"))
+            }
+        }
+        if let n = integer(t, "max_staleness") {
+            if (0...PlanKeys.maximumStaleness).contains(n) {
+                plan.maxStaleness = n
+            } else {
+                error("max_staleness must be from 0 to \(PlanKeys.maximumStaleness), found \(n)", at: valuePosition(t, "max_staleness"))
+            }
+        }
+        if let n = integer(t, "seed") {
+            if n >= 0 { plan.seed = UInt64(n) } else { error("seed must be ≥ 0, found \(n)", at: valuePosition(t, "seed")) }
+        }
+
+        if let model { checkTargets(plan, model: model, t) }
+        let after = diagnostics.diagnostics.filter { $0.severity == .error }.count
+        guard model != nil, rounds != nil, learningRate != nil, after == before else { return nil }
+        return plan
+    }
+
+    private mutating func checkColumns(_ columns: [String], _ t: TableRef, _ key: String) {
+        var seen: Set<String> = []
+        for (i, column) in columns.enumerated() {
+            if column.isEmpty {
+                error("element \(i + 1) of '\(key)' is an empty column name", at: elementPosition(t, key, i))
+            } else if !seen.insert(column).inserted {
+                error("column '\(column)' is listed twice in '\(key)'", at: elementPosition(t, key, i))
+            }
+        }
+    }
+
+    /// The model's target columns: present when needed, unused ones flagged.
+    private mutating func checkTargets(_ plan: Plan, model: Plan.Model, _ t: TableRef) {
+        let modelAt = valuePosition(t, "model")
+        if model.isSurvival {
+            if plan.time == nil { error("model '\(model.rawValue)' needs 'time' (the survival time column)", at: modelAt) }
+            if plan.event == nil { error("model '\(model.rawValue)' needs 'event' (the 0/1 event column)", at: modelAt) }
+            if plan.label != nil { warning("'label' is not used by model '\(model.rawValue)'", at: keyPosition(t, "label")) }
+        } else {
+            if plan.label == nil { error("model '\(model.rawValue)' needs 'label' (the 0/1 label column)", at: modelAt) }
+            for key in ["time", "event"] where t.table[key] != nil {
+                warning("'\(key)' is not used by model '\(model.rawValue)'", at: keyPosition(t, key))
+            }
+        }
+        if (model == .logistic || model == .cox) && t.table["hidden"] != nil {
+            warning("'hidden' is used only by mlp and deepsurv", at: keyPosition(t, "hidden"))
+        }
+        if plan.optimizer == .adam && t.table["momentum"] != nil {
+            warning("'momentum' is not used by optimizer 'adam'", at: keyPosition(t, "momentum"))
+        }
+        let targets = [("label", plan.label), ("time", plan.time), ("event", plan.event)].compactMap { k, v in v.map { (k, $0) } }
+        if case .columns(let columns) = plan.features {
+            for (i, column) in columns.enumerated() {
+                if let (key, _) = targets.first(where: { $0.1 == column }) {
+                    error("feature '\(column)' is also the \(key) column", at: elementPosition(t, "features", i))
+                }
+            }
+            if !plan.exclude.isEmpty {
+                warning("'exclude' has no effect when 'features' lists the columns", at: keyPosition(t, "exclude"))
+            }
+        }
+    }
+}

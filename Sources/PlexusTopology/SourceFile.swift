@@ -1,0 +1,115 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import TOMLKit
+
+/// Reading a topology or plan file from disk and turning its text into a TOML table, with one
+/// clear diagnostic for every way that can fail.
+enum SourceFile {
+    /// The largest file read: 16 MiB. A topology of thousands of peers is well under 1 MiB.
+    static let maximumByteCount = 16 << 20
+
+    /// Reads `path`: one file-level diagnostic when it does not exist, cannot be read, is a
+    /// directory or is larger than ``maximumByteCount``; a positioned one when it is not UTF-8.
+    static func read(path: String) -> Result<String, Diagnostic> {
+        func failure(_ message: String) -> Result<String, Diagnostic> {
+            .failure(Diagnostic(.error, message, path: path, at: .file))
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            let code = errno
+            switch code {
+            case ENOENT: return failure("no such file")
+            case EACCES: return failure("permission denied")
+            default: return failure("cannot open the file: \(String(cString: strerror(code)))")
+            }
+        }
+        defer { close(fd) }
+        var info = stat()
+        if fstat(fd, &info) != 0 { return failure("cannot read the file: \(String(cString: strerror(errno)))") }
+        if (info.st_mode & S_IFMT) == S_IFDIR { return failure("is a directory, not a file") }
+        if (info.st_mode & S_IFMT) == S_IFREG && Int(info.st_size) > maximumByteCount {
+            return failure("the file is \(info.st_size) bytes, larger than the \(maximumByteCount)-byte (16 MiB) limit")
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return failure("cannot read the file: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+            if bytes.count > maximumByteCount {
+                return failure("the file is larger than the \(maximumByteCount)-byte (16 MiB) limit")
+            }
+        }
+        return decode(bytes, path: path)
+    }
+
+    /// Checks that `bytes` are UTF-8 without NUL bytes; drops a leading byte-order mark.
+    static func decode(_ bytes: [UInt8], path: String) -> Result<String, Diagnostic> {
+        var body = bytes[...]
+        if body.starts(with: [0xEF, 0xBB, 0xBF]) { body = body.dropFirst(3) }
+        var line = 1, column = 1
+        var iterator = body.makeIterator()
+        var decoder = UTF8()
+        loop: while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue(let scalar):
+                if scalar == "\0" {
+                    return .failure(Diagnostic(.error, "the file contains a NUL byte; a TOML file is text", path: path, at: .init(line: line, column: column)))
+                }
+                if scalar == "\n" {
+                    line += 1
+                    column = 1
+                } else {
+                    column += 1
+                }
+            case .emptyInput:
+                break loop
+            case .error:
+                return .failure(Diagnostic(.error, "the file is not valid UTF-8 text", path: path, at: .init(line: line, column: column)))
+            }
+        }
+        return .success(String(decoding: body, as: UTF8.self))
+    }
+
+    /// Parses `source` as TOML, or returns the syntax error at its position.
+    static func parseTOML(_ source: String, path: String) -> Result<TOMLTable, Diagnostic> {
+        if source.utf8.count > maximumByteCount {
+            return .failure(Diagnostic(.error, "the text is larger than the \(maximumByteCount)-byte (16 MiB) limit", path: path, at: .file))
+        }
+        if let nul = source.utf8.firstIndex(of: 0) {
+            let prefix = source.utf8[..<nul]
+            let line = prefix.lazy.filter { $0 == 0x0A }.count + 1
+            return .failure(Diagnostic(.error, "the file contains a NUL byte; a TOML file is text", path: path, at: .init(line: line, column: 1)))
+        }
+        do {
+            return .success(try TOMLTable(string: source))
+        } catch let error as TOMLParseError {
+            let position = SourcePosition(line: max(1, error.source.begin.line), column: max(1, error.source.begin.column))
+            return .failure(Diagnostic(.error, syntaxMessage(error.description), path: path, at: position))
+        } catch {
+            return .failure(Diagnostic(.error, "not valid TOML", path: path, at: .start))
+        }
+    }
+
+    /// toml++ says "Error while parsing key-value pair: encountered end-of-file"; we say
+    /// "TOML syntax: encountered end-of-file (while parsing key-value pair)".
+    static func syntaxMessage(_ raw: String) -> String {
+        let prefix = "Error while parsing "
+        if raw.hasPrefix(prefix) {
+            let rest = raw.dropFirst(prefix.count)
+            if let colon = rest.firstIndex(of: ":") {
+                let what = rest[..<colon]
+                let detail = rest[rest.index(after: colon)...].drop(while: { $0 == " " })
+                return "TOML syntax: \(detail) (while parsing \(what))"
+            }
+        }
+        return "TOML syntax: \(raw)"
+    }
+}

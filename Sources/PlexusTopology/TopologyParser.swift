@@ -1,0 +1,348 @@
+import PlexusCore
+import PlexusCrypto
+import TOMLKit
+
+/// Reads a whole topology file: `[network]`, `[plan]`, `[[peer]]`, `[[link]]`, then the checks
+/// that span tables (duplicates, unknown peers, connectivity, mixing weights, mixing speed).
+enum TopologyParser {
+    static let networkKeys = ["name", "protocol"]
+    static let peerKeys = ["id", "endpoint", "public_key"]
+    static let linkKeys = ["peers", "weight"]
+    /// The longest network name accepted.
+    static let maximumNameLength = 128
+
+    struct ParsedPeer {
+        var idText: String?
+        var id: PeerID?
+        var endpoint: Endpoint?
+        var publicKey: Ed25519.PublicKey?
+        var header: SourcePosition
+        /// Whether this entry is the one the graph uses for its id (the first valid one).
+        var isCanonical = false
+    }
+
+    struct ParsedLink {
+        var a: PeerID
+        var b: PeerID
+        var weight: Double?
+        var header: SourcePosition
+    }
+
+    static func parse(source: String, path: String, spectralAnalysis: Bool) throws(TopologyError) -> Topology {
+        let root: TOMLTable
+        switch SourceFile.parseTOML(source, path: path) {
+        case .failure(let diagnostic): throw TopologyError(diagnostics: [diagnostic])
+        case .success(let table): root = table
+        }
+        var reader = Reader(path: path, index: SourceIndex(source: source))
+        let plan = reader.planSection(root)
+        let network = reader.network(root)
+        let explicit = plan.map { $0.mixing == .explicit } ?? (root["plan"]?.table?["mixing"]?.string == "explicit")
+        let peers = reader.peers(root)
+        let links = reader.links(root, peers: peers, explicitWeights: explicit)
+        reader.checkGraph(peers: peers, links: links, explicitWeights: explicit)
+        try reader.diagnostics.throwIfErrors()
+        guard let plan, let network else {
+            throw TopologyError(diagnostics: reader.diagnostics.diagnostics + [Diagnostic(.error, "the file is incomplete", path: path, at: .start)])
+        }
+        var topology = Topology(
+            networkName: network.name,
+            protocolVersion: network.protocolVersion,
+            plan: plan,
+            peers: peers.compactMap { p in
+                guard p.isCanonical, let id = p.id, let endpoint = p.endpoint, let key = p.publicKey else { return nil }
+                return Topology.Peer(id: id, endpoint: endpoint, publicKey: key)
+            },
+            links: links.map { Topology.Link($0.a, $0.b, weight: $0.weight) }
+        )
+        if spectralAnalysis { reader.checkMixingSpeed(topology) }
+        topology.warnings = Diagnostic.sorted(reader.diagnostics.diagnostics)
+        return topology
+    }
+}
+
+extension Reader {
+    mutating func network(_ root: TOMLTable) -> (name: String, protocolVersion: Int)? {
+        guard let value = root["network"] else {
+            error("missing [network] table (name = \"…\", protocol = \(Topology.protocolVersion))", at: .start)
+            return nil
+        }
+        guard let table = value.table else {
+            error("'network' must be a table ([network]), found \(Self.kind(value.type))", at: keyPosition(TableRef(table: root, section: "", displayName: "the file"), "network"))
+            return nil
+        }
+        let t = TableRef(table: table, section: "network", displayName: "[network]")
+        checkKeys(t, known: TopologyParser.networkKeys)
+        var ok = true
+        let name = string(t, "name", required: "a string naming the network")
+        if let name {
+            if name.isEmpty || name.count > TopologyParser.maximumNameLength || name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+                error("the network name must be 1–\(TopologyParser.maximumNameLength) characters without control characters", at: valuePosition(t, "name"))
+                ok = false
+            }
+        }
+        var version = Topology.protocolVersion
+        if let v = integer(t, "protocol") {
+            if v != Topology.protocolVersion {
+                error("protocol \(v) is not supported; this build speaks protocol \(Topology.protocolVersion)", at: valuePosition(t, "protocol"))
+                ok = false
+            }
+            version = v
+        }
+        guard ok, let name else { return nil }
+        return (name, version)
+    }
+
+    /// The entries of an array of tables (`[[peer]]`), reporting a single `[peer]` table or
+    /// a non-table element.
+    mutating func arrayOfTables(_ root: TOMLTable, _ key: String) -> [(TableRef, SourcePosition)] {
+        guard let value = root[key] else { return [] }
+        let rootRef = TableRef(table: root, section: "", displayName: "the file")
+        guard let array = value.array else {
+            error("'\(key)' must be an array of tables: write [[\(key)]] before each entry, found \(Self.kind(value.type))", at: index.header(key) ?? keyPosition(rootRef, key))
+            return []
+        }
+        var result: [(TableRef, SourcePosition)] = []
+        for i in 0..<array.count {
+            let section = "\(key)#\(i)"
+            let header = index.header(section) ?? elementPosition(rootRef, key, i)
+            guard let table = array[i].table else {
+                error("entry \(i + 1) of '\(key)' must be a table, found \(Self.kind(array[i].type))", at: header)
+                continue
+            }
+            result.append((TableRef(table: table, section: section, displayName: "[[\(key)]]"), header))
+        }
+        return result
+    }
+
+    mutating func peers(_ root: TOMLTable) -> [TopologyParser.ParsedPeer] {
+        var parsed: [TopologyParser.ParsedPeer] = []
+        var firstId: [String: SourcePosition] = [:]
+        var firstEndpoint: [String: (String, SourcePosition)] = [:]
+        var firstKey: [Ed25519.PublicKey: (String, SourcePosition)] = [:]
+        for (t, header) in arrayOfTables(root, "peer") {
+            checkKeys(t, known: TopologyParser.peerKeys)
+            var peer = TopologyParser.ParsedPeer(header: header)
+            if let idText = string(t, "id", required: "the peer's id, e.g. \"northeast\"") {
+                peer.idText = idText
+                let at = valuePosition(t, "id")
+                if let problem = PeerID.problem(with: idText) {
+                    error("invalid peer id '\(idText)': \(problem)", at: at)
+                } else if let first = firstId[idText] {
+                    error("duplicate peer id '\(idText)' (first defined at line \(first.line))", at: at)
+                } else {
+                    firstId[idText] = at
+                    peer.id = PeerID(idText)
+                    peer.isCanonical = true
+                }
+            }
+            let name = peer.idText ?? "?"
+            if let text = string(t, "endpoint", required: "host:port, e.g. \"10.0.0.11:7400\"") {
+                let at = valuePosition(t, "endpoint")
+                switch Endpoint.parse(text) {
+                case .failure(let problem):
+                    error("malformed endpoint '\(text)': \(problem.reason)", at: at)
+                case .success(let endpoint):
+                    if let (other, first) = firstEndpoint[endpoint.normalised] {
+                        error("endpoint \(endpoint) is already used by peer '\(other)' (line \(first.line))", at: at)
+                    } else {
+                        firstEndpoint[endpoint.normalised] = (name, at)
+                    }
+                    peer.endpoint = endpoint
+                }
+            }
+            if let text = string(t, "public_key", required: "44 characters of base64, from `plexus keygen`") {
+                let at = valuePosition(t, "public_key")
+                do {
+                    let key = try Ed25519.PublicKey(base64: text)
+                    if let (other, first) = firstKey[key] {
+                        error("public key already used by peer '\(other)' (line \(first.line)); every peer needs its own key", at: at)
+                    } else {
+                        firstKey[key] = (name, at)
+                    }
+                    peer.publicKey = key
+                } catch {
+                    self.error("malformed public_key: \(error.description); expected 44 characters of standard base64 encoding 32 bytes, as printed by `plexus keygen`", at: at)
+                }
+            }
+            if peer.endpoint == nil || peer.publicKey == nil { peer.isCanonical = false }
+            parsed.append(peer)
+        }
+        return parsed
+    }
+
+    mutating func links(_ root: TOMLTable, peers: [TopologyParser.ParsedPeer], explicitWeights: Bool) -> [TopologyParser.ParsedLink] {
+        let known = Set(peers.compactMap(\.idText))
+        let knownSorted = known.sorted()
+        var result: [TopologyParser.ParsedLink] = []
+        var first: [Topology.LinkKey: SourcePosition] = [:]
+        for (t, header) in arrayOfTables(root, "link") {
+            checkKeys(t, known: TopologyParser.linkKeys)
+            var weight: Double?
+            if let w = number(t, "weight") {
+                let at = valuePosition(t, "weight")
+                if !explicitWeights {
+                    warning("'weight' is ignored with mixing = \"metropolis\"; set mixing = \"explicit\" in [plan] to use link weights", at: keyPosition(t, "weight"))
+                } else if !w.isFinite || w <= 0 {
+                    error("weight must be a number > 0, found \(w)", at: at)
+                } else if w > 1 {
+                    error("weight must be at most 1, found \(w)", at: at)
+                } else {
+                    weight = w
+                }
+            } else if explicitWeights && t.table["weight"] == nil {
+                error("[[link]] is missing 'weight' (mixing = \"explicit\" needs a weight on every link)", at: header)
+            }
+            guard let names = stringArray(t, "peers", required: "the two peers it joins, e.g. [\"northeast\", \"south\"]") else { continue }
+            guard names.count == 2 else {
+                error("'peers' must name exactly 2 peers, found \(names.count)", at: valuePosition(t, "peers"))
+                continue
+            }
+            var ok = true
+            for (i, name) in names.enumerated() where !known.contains(name) {
+                error("unknown peer '\(name)' in link\(didYouMean(name, among: knownSorted))", at: elementPosition(t, "peers", i))
+                ok = false
+            }
+            guard ok else { continue }
+            if names[0] == names[1] {
+                error("link from '\(names[0])' to itself", at: valuePosition(t, "peers"))
+                continue
+            }
+            guard let a = PeerID(names[0]), let b = PeerID(names[1]) else { continue }
+            let key = Topology.LinkKey(a, b)
+            if let earlier = first[key] {
+                error("duplicate link between '\(names[0])' and '\(names[1])' (first at line \(earlier.line))", at: valuePosition(t, "peers"))
+                continue
+            }
+            first[key] = header
+            result.append(TopologyParser.ParsedLink(a: a, b: b, weight: weight, header: header))
+        }
+        return result
+    }
+
+    mutating func checkGraph(peers: [TopologyParser.ParsedPeer], links: [TopologyParser.ParsedLink], explicitWeights: Bool) {
+        let nodes = peers.filter { $0.id != nil }
+        let ids = nodes.compactMap(\.id)
+        if peers.isEmpty {
+            error("the network has no peers; add a [[peer]] table for each (id, endpoint, public_key)", at: .start)
+            return
+        }
+        if ids.count == 1 {
+            warning("the network has a single peer: it will train alone", at: nodes[0].header)
+            return
+        }
+        guard ids.count >= 2 else { return }
+        var indexOf: [PeerID: Int] = [:]
+        for (i, id) in ids.enumerated() { indexOf[id] = i }
+        var adjacency = [[Int]](repeating: [], count: ids.count)
+        for link in links {
+            guard let i = indexOf[link.a], let j = indexOf[link.b] else { continue }
+            adjacency[i].append(j)
+            adjacency[j].append(i)
+        }
+        for (i, node) in nodes.enumerated() where adjacency[i].isEmpty {
+            error("peer '\(ids[i])' has no link; add a [[link]] with peers = [\"\(ids[i])\", …]", at: node.header)
+        }
+        let components = Graph.components(adjacency)
+        if components.count > 1 {
+            let names = components.map { component in Graph.describe(component.map { ids[$0].rawValue }) }
+            let at = links.first?.header ?? nodes[0].header
+            error("the graph is disconnected: \(components.count) components: \(names.joined(separator: ", "))", at: at)
+        }
+        if explicitWeights && links.count == links.filter({ $0.weight != nil }).count {
+            for (i, node) in nodes.enumerated() {
+                var sum = 0.0
+                var parts: [String] = []
+                for link in links where link.a == ids[i] || link.b == ids[i] {
+                    let w = link.weight ?? 0
+                    sum += w
+                    parts.append("\(link.a == ids[i] ? link.b : link.a) \(w)")
+                }
+                if sum > 1 + 1e-9 {
+                    error(
+                        "the link weights of peer '\(ids[i])' sum to \(Format.number(sum)) (\(parts.joined(separator: ", "))), above 1: "
+                            + "row '\(ids[i])' of the mixing matrix would need self-weight \(Format.number(1 - sum)) to sum to 1",
+                        at: node.header
+                    )
+                }
+            }
+        }
+    }
+
+    /// Warns when disagreement between peers shrinks slowly compared with the plan's rounds.
+    mutating func checkMixingSpeed(_ topology: Topology) {
+        guard topology.peers.count >= 2 else { return }
+        let facts = GraphFacts(topology, spectralAnalysis: true)
+        guard let gap = facts.spectralGap, let rounds = facts.roundsToShrink1000x else { return }
+        let hint = "add chords, or use a torus or an exponential graph (plexus topology generate --shape torus|exponential)"
+        let planRef = index.header("plan")
+        if rounds > Double(topology.plan.rounds) {
+            let at = index.entry("plan", "rounds")?.value ?? planRef ?? .start
+            warning(
+                "the graph needs about \(Format.rounds(rounds)) rounds to shrink disagreement 1000× (spectral gap \(Format.number(gap))), "
+                    + "more than the plan's \(topology.plan.rounds); \(hint)",
+                at: at
+            )
+        } else if rounds > GraphFacts.slowMixingRounds {
+            warning(
+                "the graph mixes slowly: about \(Format.rounds(rounds)) rounds to shrink disagreement 1000× (spectral gap \(Format.number(gap))); \(hint)",
+                at: index.header("peer#0") ?? .start
+            )
+        }
+    }
+}
+
+/// Number formatting without Foundation.
+enum Format {
+    /// `x` with `decimals` digits after the point, rounded half away from zero.
+    static func fixed(_ x: Double, decimals: Int) -> String {
+        guard x.isFinite else { return x.isNaN ? "nan" : (x < 0 ? "-inf" : "inf") }
+        var scale = 1.0
+        for _ in 0..<decimals { scale *= 10 }
+        let scaled = (abs(x) * scale).rounded()
+        guard scaled < 9e15 else { return "\(x)" }
+        let n = Int(scaled)
+        let p = Int(scale)
+        var s = String(n / p)
+        if decimals > 0 {
+            let frac = String(n % p)
+            s += "." + String(repeating: "0", count: decimals - frac.count) + frac
+        }
+        return (x < 0 && n != 0 ? "-" : "") + s
+    }
+
+    /// Three significant digits, trailing zeros removed: 0.0508, 1.25, 2100.
+    static func number(_ x: Double) -> String {
+        guard x.isFinite, x != 0 else { return x == 0 ? "0" : fixed(x, decimals: 0) }
+        var magnitude = 0
+        var a = abs(x)
+        while a >= 10 {
+            a /= 10
+            magnitude += 1
+        }
+        while a < 1 {
+            a *= 10
+            magnitude -= 1
+        }
+        let decimals = max(0, 2 - magnitude)
+        var s = fixed(x, decimals: min(decimals, 12))
+        if s.contains(".") {
+            while s.hasSuffix("0") { s.removeLast() }
+            if s.hasSuffix(".") { s.removeLast() }
+        }
+        return s
+    }
+
+    /// Rounds, to the nearest whole round, with thousands separators: 2,152.
+    static func rounds(_ x: Double) -> String {
+        guard x.isFinite, x < 1e15 else { return "∞" }
+        let n = Int(x.rounded())
+        var digits = Array(String(n))
+        var out: [Character] = []
+        while digits.count > 3 {
+            out = [","] + digits.suffix(3) + out
+            digits.removeLast(3)
+        }
+        return String(digits + out)
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+import PlexusCore
+import PlexusTopology
+import Testing
+
+/// Paths of fixture files, from the test bundle.
+enum Fixtures {
+    static func path(_ name: String) -> String {
+        guard let url = Bundle.module.url(forResource: "Fixtures", withExtension: nil) else {
+            Issue.record("the Fixtures folder is missing from the test bundle")
+            return "/nonexistent/\(name)"
+        }
+        return url.appendingPathComponent(name).path
+    }
+
+    static func text(_ name: String) -> String {
+        (try? String(contentsOfFile: path(name), encoding: .utf8)) ?? ""
+    }
+}
+
+@Suite struct PlanFileTests {
+    @Test func loadsPlanOnlyFile() throws {
+        let plan = try PlanFile.load(path: Fixtures.path("plans/cox.toml"))
+        #expect(plan.model == .cox)
+        #expect(plan.exclude == ["pid", "center", "split"])
+        #expect(plan.time == "time" && plan.event == "event")
+        #expect(plan.rounds == 100 && plan.localSteps == 10)
+        #expect(plan.learningRate == 0.5 && plan.l2 == 0.01)
+        #expect(plan.codec == "lossless" && plan.mixing == .metropolis && plan.seed == 1)
+    }
+
+    @Test func planHashIgnoresLayoutAndExplicitDefaults() throws {
+        let a = try PlanFile.read(path: Fixtures.path("plans/cox.toml"))
+        let b = try PlanFile.read(path: Fixtures.path("plans/cox-reordered.toml"))
+        #expect(a.plan == b.plan)
+        #expect(a.planHash == b.planHash)
+        #expect(a.planHash.count == 32)
+        var changed = a.plan
+        changed.rounds = 101
+        #expect(PlanHash.hash(changed) != a.planHash)
+    }
+
+    @Test func missingFileIsOneClearError() {
+        #expect {
+            _ = try PlanFile.load(path: "/nonexistent/plan.toml")
+        } throws: { error in
+            (error as? TopologyError)?.description == "/nonexistent/plan.toml: error: no such file"
+        }
+    }
+
+    @Test func reportsEveryPlanProblem() {
+        let source = """
+            [plan]
+            model = "coxx"
+            round = 10
+            learning_rate = -1
+            codec = "topk:1.5"
+            """
+        do {
+            _ = try PlanFile.parse(source: source, path: "p.toml")
+            Issue.record("expected errors")
+        } catch {
+            #expect(error.description == """
+                p.toml:1:1: error: [plan] is missing 'rounds' (an integer ≥ 1)
+                p.toml:2:9: error: unknown model 'coxx'; expected logistic, cox, mlp or deepsurv; did you mean 'cox'?
+                p.toml:3:1: error: unknown key 'round' in [plan]; did you mean 'rounds'?
+                p.toml:4:17: error: learning_rate must be a finite number > 0, found -1.0
+                p.toml:5:9: error: invalid codec 'topk:1.5': top-k fraction '1.5' must be a number in (0, 1], e.g. topk:0.01
+                """)
+        }
+    }
+}
