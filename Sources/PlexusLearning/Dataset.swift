@@ -10,8 +10,10 @@ public enum Task: String, Sendable, Hashable {
 
 /// Numeric rows ready for a model: a row-major Float32 feature matrix and its targets.
 ///
-/// Rows are in the order of the CSV (after filtering). For survival data the dataset also keeps
-/// the row order by decreasing time, computed once, which the Cox loss walks in O(n).
+/// Classification rows keep the order they were given in. Survival rows are stored in decreasing
+/// time order (tied times keep their given order), sorted once in O(n log n) when the dataset is
+/// built, so that the Cox loss walks memory sequentially in O(n); ``sourceRows`` maps every row
+/// back to its row in the source table.
 public struct Dataset: Sendable {
     public private(set) var task: Task
     public private(set) var featureNames: [String]
@@ -19,14 +21,16 @@ public struct Dataset: Sendable {
     public internal(set) var features: [Float]
     /// One 0/1 label per row (classification); empty for survival.
     public private(set) var labels: [Float]
-    /// One time ≥ 0 per row (survival); empty for classification.
+    /// One time ≥ 0 per row, non-increasing (survival); empty for classification.
     public private(set) var times: [Double]
     /// One 0/1 event per row (survival); empty for classification.
     public private(set) var events: [Float]
-    /// Row indices by decreasing time, ties by increasing index (survival); empty for classification.
+    /// Row indices by decreasing time: since survival rows are stored in that order, `0..<count`.
+    /// Empty for classification. (Kept so that the Cox loss does not depend on the storage order.)
     public private(set) var descendingTimeOrder: [Int32]
     /// For each row, its 0-based data-row index in the source table (for tracing and splits).
     public private(set) var sourceRows: [Int]
+    private var scratch: [Int] = []
 
     public var count: Int { sourceRows.count }
     public var dimension: Int { featureNames.count }
@@ -44,19 +48,27 @@ public struct Dataset: Sendable {
         self.sourceRows = sourceRows ?? Array(0..<labels.count)
     }
 
-    /// A survival dataset. `features` is row-major `times.count × featureNames.count`.
+    /// A survival dataset. `features` is row-major `times.count × featureNames.count`; the rows are
+    /// stored sorted by decreasing time.
     public init(featureNames: [String], features: [Float], times: [Double], events: [Float], sourceRows: [Int]? = nil) {
         precondition(times.count == events.count, "one event per time")
         precondition(features.count == times.count * featureNames.count, "features must be count × dimension")
-        self.task = .survival
+        let unsorted = Dataset(
+            task: .survival, featureNames: featureNames, features: features, times: times, events: events,
+            sourceRows: sourceRows ?? Array(0..<times.count))
+        self = unsorted.emptyCopy(reservingCapacity: times.count)
+        gather(from: unsorted, rows: 0..<times.count)
+    }
+
+    private init(task: Task, featureNames: [String], features: [Float], times: [Double], events: [Float], sourceRows: [Int]) {
+        self.task = task
         self.featureNames = featureNames
         self.features = features
         self.labels = []
         self.times = times
         self.events = events
         self.descendingTimeOrder = []
-        self.sourceRows = sourceRows ?? Array(0..<times.count)
-        sortByTime()
+        self.sourceRows = sourceRows
     }
 
     /// An empty dataset of the same shape, for use as a reusable mini-batch buffer.
@@ -69,62 +81,77 @@ public struct Dataset: Sendable {
         copy.events = []
         copy.descendingTimeOrder = []
         copy.sourceRows = []
+        copy.scratch = []
         if task == .classification { copy.labels.reserveCapacity(capacity) } else {
             copy.times.reserveCapacity(capacity)
             copy.events.reserveCapacity(capacity)
             copy.descendingTimeOrder.reserveCapacity(capacity)
+            copy.scratch.reserveCapacity(capacity)
         }
         copy.sourceRows.reserveCapacity(capacity)
         return copy
     }
 
-    /// The rows at `indices` (positions in this dataset), in that order.
+    /// The rows at `indices` (positions in this dataset), in that order (survival: by decreasing time).
     public func subset(_ indices: some Collection<Int>) -> Dataset {
         var out = emptyCopy(reservingCapacity: indices.count)
         out.gather(from: self, rows: indices)
         return out
     }
 
-    /// Replaces this dataset's rows with `source`'s rows at `rows`, reusing this dataset's storage.
+    /// Replaces this dataset's rows with `source`'s rows at `rows` (survival: sorted by decreasing
+    /// time), reusing this dataset's storage: no allocation once the buffers are large enough.
     public mutating func gather(from source: Dataset, rows: some Collection<Int>) {
+        precondition(source.featureNames == featureNames && source.task == task, "gather needs the same columns")
+        scratch.removeAll(keepingCapacity: true)
+        scratch.append(contentsOf: rows)
+        if task == .survival {
+            let t = source.times
+            scratch.sort { a, b in t[a] != t[b] ? t[a] > t[b] : a < b }
+        }
+        let n = scratch.count
+        let d = source.dimension
         features.removeAll(keepingCapacity: true)
+        features.append(contentsOf: repeatElement(0, count: n * d))
         labels.removeAll(keepingCapacity: true)
         times.removeAll(keepingCapacity: true)
         events.removeAll(keepingCapacity: true)
         sourceRows.removeAll(keepingCapacity: true)
-        let d = source.dimension
-        for r in rows {
-            features.append(contentsOf: source.features[(r * d)..<(r * d + d)])
+        descendingTimeOrder.removeAll(keepingCapacity: true)
+        let order = scratch
+        features.withUnsafeMutableBufferPointer { out in
+            source.features.withUnsafeBufferPointer { x in
+                for (k, r) in order.enumerated() {
+                    precondition(r >= 0 && r < source.count, "row \(r) out of range")
+                    (out.baseAddress! + k * d).update(from: x.baseAddress! + r * d, count: d)
+                }
+            }
+        }
+        for (k, r) in order.enumerated() {
             sourceRows.append(source.sourceRows[r])
-            if source.task == .classification {
+            if task == .classification {
                 labels.append(source.labels[r])
             } else {
                 times.append(source.times[r])
                 events.append(source.events[r])
+                descendingTimeOrder.append(Int32(k))
             }
         }
-        if task == .survival { sortByTime() }
     }
 
     /// Rows of `other` appended (same features and task).
     public mutating func append(contentsOf other: Dataset) {
         precondition(other.featureNames == featureNames && other.task == task, "append needs the same columns")
-        features += other.features
-        labels += other.labels
-        times += other.times
-        events += other.events
-        sourceRows += other.sourceRows
-        if task == .survival { sortByTime() }
-    }
-
-    private mutating func sortByTime() {
-        descendingTimeOrder.removeAll(keepingCapacity: true)
-        for i in 0..<times.count { descendingTimeOrder.append(Int32(i)) }
-        let t = times
-        descendingTimeOrder.sort { a, b in
-            let ta = t[Int(a)]
-            let tb = t[Int(b)]
-            return ta != tb ? ta > tb : a < b
+        var combined = self
+        combined.features += other.features
+        combined.labels += other.labels
+        combined.times += other.times
+        combined.events += other.events
+        combined.sourceRows += other.sourceRows
+        if task == .survival {
+            self.gather(from: combined, rows: 0..<combined.count)
+        } else {
+            self = combined
         }
     }
 

@@ -82,3 +82,52 @@ extension Kernels {
         return (loss, p - y)
     }
 }
+
+extension Kernels {
+    /// e^x for eight lanes, x clamped to [−87, 0] (the range the logistic loss needs): Cody–Waite
+    /// reduction by ln 2 and Cephes' degree-6 polynomial; relative error ≈ 1e-7.
+    @inline(__always)
+    static func expNonPositive8(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        let x = x.clamped(lowerBound: SIMD8(repeating: -87), upperBound: SIMD8(repeating: 0))
+        let n = (x * 1.442_695_04).rounded(.toNearestOrEven)
+        var r = x - n * 0.693_359_375
+        r = r - n * -2.121_944_4e-4
+        var p = SIMD8<Float>(repeating: 1.987_569_15e-4)
+        p = p * r + 1.398_199_95e-3
+        p = p * r + 8.333_451_9e-3
+        p = p * r + 4.166_579_59e-2
+        p = p * r + 1.666_666_55e-1
+        p = p * r + 5.000_000_12e-1
+        let y = p * (r * r) + r + 1
+        let scale = unsafeBitCast((SIMD8<Int32>(n, rounding: .towardZero) &+ 127) &<< 23, to: SIMD8<Float>.self)
+        return y * scale
+    }
+
+    /// log(1 + e) for e in [0, 1], eight lanes: 2·atanh(s) with s = e/(2 + e) ≤ 1/3, series to s¹³;
+    /// relative error ≈ 2e-8 before rounding.
+    @inline(__always)
+    static func log1pUnit8(_ e: SIMD8<Float>) -> SIMD8<Float> {
+        let s = e / (2 + e)
+        let z = s * s
+        var p = SIMD8<Float>(repeating: 1.0 / 13)
+        p = p * z + 1.0 / 11
+        p = p * z + 1.0 / 9
+        p = p * z + 1.0 / 7
+        p = p * z + 1.0 / 5
+        p = p * z + 1.0 / 3
+        p = p * z + 1
+        return 2 * s * p
+    }
+
+    /// ``logisticLoss(_:_:)`` for eight rows at once.
+    @inline(__always)
+    static func logisticLoss8(_ eta: SIMD8<Float>, _ y: SIMD8<Float>) -> (loss: SIMD8<Float>, residual: SIMD8<Float>) {
+        let negative = eta .< 0
+        let magnitude = eta.replacing(with: -eta, where: negative)
+        let e = expNonPositive8(-magnitude)
+        let inverse = 1 / (1 + e)
+        let p = inverse.replacing(with: e * inverse, where: negative)
+        let loss = eta.replacing(with: 0, where: negative) + log1pUnit8(e) - y * eta
+        return (loss, p - y)
+    }
+}

@@ -44,13 +44,27 @@ public struct LogisticRegression: Model {
                         let end = min(row + Kernels.blockRows, n)
                         var blockLoss: Float = 0
                         var blockBias: Float = 0
-                        for i in row..<end {
+                        var i = row
+                        // Eight rows at a time: eight dot products, the loss and residuals of all
+                        // eight in SIMD (exp and log1p vectorised), then eight updates of the gradient.
+                        while i + 8 <= end {
+                            var eta = SIMD8<Float>(repeating: bias)
+                            for k in 0..<8 { eta[k] += Kernels.dot(w, x + (i + k) * d, d) }
+                            let y = UnsafeRawPointer(ys.baseAddress! + i).loadUnaligned(as: SIMD8<Float>.self)
+                            let (l, r) = Kernels.logisticLoss8(eta, y)
+                            blockLoss += l.sum()
+                            blockBias += r.sum()
+                            for k in 0..<8 { Kernels.axpy(r[k], x + (i + k) * d, block, d) }
+                            i += 8
+                        }
+                        while i < end {
                             let xi = x + i * d
                             let eta = Kernels.dot(w, xi, d) + bias
                             let (l, r) = Kernels.logisticLoss(eta, ys[i])
                             blockLoss += l
                             blockBias += r
                             Kernels.axpy(r, xi, block, d)
+                            i += 1
                         }
                         for j in 0..<d {
                             acc[j] += Double(block[j])

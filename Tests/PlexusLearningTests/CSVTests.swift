@@ -86,11 +86,12 @@ private func error(_ body: () throws -> Void) -> DataError? {
         plan.exclude = ["id", "site"]
         let loaded = try DatasetLoader.load(table, plan: plan, filters: [RowFilter(column: "site", value: "west")])
         #expect(loaded.dataset.featureNames == ["x1", "x 2"])
-        #expect(loaded.dataset.features == [1, 2, 5, 6])
-        #expect(loaded.dataset.times == [5, 7])
+        // Survival rows are stored by decreasing time.
+        #expect(loaded.dataset.features == [5, 6, 1, 2])
+        #expect(loaded.dataset.times == [7, 5])
         #expect(loaded.dataset.events == [1, 1])
-        #expect(loaded.dataset.sourceRows == [0, 2])
-        #expect(loaded.dataset.descendingTimeOrder == [1, 0])
+        #expect(loaded.dataset.sourceRows == [2, 0])
+        #expect(loaded.dataset.descendingTimeOrder == [0, 1])
     }
 
     @Test func explicitColumnsAndRows() throws {

@@ -129,6 +129,39 @@ func minimumPreactivation(_ model: any Model, _ p: [Float], _ data: Dataset) -> 
         #expect(abs(got - expected) < 1e-6 * max(1, abs(expected)), "\(got) vs \(expected)")
     }
 
+    /// The vectorised logistic loss (eight rows at a time, polynomial exp and log1p) against a
+    /// Double reference, over log-odds from −90 to 90.
+    @Test func logisticLossMatchesDoubleReference() {
+        let n = 181
+        let x = (0..<n).map { Float($0 - 90) }
+        let y = (0..<n).map { Float($0 % 3 == 0 ? 1 : 0) }
+        let data = Dataset(featureNames: ["x"], features: x, labels: y)
+        let model = LogisticRegression(dimension: 1)
+        var gradient: [Float] = []
+        let loss = model.lossAndGradient(parameters: [1, 0.25], batch: data, into: &gradient)
+        var expected = 0.0
+        var expectedGradient = [0.0, 0.0]
+        for i in 0..<n {
+            let eta = Double(x[i]) + 0.25
+            expected += (eta > 0 ? eta + log1p(exp(-eta)) : log1p(exp(eta))) - Double(y[i]) * eta
+            let r = 1 / (1 + exp(-eta)) - Double(y[i])
+            expectedGradient[0] += r * Double(x[i])
+            expectedGradient[1] += r
+        }
+        expected /= Double(n)
+        #expect(abs(loss - expected) < 1e-6 * expected, "\(loss) vs \(expected)")
+        #expect(abs(Double(gradient[0]) - expectedGradient[0] / Double(n)) < 1e-5)
+        #expect(abs(Double(gradient[1]) - expectedGradient[1] / Double(n)) < 1e-6)
+    }
+
+    @Test func survivalRowsAreStoredByDecreasingTime() {
+        let data = syntheticData(task: .survival, rows: 50, dimension: 2, seed: 4)
+        #expect(zip(data.times, data.times.dropFirst()).allSatisfy { $0 >= $1 })
+        let sub = data.subset([3, 1, 40, 7])
+        #expect(zip(sub.times, sub.times.dropFirst()).allSatisfy { $0 >= $1 })
+        #expect(Set(sub.sourceRows) == Set([3, 1, 40, 7].map { data.sourceRows[$0] }))
+    }
+
     @Test func coxLossIsShiftInvariantAndStable() {
         // Huge log-risks must not overflow: exp is shifted by max η.
         let data = syntheticData(task: .survival, rows: 30, dimension: 2, seed: 5)
