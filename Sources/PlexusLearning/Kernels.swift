@@ -88,8 +88,15 @@ extension Kernels {
     /// reduction by ln 2 and Cephes' degree-6 polynomial; relative error ≈ 1e-7.
     @inline(__always)
     static func expNonPositive8(_ x: SIMD8<Float>) -> SIMD8<Float> {
-        let x = x.clamped(lowerBound: SIMD8(repeating: -87), upperBound: SIMD8(repeating: 0))
-        let n = (x * 1.442_695_04).rounded(.toNearestOrEven)
+        // (`clamped` calls generic pointwiseMin/Max out of line; a masked select stays in registers.)
+        let x = x.replacing(with: -87, where: x .< -87).replacing(with: 0, where: x .> 0)
+        // Round to nearest by adding and subtracting 1.5·2²³ (|x·log₂e| < 2²²): baseline x86-64
+        // has no vector rounding instruction, and `rounded()` falls back to a per-lane call.
+        // The sum's bit pattern is 0x4B40_0000 + n, which gives 2ⁿ without a (per-lane, slow)
+        // Float → Int32 conversion.
+        let magic = SIMD8<Float>(repeating: 12_582_912)
+        let shifted = x * 1.442_695_04 + magic
+        let n = shifted - magic
         var r = x - n * 0.693_359_375
         r = r - n * -2.121_944_4e-4
         var p = SIMD8<Float>(repeating: 1.987_569_15e-4)
@@ -99,7 +106,7 @@ extension Kernels {
         p = p * r + 1.666_666_55e-1
         p = p * r + 5.000_000_12e-1
         let y = p * (r * r) + r + 1
-        let scale = unsafeBitCast((SIMD8<Int32>(n, rounding: .towardZero) &+ 127) &<< 23, to: SIMD8<Float>.self)
+        let scale = unsafeBitCast((unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23, to: SIMD8<Float>.self)
         return y * scale
     }
 

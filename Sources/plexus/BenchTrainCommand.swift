@@ -28,6 +28,14 @@ extension Bench {
         @Option(help: "Repetitions per measurement (the best is reported).")
         var repetitions = 5
 
+        @Option(help: "Comma-separated subset of: logistic, cox, mlp, deepsurv, large, cox-growth.")
+        var only: String?
+
+        private func wanted(_ name: String) -> Bool {
+            guard let only else { return true }
+            return only.split(separator: ",").contains { $0 == name }
+        }
+
         func run() throws {
             let bandwidth = TrainBenchmark.memcpyBandwidth(repetitions: repetitions)
             let bytesPerRow = Double(features * MemoryLayout<Float>.size)
@@ -53,20 +61,29 @@ extension Bench {
                 p.hidden = [32]
                 return p
             }
+            if wanted("logistic") {
             report("logistic, full batch", TrainBenchmark.epoch(plan: plan(.logistic), data: classification, repetitions: repetitions),
                    rows: rows, bound: bound)
             report("logistic, mini-batch 256", TrainBenchmark.epoch(plan: plan(.logistic, batch: 256), data: classification, repetitions: repetitions),
                    rows: rows, bound: bound)
+            }
+            if wanted("cox") {
             report("cox, full batch", TrainBenchmark.epoch(plan: plan(.cox), data: survival, repetitions: repetitions), rows: rows)
+            }
+            if wanted("mlp") {
             report("mlp [32], full batch, adam", TrainBenchmark.epoch(plan: plan(.mlp, optimizer: .adam), data: classification, repetitions: repetitions), rows: rows)
+            }
+            if wanted("deepsurv") {
             report("deepsurv [32], full batch, adam", TrainBenchmark.epoch(plan: plan(.deepsurv, optimizer: .adam), data: survival, repetitions: repetitions), rows: rows)
-            do {
+            }
+            if wanted("large") {
                 // The same pass with the data far beyond the last-level cache.
                 let big = TrainBenchmark.syntheticDataset(task: .classification, rows: rows * 10, dimension: features)
                 report("logistic, full batch, \(rows * 10) rows", TrainBenchmark.epoch(plan: plan(.logistic), data: big, repetitions: repetitions),
                        rows: rows * 10, bound: bound)
             }
 
+            guard wanted("cox-growth") else { return }
             print("\nCox loss and gradient (\(features) features), rows already in time order; sorting is once per dataset:")
             print(pad("n", 10) + pad("gradient s", 13) + pad("ns/row", 10) + pad("gather+sort s", 15) + "sort ns/(n·log2 n)")
             var n = 10_000
