@@ -154,6 +154,34 @@ func minimumPreactivation(_ model: any Model, _ p: [Float], _ data: Dataset) -> 
         #expect(abs(Double(gradient[1]) - expectedGradient[1] / Double(n)) < 1e-6)
     }
 
+    /// The SIMD paths (eight rows at a time, padded chunks reading into the next row) against a
+    /// plain Double computation, for shapes around the chunk and block boundaries.
+    @Test(arguments: [1, 7, 8, 9, 16, 33], [1, 7, 8, 9, 300])
+    func logisticShapes(dimension d: Int, rows n: Int) {
+        var g = Xoshiro256(seed: UInt64(d * 1000 + n))
+        let x = (0..<(n * d)).map { _ in Float(g.nextGaussian()) }
+        let y = (0..<n).map { _ in Float(g.nextInt(below: 2)) }
+        let p = (0...d).map { _ in Float(g.nextGaussian() * 0.5) }
+        let model = LogisticRegression(dimension: d)
+        var gradient: [Float] = []
+        let loss = model.lossAndGradient(
+            parameters: p, batch: Dataset(featureNames: (0..<d).map { "x\($0)" }, features: x, labels: y), into: &gradient)
+        var expected = 0.0
+        var expectedGradient = [Double](repeating: 0, count: d + 1)
+        for i in 0..<n {
+            var eta = Double(p[d])
+            for j in 0..<d { eta += Double(p[j]) * Double(x[i * d + j]) }
+            expected += (eta > 0 ? eta + log1p(exp(-eta)) : log1p(exp(eta))) - Double(y[i]) * eta
+            let r = 1 / (1 + exp(-eta)) - Double(y[i])
+            for j in 0..<d { expectedGradient[j] += r * Double(x[i * d + j]) }
+            expectedGradient[d] += r
+        }
+        #expect(abs(loss - expected / Double(n)) < 1e-5, "d \(d) n \(n)")
+        for j in 0...d {
+            #expect(abs(Double(gradient[j]) - expectedGradient[j] / Double(n)) < 1e-5, "d \(d) n \(n) j \(j)")
+        }
+    }
+
     @Test func survivalRowsAreStoredByDecreasingTime() {
         let data = syntheticData(task: .survival, rows: 50, dimension: 2, seed: 4)
         #expect(zip(data.times, data.times.dropFirst()).allSatisfy { $0 >= $1 })
