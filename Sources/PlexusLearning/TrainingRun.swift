@@ -91,6 +91,8 @@ public struct TrainingOptions: Sendable {
     public var solver: SolverChoice = .automatic
     /// If set, ``Plan/l2`` becomes 1/(C·n) for the n training rows: scikit-learn's `C` (total, not mean, loss).
     public var sklearnC: Double?
+    /// If set, the trained model is written here as safetensors (see ``TrainedModel/safetensors(featureNames:extraMetadata:)``).
+    public var savePath: String?
 
     public init(dataPath: String, plan: Plan) {
         self.dataPath = dataPath
@@ -152,6 +154,15 @@ extension Trainer {
         let start = clock.now
         let (trained, summary) = fit(training.dataset, plan: plan, solver: options.solver)
         let elapsed = clock.now - start
+        if let savePath = options.savePath {
+            let bytes = trained.safetensors(
+                featureNames: training.dataset.featureNames, extraMetadata: ["model": plan.model.rawValue, "ties": plan.ties.rawValue])
+            do {
+                try Data(bytes).write(to: URL(fileURLWithPath: savePath))
+            } catch {
+                throw DataError(.unreadable, file: savePath, "cannot write the model: \(error.localizedDescription)")
+            }
+        }
         var named: [String: [Float]] = [:]
         for tensor in trained.model.layout.tensors { named[tensor.name] = Array(trained.parameters[tensor.range]) }
         return TrainingReport(
@@ -161,5 +172,20 @@ extension Trainer {
             seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
             train: trained.evaluate(on: training.dataset), test: testing.map { trained.evaluate(on: $0.dataset) },
             parameters: named, standardization: trained.standardization)
+    }
+}
+
+extension TrainedModel {
+    /// The model as a safetensors file: the parameters by tensor name, and in `__metadata__` the
+    /// feature names and the standardization (JSON arrays) so the same transform can be applied.
+    public func safetensors(featureNames: [String], extraMetadata: [String: String] = [:]) -> [UInt8] {
+        func json(_ value: some Encodable) -> String {
+            (try? JSONEncoder().encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
+        }
+        var metadata = extraMetadata
+        metadata["features"] = json(featureNames)
+        metadata["standardization.mean"] = json(standardization.mean)
+        metadata["standardization.scale"] = json(standardization.scale)
+        return Safetensors.encode(parameters, layout: model.layout, metadata: metadata)
     }
 }

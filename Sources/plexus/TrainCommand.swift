@@ -65,6 +65,9 @@ struct Train: ParsableCommand {
     @Option(help: "Cox tied event times: breslow or efron (lifelines uses efron). Overrides the plan.")
     var ties: String?
 
+    @Option(help: "Write the trained model (parameters, features, standardization) as safetensors.", completion: .file())
+    var save: String?
+
     @Flag(help: "Print the report as JSON (metrics, fit, parameters by tensor, standardization).")
     var json = false
 
@@ -95,6 +98,7 @@ struct Train: ParsableCommand {
         options.seed = seed
         options.solver = SolverChoice(rawValue: solver)!
         options.sklearnC = sklearnC
+        options.savePath = save
         let report: TrainingReport
         do {
             options.filters = try filters.map { (text: String) throws(DataError) -> RowFilter in try RowFilter(parsing: text) }

@@ -334,3 +334,31 @@ func minimumPreactivation(_ model: any Model, _ p: [Float], _ data: Dataset) -> 
         #expect(metrics.rocAUC > baseline.rocAUC - 0.02, "MLP \(metrics.rocAUC) vs logistic \(baseline.rocAUC)")
     }
 }
+
+@Suite struct SafetensorsTests {
+    @Test func roundTripAndPinnedHeader() throws {
+        let model = MLP(dimension: 2, hidden: [3], head: .cox(.breslow))
+        let p = (0..<model.layout.count).map { Float($0) * 0.5 - 1 }
+        let bytes = Safetensors.encode(p, layout: model.layout, metadata: ["model": "deepsurv"])
+        let headerLength = Int(bytes[0]) | Int(bytes[1]) << 8
+        #expect(headerLength % 8 == 0)
+        let header = String(decoding: bytes[8..<(8 + headerLength)], as: UTF8.self)
+        #expect(header.hasPrefix(
+            #"{"__metadata__":{"model":"deepsurv"},"hidden1.weight":{"dtype":"F32","shape":[3,2],"data_offsets":[0,24]}"#))
+        #expect(bytes.count == 8 + headerLength + p.count * 4)
+        let decoded = try Safetensors.decode(bytes, layout: model.layout)
+        #expect(decoded.parameters == p)
+        #expect(decoded.metadata == ["model": "deepsurv"])
+    }
+
+    @Test func hostileInputsAreErrors() {
+        let layout = LogisticRegression(dimension: 2).layout
+        let good = Safetensors.encode([1, 2, 3], layout: layout)
+        #expect(throws: Safetensors.FormatError.self) { try Safetensors.decode(Array(good.prefix(5)), layout: layout) }
+        #expect(throws: Safetensors.FormatError.self) { try Safetensors.decode(Array(good.dropLast(4)), layout: layout) }
+        var huge = good
+        huge[7] = 0x7F
+        #expect(throws: Safetensors.FormatError.self) { try Safetensors.decode(huge, layout: layout) }
+        #expect(throws: Safetensors.FormatError.self) { try Safetensors.decode(good, layout: LogisticRegression(dimension: 3).layout) }
+    }
+}
