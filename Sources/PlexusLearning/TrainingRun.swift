@@ -91,6 +91,9 @@ public struct TrainingOptions: Sendable {
     public var solver: SolverChoice = .automatic
     /// If set, ``Plan/l2`` becomes 1/(C·n) for the n training rows: scikit-learn's `C` (total, not mean, loss).
     public var sklearnC: Double?
+    /// If non-empty, the standardization is fitted on the rows matching these filters (e.g. the pooled
+    /// `split=train` rows for an isolated site, as the tcga_brca reference does) instead of the training rows.
+    public var standardizeFilters: [RowFilter] = []
     /// If set, the trained model is written here as safetensors (see ``TrainedModel/safetensors(featureNames:extraMetadata:)``).
     public var savePath: String?
 
@@ -152,7 +155,12 @@ extension Trainer {
         }
         let clock = ContinuousClock()
         let start = clock.now
-        let (trained, summary) = fit(training.dataset, plan: plan, solver: options.solver)
+        var standardization: Standardization?
+        if !options.standardizeFilters.isEmpty {
+            let pooled = try DatasetLoader.load(table, plan: plan, filters: options.standardizeFilters)
+            standardization = Standardization(fitting: pooled.dataset)
+        }
+        let (trained, summary) = fit(training.dataset, plan: plan, solver: options.solver, standardization: standardization)
         let elapsed = clock.now - start
         if let savePath = options.savePath {
             let bytes = trained.safetensors(

@@ -45,6 +45,11 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("test-where"), help: "Test rows: column=value (repeatable).")
     var testFilters: [String] = []
 
+    @Option(
+        name: .customLong("standardize-where"),
+        help: "Fit the standardization on rows with column=value (repeatable) instead of the training rows.")
+    var standardizeFilters: [String] = []
+
     @Option(help: "A split file (JSON with test, train, hospitals row indices).", completion: .file(extensions: ["json"]))
     var split: String?
 
@@ -102,6 +107,9 @@ struct Train: ParsableCommand {
         let report: TrainingReport
         do {
             options.filters = try filters.map { (text: String) throws(DataError) -> RowFilter in try RowFilter(parsing: text) }
+            options.standardizeFilters = try standardizeFilters.map { (text: String) throws(DataError) -> RowFilter in
+                try RowFilter(parsing: text)
+            }
             options.testFilters = try testFilters.map { (text: String) throws(DataError) -> RowFilter in try RowFilter(parsing: text) }
             report = try Trainer.run(options)
         } catch {

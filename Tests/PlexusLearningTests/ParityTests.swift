@@ -73,6 +73,28 @@ import Testing
         #expect(abs(c - 0.843) <= 0.005)
     }
 
+    /// The isolated centres of tcga_brca: 1000 full-batch gradient steps (lr 0.5, Breslow, L2 0.01),
+    /// standardized with the pooled training rows, as the reference computed them.
+    @Test func tcgaIsolatedCentres() throws {
+        var plan = Plan.cox()
+        plan.exclude = ["pid", "center", "split"]
+        plan.rounds = 100
+        plan.localSteps = 10
+        plan.learningRate = 0.5
+        for centre in ["northeast", "south", "west", "midwest", "europe", "canada"] {
+            var options = TrainingOptions(dataPath: TestData.path("tcga_brca.csv"), plan: plan)
+            options.filters = [RowFilter(column: "split", value: "train"), RowFilter(column: "center", value: centre)]
+            options.testFilters = [RowFilter(column: "split", value: "test")]
+            options.standardizeFilters = [RowFilter(column: "split", value: "train")]
+            options.solver = .plan
+            let report = try Trainer.run(options)
+            let c = try #require(report.test?.survival?.concordance)
+            let ref = double(TestData.reference, "tcga_brca", "isolated_gradient_descent", centre)
+            print("tcga isolated \(centre) cindex \(c) (ref \(ref))")
+            #expect(abs(c - ref) <= 0.005, "\(centre)")
+        }
+    }
+
     /// DeepSurv (32 ReLU, Cox loss, Adam) on gbsg2: the mean C-index over the five seeds within 0.02
     /// of the reference mean (per-seed values of a non-convex fit depend on the initialisation).
     @Test func gbsg2DeepSurv() throws {
