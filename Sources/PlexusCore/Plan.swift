@@ -49,6 +49,13 @@ public struct Plan: Hashable, Sendable {
         case dropRow = "drop-row"
     }
 
+    public enum Ties: String, CaseIterable, Sendable {
+        /// Breslow: every event at a tied time sees the whole risk set.
+        case breslow
+        /// Efron: tied events share the risk set in equal steps (lifelines' and R's default).
+        case efron
+    }
+
     public enum Synchrony: String, CaseIterable, Sendable {
         /// A round ends when every neighbour's delta for it arrived or ``Plan/roundDeadlineMilliseconds`` passed.
         case synchronous
@@ -74,6 +81,8 @@ public struct Plan: Hashable, Sendable {
 
     // MARK: Model and optimisation
 
+    /// How the Cox and DeepSurv partial likelihood treat tied event times. Default: ``Ties/breslow``.
+    public var ties: Ties = .breslow
     /// Hidden layer widths for ``Model/mlp`` and ``Model/deepsurv``: one or two layers. Default: `[32]`.
     public var hidden: [Int] = [32]
     /// Rounds of the decentralized protocol. MUST be ≥ 1.

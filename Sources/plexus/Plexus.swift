@@ -14,6 +14,7 @@ struct Plexus: AsyncParsableCommand {
         subcommands: [
             KeyGen.self,
             PubKey.self,
+            Train.self,
             Bench.self,
             TopologyCommand.self,
         ]

@@ -1,2 +1,0 @@
-/// Local learning on tabular clinical data: CSV, models, optimizers, metrics, training.
-public enum Learning {}

@@ -1,0 +1,199 @@
+import Foundation
+public import PlexusCore
+
+/// A model with its parameters and the standardization fitted on its training rows: everything
+/// needed to score new rows.
+public struct TrainedModel: Sendable {
+    public let model: any Model
+    public var parameters: [Float]
+    public var standardization: Standardization
+
+    public init(model: any Model, parameters: [Float], standardization: Standardization) {
+        self.model = model
+        self.parameters = parameters
+        self.standardization = standardization
+    }
+
+    /// Metrics on raw (unstandardized) rows: the stored standardization is applied first.
+    public func evaluate(on raw: Dataset) -> Evaluation {
+        Evaluation(model: model, parameters: parameters, data: standardization.applied(to: raw))
+    }
+}
+
+/// How ``Trainer/fit(_:plan:solver:seed:)`` optimises.
+public enum SolverChoice: String, Sendable, CaseIterable, Codable {
+    /// L-BFGS to convergence for the convex models (logistic, Cox), the plan's optimizer otherwise.
+    case automatic = "auto"
+    /// Full-batch L-BFGS to convergence (convex models only).
+    case lbfgs
+    /// The plan's optimizer for `rounds × localSteps` steps — the same budget the network spends.
+    case plan
+}
+
+/// How a fit went.
+public struct FitSummary: Sendable, Hashable, Codable {
+    public var solver: String
+    /// Optimizer steps (plan) or L-BFGS iterations.
+    public var iterations: Int
+    /// Final objective value (data loss + penalties) on the training rows.
+    public var objective: Double
+    /// L-BFGS only: whether ‖∇‖∞ reached the tolerance.
+    public var converged: Bool?
+}
+
+public enum Trainer {
+    /// Fits a model of `plan` to raw training rows: standardizes them with their own statistics,
+    /// initialises under the seed, then optimises.
+    public static func fit(
+        _ raw: Dataset, plan: Plan, solver: SolverChoice = .automatic, seed: UInt64? = nil,
+        standardization: Standardization? = nil
+    ) -> (trained: TrainedModel, summary: FitSummary) {
+        let standardization = standardization ?? Standardization(fitting: raw)
+        let data = standardization.applied(to: raw)
+        let model = makeModel(plan: plan, dimension: data.dimension)
+        let seed = seed ?? plan.seed
+        var generator = Xoshiro256(seed: seed, stream: "init")
+        var parameters = model.initialParameters(using: &generator)
+        let convex = plan.model == .logistic || plan.model == .cox
+        let useLBFGS = solver == .lbfgs || (solver == .automatic && convex)
+        let summary: FitSummary
+        if useLBFGS {
+            let result = Solver.lbfgs(objective: Objective(model: model, l2: plan.l2), data: data, initial: parameters)
+            parameters = result.parameters
+            summary = FitSummary(solver: "lbfgs", iterations: result.iterations, objective: result.objective, converged: result.converged)
+        } else {
+            var trainer = LocalTrainer(model: model, plan: plan, seed: seed)
+            let steps = plan.rounds * plan.localSteps
+            trainer.train(parameters: &parameters, on: data, steps: steps)
+            var gradient: [Float] = []
+            let objective = trainer.objective.valueAndGradient(parameters: parameters, batch: data, into: &gradient)
+            summary = FitSummary(solver: plan.optimizer.rawValue, iterations: steps, objective: objective, converged: nil)
+        }
+        return (TrainedModel(model: model, parameters: parameters, standardization: standardization), summary)
+    }
+}
+
+/// What `plexus train` does, as a library call: the options and the report.
+public struct TrainingOptions: Sendable {
+    public var dataPath: String
+    public var plan: Plan
+    /// Training rows: every filter must match (after the split, if any).
+    public var filters: [RowFilter] = []
+    /// Test rows: every filter must match (after the split's `test`, if any). Without a split and
+    /// without test filters there is no test set.
+    public var testFilters: [RowFilter] = []
+    /// A protocol split file: train on `train` (or `hospitals[site]`), test on `test`.
+    public var splitPath: String?
+    /// 0-based site index into the split's `hospitals` (the isolated rows of the papers' table).
+    public var site: Int?
+    /// Overrides ``Plan/seed``.
+    public var seed: UInt64?
+    public var solver: SolverChoice = .automatic
+    /// If set, ``Plan/l2`` becomes 1/(C·n) for the n training rows: scikit-learn's `C` (total, not mean, loss).
+    public var sklearnC: Double?
+    /// If non-empty, the standardization is fitted on the rows matching these filters (e.g. the pooled
+    /// `split=train` rows for an isolated site, as the tcga_brca reference does) instead of the training rows.
+    public var standardizeFilters: [RowFilter] = []
+    /// If set, the trained model is written here as safetensors (see ``TrainedModel/safetensors(featureNames:extraMetadata:)``).
+    public var savePath: String?
+
+    public init(dataPath: String, plan: Plan) {
+        self.dataPath = dataPath
+        self.plan = plan
+    }
+}
+
+public struct TrainingReport: Sendable, Codable {
+    public var data: String
+    public var model: String
+    public var features: [String]
+    public var parameterCount: Int
+    public var trainRows: Int
+    public var testRows: Int?
+    /// Rows dropped for missing values (`missing = "drop-row"`), train and test.
+    public var droppedRows: Int
+    public var seed: UInt64
+    public var l2: Double
+    public var fit: FitSummary
+    public var seconds: Double
+    public var train: Evaluation
+    public var test: Evaluation?
+    /// The parameters, by tensor name.
+    public var parameters: [String: [Float]]
+    public var standardization: Standardization
+}
+
+extension Trainer {
+    /// Loads the data as the options say, fits, and evaluates on the training and test rows.
+    public static func run(_ options: TrainingOptions) throws(DataError) -> TrainingReport {
+        let table = try CSV.read(path: options.dataPath)
+        var trainRows: [Int]?
+        var testRows: [Int]?
+        if let splitPath = options.splitPath {
+            let split = try SplitFile.read(path: splitPath, rowCount: table.rows.count)
+            if let site = options.site {
+                guard split.hospitals.indices.contains(site) else {
+                    throw DataError(.badSplit, file: splitPath, "--site \(site): the split has \(split.hospitals.count) sites (0-based)")
+                }
+                trainRows = split.hospitals[site]
+            } else {
+                trainRows = split.train
+            }
+            testRows = split.test
+        } else if options.site != nil {
+            throw DataError(.badSplit, file: options.dataPath, "--site needs --split")
+        }
+        var plan = options.plan
+        if let seed = options.seed { plan.seed = seed }
+        let training = try DatasetLoader.load(table, plan: plan, rows: trainRows, filters: options.filters)
+        var testing: LoadedData?
+        if testRows != nil || !options.testFilters.isEmpty {
+            testing = try DatasetLoader.load(table, plan: plan, rows: testRows, filters: options.testFilters)
+        }
+        if let c = options.sklearnC {
+            plan.l2 = 1 / (c * Double(training.dataset.count))
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        var standardization: Standardization?
+        if !options.standardizeFilters.isEmpty {
+            let pooled = try DatasetLoader.load(table, plan: plan, filters: options.standardizeFilters)
+            standardization = Standardization(fitting: pooled.dataset)
+        }
+        let (trained, summary) = fit(training.dataset, plan: plan, solver: options.solver, standardization: standardization)
+        let elapsed = clock.now - start
+        if let savePath = options.savePath {
+            let bytes = trained.safetensors(
+                featureNames: training.dataset.featureNames, extraMetadata: ["model": plan.model.rawValue, "ties": plan.ties.rawValue])
+            do {
+                try Data(bytes).write(to: URL(fileURLWithPath: savePath))
+            } catch {
+                throw DataError(.unreadable, file: savePath, "cannot write the model: \(error.localizedDescription)")
+            }
+        }
+        var named: [String: [Float]] = [:]
+        for tensor in trained.model.layout.tensors { named[tensor.name] = Array(trained.parameters[tensor.range]) }
+        return TrainingReport(
+            data: options.dataPath, model: plan.model.rawValue, features: training.dataset.featureNames,
+            parameterCount: trained.model.layout.count, trainRows: training.dataset.count, testRows: testing?.dataset.count,
+            droppedRows: training.droppedRows + (testing?.droppedRows ?? 0), seed: plan.seed, l2: plan.l2, fit: summary,
+            seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
+            train: trained.evaluate(on: training.dataset), test: testing.map { trained.evaluate(on: $0.dataset) },
+            parameters: named, standardization: trained.standardization)
+    }
+}
+
+extension TrainedModel {
+    /// The model as a safetensors file: the parameters by tensor name, and in `__metadata__` the
+    /// feature names and the standardization (JSON arrays) so the same transform can be applied.
+    public func safetensors(featureNames: [String], extraMetadata: [String: String] = [:]) -> [UInt8] {
+        func json(_ value: some Encodable) -> String {
+            (try? JSONEncoder().encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
+        }
+        var metadata = extraMetadata
+        metadata["features"] = json(featureNames)
+        metadata["standardization.mean"] = json(standardization.mean)
+        metadata["standardization.scale"] = json(standardization.scale)
+        return Safetensors.encode(parameters, layout: model.layout, metadata: metadata)
+    }
+}

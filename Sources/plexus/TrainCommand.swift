@@ -1,0 +1,169 @@
+import ArgumentParser
+import Foundation
+import PlexusCore
+import PlexusLearning
+import PlexusTopology
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train one model on one machine and print its metrics.",
+        discussion: """
+            The "centralized" and "isolated" rows of the papers' table, and the yardstick for the \
+            decentralized network. The plan (a plan-only TOML file or a whole topology file; only \
+            [plan] is read) names the model, the feature, label, time and event columns, and the \
+            optimisation. Features are z-scored with the mean and population standard deviation \
+            of the training rows; the same transform is applied to the test rows.
+
+            Rows: --where keeps training rows whose column equals the value (repeatable: all must \
+            match); --test-where selects test rows the same way. With --split (a protocol split \
+            file) the model trains on its `train` rows — or on `hospitals[N]` with --site N \
+            (0-based) — and is tested on its `test` rows; --where/--test-where then filter those.
+
+            Solver: `auto` (default) solves the convex models (logistic, cox) to convergence with \
+            full-batch L-BFGS, as scikit-learn and lifelines do, and runs the plan's optimizer \
+            for rounds × local_steps steps for mlp and deepsurv; `plan` always uses the plan's \
+            optimizer; `lbfgs` always uses L-BFGS.
+
+            Examples:
+              plexus train --data Topologies/data/wdbc.csv --plan wdbc.toml \\
+                  --split Topologies/data/splits/wdbc_seed0.json --sklearn-c 1
+              plexus train --data Topologies/data/tcga_brca.csv --plan tcga.toml \\
+                  --where split=train --test-where split=test
+            """
+    )
+
+    @Option(help: "The CSV file (RFC 4180, header row).", completion: .file(extensions: ["csv"]))
+    var data: String
+
+    @Option(help: "A TOML file with a [plan] table.", completion: .file(extensions: ["toml"]))
+    var plan: String
+
+    @Option(name: .customLong("where"), help: "Keep training rows with column=value (repeatable).")
+    var filters: [String] = []
+
+    @Option(name: .customLong("test-where"), help: "Test rows: column=value (repeatable).")
+    var testFilters: [String] = []
+
+    @Option(
+        name: .customLong("standardize-where"),
+        help: "Fit the standardization on rows with column=value (repeatable) instead of the training rows.")
+    var standardizeFilters: [String] = []
+
+    @Option(help: "A split file (JSON with test, train, hospitals row indices).", completion: .file(extensions: ["json"]))
+    var split: String?
+
+    @Option(help: "Train on the split's hospitals[N] (0-based) instead of its train rows.")
+    var site: Int?
+
+    @Option(help: "Seed for initialisation and mini-batches (overrides the plan's seed).")
+    var seed: UInt64?
+
+    @Option(help: "auto, lbfgs or plan.")
+    var solver: String = "auto"
+
+    @Option(
+        name: .customLong("sklearn-c"),
+        help: "Set l2 = 1/(C·n) for the n training rows: scikit-learn's C (penalty on the summed loss).")
+    var sklearnC: Double?
+
+    @Option(help: "Cox tied event times: breslow or efron (lifelines uses efron). Overrides the plan.")
+    var ties: String?
+
+    @Option(help: "Write the trained model (parameters, features, standardization) as safetensors.", completion: .file())
+    var save: String?
+
+    @Flag(help: "Print the report as JSON (metrics, fit, parameters by tensor, standardization).")
+    var json = false
+
+    func validate() throws {
+        guard SolverChoice(rawValue: solver) != nil else {
+            throw ValidationError("--solver must be auto, lbfgs or plan, found '\(solver)'")
+        }
+        if let ties, Plan.Ties(rawValue: ties) == nil {
+            throw ValidationError("--ties must be breslow or efron, found '\(ties)'")
+        }
+        if let sklearnC, !(sklearnC.isFinite && sklearnC > 0) {
+            throw ValidationError("--sklearn-c must be a number > 0")
+        }
+        if site != nil && split == nil { throw ValidationError("--site needs --split") }
+    }
+
+    func run() throws {
+        var loadedPlan: Plan
+        do {
+            loadedPlan = try PlanFile.load(path: plan)
+        } catch {
+            throw CLIError(error.description)
+        }
+        if let ties { loadedPlan.ties = Plan.Ties(rawValue: ties)! }
+        var options = TrainingOptions(dataPath: data, plan: loadedPlan)
+        options.splitPath = split
+        options.site = site
+        options.seed = seed
+        options.solver = SolverChoice(rawValue: solver)!
+        options.sklearnC = sklearnC
+        options.savePath = save
+        let report: TrainingReport
+        do {
+            options.filters = try filters.map { (text: String) throws(DataError) -> RowFilter in try RowFilter(parsing: text) }
+            options.standardizeFilters = try standardizeFilters.map { (text: String) throws(DataError) -> RowFilter in
+                try RowFilter(parsing: text)
+            }
+            options.testFilters = try testFilters.map { (text: String) throws(DataError) -> RowFilter in try RowFilter(parsing: text) }
+            report = try Trainer.run(options)
+        } catch {
+            throw CLIError(error.description)
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(
+                positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            let bytes = try encoder.encode(report)
+            print(String(decoding: bytes, as: UTF8.self))
+        } else {
+            print(TrainReportText.render(report), terminator: "")
+        }
+    }
+}
+
+/// The human-readable form of a ``TrainingReport``.
+enum TrainReportText {
+    static func render(_ r: TrainingReport) -> String {
+        var out = "\(r.model) on \(r.data): \(r.trainRows) training rows"
+        if let t = r.testRows { out += ", \(t) test rows" }
+        out += ", \(r.features.count) features, \(r.parameterCount) parameters"
+        if r.droppedRows > 0 { out += ", \(r.droppedRows) rows dropped (missing values)" }
+        out += "\n"
+        let converged = r.fit.converged.map { $0 ? ", converged" : ", NOT converged" } ?? ""
+        out += "fit: \(r.fit.solver), \(r.fit.iterations) \(r.fit.solver == "lbfgs" ? "iterations" : "steps")\(converged), "
+        out += "objective \(fixed(r.fit.objective, 6)), l2 \(r.l2), seed \(r.seed), \(fixed(r.seconds, 3)) s\n"
+        let rows = [("train", r.train)] + (r.test.map { [("test", $0)] } ?? [])
+        if r.train.classification != nil {
+            out += pad("", 6) + pad("rows", 7) + pad("accuracy", 10) + pad("precision", 10) + pad("recall", 8)
+                + pad("F1", 8) + pad("ROC AUC", 9) + "log-loss\n"
+            for (name, e) in rows {
+                guard let m = e.classification else { continue }
+                out += pad(name, 6) + pad("\(m.count)", 7) + pad(fixed(m.accuracy, 4), 10) + pad(fixed(m.precision, 4), 10)
+                out += pad(fixed(m.recall, 4), 8) + pad(fixed(m.f1, 4), 8) + pad(fixed(m.rocAUC, 4), 9) + fixed(m.logLoss, 4) + "\n"
+            }
+        } else {
+            out += pad("", 6) + pad("rows", 7) + pad("events", 8) + pad("C-index", 9) + "loss\n"
+            for (name, e) in rows {
+                guard let m = e.survival else { continue }
+                out += pad(name, 6) + pad("\(m.count)", 7) + pad("\(m.events)", 8) + pad(fixed(m.concordance, 4), 9)
+                out += fixed(e.loss, 4) + "\n"
+            }
+        }
+        return out
+    }
+
+    static func pad(_ s: String, _ width: Int) -> String {
+        s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
+    }
+
+    static func fixed(_ x: Double, _ digits: Int) -> String {
+        x.isFinite ? String(format: "%.\(digits)f", x) : "\(x)"
+    }
+}
