@@ -75,11 +75,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "PlexusLearning", dependencies: ["PlexusCore"], swiftSettings: swiftSettings),
+        .target(
+            name: "PlexusEngine",
+            dependencies: [
+                "PlexusCore", "PlexusCrypto", "PlexusCodec", "PlexusGossip", "PlexusSimulator", "PlexusLog",
+                "PlexusLearning", "PlexusTopology",
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "plexus",
             dependencies: [
                 "PlexusCore", "PlexusCrypto", "PlexusCodec", "PlexusTopology", "PlexusLearning",
-                "CZstd", "CSodium",
+                "PlexusGossip", "PlexusSimulator", "PlexusLog", "PlexusViews", "PlexusEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
