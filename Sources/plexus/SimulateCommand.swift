@@ -31,6 +31,9 @@ struct ExperimentOptions: ParsableArguments {
     @Option(name: .customLong("test-where"), help: "The common test set: rows where column=value (repeatable).")
     var testFilters: [String] = []
 
+    @Option(help: "Run this plan instead of the topology's (a TOML file with a [plan] table).", completion: .file(extensions: ["toml"]))
+    var plan: String?
+
     @Option(help: "Override the plan's rounds.")
     var rounds: Int?
 
@@ -60,6 +63,9 @@ struct ExperimentOptions: ParsableArguments {
         let topology: Topology
         do { topology = try Topology.load(path: self.topology, spectralAnalysis: false) } catch { throw CLIError(error.description) }
         var plan = topology.plan
+        if let path = self.plan {
+            do { plan = try PlanFile.load(path: path) } catch { throw CLIError(error.description) }
+        }
         if let rounds { plan.rounds = rounds }
         if let codec { plan.codec = codec }
         let spec: PartitionSpec
