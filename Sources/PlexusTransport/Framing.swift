@@ -1,4 +1,4 @@
-public import NIOCore
+package import NIOCore
 
 /// The frame layer: every byte on a Plexus connection is a sequence of frames.
 ///

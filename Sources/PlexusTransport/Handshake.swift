@@ -1,5 +1,5 @@
-public import PlexusCore
-public import PlexusCrypto
+package import PlexusCore
+package import PlexusCrypto
 
 /// What a handshake needs to know about this node, captured when the connection starts.
 package struct HandshakeContext: Sendable {

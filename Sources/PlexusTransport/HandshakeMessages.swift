@@ -1,4 +1,4 @@
-public import PlexusCore
+package import PlexusCore
 
 /// The plaintext handshake messages (see `Handshake.md`, reproduced in the README).
 ///

@@ -1,7 +1,7 @@
-public import Logging
-public import NIOCore
-public import PlexusCore
-public import PlexusCrypto
+import Logging
+import NIOCore
+import PlexusCore
+import PlexusCrypto
 import Synchronization
 
 /// SplitMix64 (Steele, Lea & Flood 2014): a small seeded generator for backoff jitter.

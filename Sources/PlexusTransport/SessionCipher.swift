@@ -1,4 +1,4 @@
-public import PlexusCrypto
+package import PlexusCrypto
 
 /// The record layer of one established session: XChaCha20-Poly1305 with one key per direction
 /// and an implicit per-direction message counter as the nonce.
