@@ -36,6 +36,10 @@ extension FrameLimit: Sendable {}
 package struct FrameTooLargeError: Error, Equatable, CustomStringConvertible {
     package var declared: Int
     package var maximum: Int
+    package init(declared: Int, maximum: Int) {
+        self.declared = declared
+        self.maximum = maximum
+    }
     package var description: String { "declared frame length \(declared) exceeds the maximum of \(maximum) bytes" }
 }
 

@@ -43,6 +43,12 @@ package struct HandshakeFailure: Error, Equatable, CustomStringConvertible {
     /// A sentence for the log; never contains key material.
     package var detail: String
 
+    package init(reason: Reason, claimedPeer: String?, detail: String) {
+        self.reason = reason
+        self.claimedPeer = claimedPeer
+        self.detail = detail
+    }
+
     package var description: String { "\(reason.rawValue): \(detail)" }
 }
 

@@ -28,6 +28,14 @@ package enum HandshakeMessage: Equatable {
         package var initiator: PeerID
         package var responder: PeerID
         package var ephemeral: [UInt8]
+
+        package init(version: UInt8, planHash: [UInt8], initiator: PeerID, responder: PeerID, ephemeral: [UInt8]) {
+            self.version = version
+            self.planHash = planHash
+            self.initiator = initiator
+            self.responder = responder
+            self.ephemeral = ephemeral
+        }
     }
 
     package struct Reply: Equatable {
@@ -35,6 +43,13 @@ package enum HandshakeMessage: Equatable {
         package var ephemeral: [UInt8]
         package var signature: [UInt8]
         package var mac: [UInt8]
+
+        package init(responder: PeerID, ephemeral: [UInt8], signature: [UInt8], mac: [UInt8]) {
+            self.responder = responder
+            self.ephemeral = ephemeral
+            self.signature = signature
+            self.mac = mac
+        }
 
         /// The bytes of the reply up to and excluding the signature: what the keys are derived from.
         package var core: [UInt8] {
@@ -49,6 +64,11 @@ package enum HandshakeMessage: Equatable {
     package struct Finish: Equatable {
         package var signature: [UInt8]
         package var mac: [UInt8]
+
+        package init(signature: [UInt8], mac: [UInt8]) {
+            self.signature = signature
+            self.mac = mac
+        }
     }
 
     package struct Refusal: Equatable {
@@ -61,6 +81,11 @@ package enum HandshakeMessage: Equatable {
         package var code: Code
         /// The refusing side's plan hash, so the other side can log both.
         package var planHash: [UInt8]
+
+        package init(code: Code, planHash: [UInt8]) {
+            self.code = code
+            self.planHash = planHash
+        }
     }
 
     static func writeHeader(type: UInt8, version: UInt8 = protocolVersion, into writer: inout ByteWriter) {
