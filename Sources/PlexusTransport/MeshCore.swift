@@ -38,6 +38,11 @@ package final class MeshCore: Sendable {
         var portWaiters: [CheckedContinuation<Int, Never>] = []
         var sessionWaiters: [PeerID: [CheckedContinuation<Void, Never>]] = [:]
         var dialGeneration: [PeerID: Int] = [:]
+        /// Peers whose session the other side superseded: a replacement is expected, so the close
+        /// is reported only if none arrives in time. The value is a token for the expiry check.
+        var handovers: [PeerID: Int] = [:]
+        var nextHandoverToken = 0
+        var handoverWaiters: [PeerID: [CheckedContinuation<(any Channel)?, Never>]] = [:]
         var dialCommands: AsyncStream<(PeerID, Int)>.Continuation?
         var rng: SplitMix64
     }
@@ -141,13 +146,18 @@ package final class MeshCore: Sendable {
                 return true
             }
             state.sessions[peer] = Session(channel: channel, dialler: dialler)
+            if state.handovers.removeValue(forKey: peer) != nil {
+                // The replacement of a superseded session: already reported open.
+                for waiter in state.handoverWaiters.removeValue(forKey: peer) ?? [] { waiter.resume(returning: channel) }
+                return true
+            }
             state.counters.sessionsOpened += 1
             eventContinuation.yield(.sessionOpened(peer))
             return true
         }
         if let replaced {
             logger.debug("Replaced a duplicate session", metadata: ["peer": "\(peer)", "dialler": "\(dialler)"])
-            replaced.close(promise: nil)
+            replaced.triggerUserOutboundEvent(SupersedeEvent(), promise: nil)
         } else if kept {
             logger.info("Session opened", metadata: ["peer": "\(peer)", "dialler": "\(dialler)"])
         } else {
@@ -169,17 +179,47 @@ package final class MeshCore: Sendable {
         logger.info("Rejected a frame; closing the session", metadata: ["peer": "\(peer)", "reason": "\(reason)", "detail": "\(detail)"])
     }
 
-    func sessionEnded(peer: PeerID, channel: any Channel, reason: String) {
-        let wasCurrent = state.withLock { state -> Bool in
-            guard let session = state.sessions[peer], session.channel === channel else { return false }
+    func sessionEnded(peer: PeerID, channel: any Channel, reason: String, superseded: Bool) {
+        enum Outcome { case notCurrent, closed, handover(token: Int) }
+        let outcome = state.withLock { state -> Outcome in
+            guard let session = state.sessions[peer], session.channel === channel else { return .notCurrent }
             state.sessions[peer] = nil
+            for waiter in state.sessionWaiters.removeValue(forKey: peer) ?? [] { waiter.resume() }
+            if superseded && !state.stopping && state.peers[peer] != nil {
+                state.nextHandoverToken += 1
+                state.handovers[peer] = state.nextHandoverToken
+                return .handover(token: state.nextHandoverToken)
+            }
             state.counters.sessionsClosed += 1
             eventContinuation.yield(.sessionClosed(peer, reason: reason))
-            for waiter in state.sessionWaiters.removeValue(forKey: peer) ?? [] { waiter.resume() }
+            return .closed
+        }
+        switch outcome {
+        case .notCurrent:
+            break
+        case .closed:
+            logger.info("Session closed", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
+        case .handover(let token):
+            logger.debug("Session superseded by the peer; expecting its replacement", metadata: ["peer": "\(peer)"])
+            let grace = TimeAmount.nanoseconds(nanoseconds(configuration.handshakeTimeout))
+            channel.eventLoop.scheduleTask(in: grace) { [self] in
+                self.handoverExpired(peer: peer, token: token)
+            }
+        }
+    }
+
+    /// A superseded session's replacement never came: report the close after all.
+    func handoverExpired(peer: PeerID, token: Int) {
+        let expired = state.withLock { state -> Bool in
+            guard state.handovers[peer] == token, state.sessions[peer] == nil else { return false }
+            state.handovers[peer] = nil
+            for waiter in state.handoverWaiters.removeValue(forKey: peer) ?? [] { waiter.resume(returning: nil) }
+            state.counters.sessionsClosed += 1
+            eventContinuation.yield(.sessionClosed(peer, reason: "superseded connection was not replaced"))
             return true
         }
-        if wasCurrent {
-            logger.info("Session closed", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
+        if expired {
+            logger.info("Session closed", metadata: ["peer": "\(peer)", "reason": "superseded connection was not replaced"])
         }
     }
 
@@ -191,6 +231,20 @@ package final class MeshCore: Sendable {
 
     func sessionChannel(for peer: PeerID) -> (any Channel)? {
         state.withLock { $0.sessions[peer]?.channel }
+    }
+
+    /// The session's channel; while the peer hands a superseded session over to its replacement,
+    /// waits for the replacement (at most the handshake timeout).
+    func sessionChannelAwaitingHandover(for peer: PeerID) async -> (any Channel)? {
+        await withCheckedContinuation { (continuation: CheckedContinuation<(any Channel)?, Never>) in
+            let now = state.withLock { state -> (any Channel)?? in
+                if let session = state.sessions[peer] { return .some(session.channel) }
+                guard !state.stopping, state.handovers[peer] != nil else { return .some(nil) }
+                state.handoverWaiters[peer, default: []].append(continuation)
+                return .none
+            }
+            if case .some(let channel) = now { continuation.resume(returning: channel) }
+        }
     }
 
     /// Waits until `peer` has no session (returns at once when it has none), or the mesh stops.
@@ -287,16 +341,21 @@ package final class MeshCore: Sendable {
 
     /// Stops dialling and closes every connection. Idempotent.
     func stop() {
-        let (channels, commands, waiters, sessionWaiters) = state.withLock { state in
+        let (channels, commands, waiters, sessionWaiters, handoverWaiters) = state.withLock { state in
             state.stopping = true
             defer {
                 state.channels = [:]
                 state.dialCommands = nil
                 state.portWaiters = []
                 state.sessionWaiters = [:]
+                state.handoverWaiters = [:]
             }
-            return (Array(state.channels.values), state.dialCommands, state.portWaiters, state.sessionWaiters.values.flatMap { $0 })
+            return (
+                Array(state.channels.values), state.dialCommands, state.portWaiters,
+                state.sessionWaiters.values.flatMap { $0 }, state.handoverWaiters.values.flatMap { $0 }
+            )
         }
+        for waiter in handoverWaiters { waiter.resume(returning: nil) }
         commands?.finish()
         for waiter in waiters { waiter.resume(returning: state.withLock { $0.boundPort } ?? 0) }
         for waiter in sessionWaiters { waiter.resume() }

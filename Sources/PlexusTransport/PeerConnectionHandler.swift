@@ -12,6 +12,10 @@ final class DialOutcome: Sendable {
 
 struct SessionNotOpenError: Error {}
 
+/// Outbound user event: this established connection lost the duplicate tie-break; tell the peer
+/// (a sealed `superseded` record) and close.
+struct SupersedeEvent {}
+
 /// One connection: drives the ``HandshakeStateMachine``, then seals and opens records.
 ///
 /// Thin by design: every decision is the state machine's or ``MeshCore``'s; this only carries
@@ -27,6 +31,9 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
     private enum State {
         case handshaking(HandshakeStateMachine)
         case established(PeerID, SessionCipher)
+        /// Lost the duplicate tie-break and said so: still opens and delivers what the peer sent
+        /// before it learnt, until the peer closes (or the grace period ends). Sends nothing more.
+        case draining(PeerID, SessionCipher)
         case closed
     }
 
@@ -40,6 +47,8 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
     /// The authenticated peer, kept after close to report the session's end.
     private var peer: PeerID?
     private var closeReason: String?
+    /// The peer said it keeps another connection with us.
+    private var superseded = false
     private var remote = "?"
 
     init(
@@ -84,15 +93,23 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
             let actions = machine.receive(frame)
             state = .handshaking(machine)
             perform(actions, context: context)
-        case .established(let peer, var cipher):
+        case .established(let peer, var cipher), .draining(let peer, var cipher):
+            let draining: Bool
+            if case .draining = state { draining = true } else { draining = false }
             do {
                 let record = try cipher.open(frame)
-                state = .established(peer, cipher)
-                guard record.kind == .message else {
-                    reject(peer: peer, reason: "malformed-record", detail: "unexpected record kind \(record.kind)", context: context)
-                    return
+                state = draining ? .draining(peer, cipher) : .established(peer, cipher)
+                switch record.kind {
+                case .message:
+                    core.deliver(record.payload, from: peer, channel: context.channel)
+                case .superseded:
+                    superseded = true
+                    closeReason = "superseded"
+                    state = .closed
+                    context.close(promise: nil)
+                case .ready:
+                    reject(peer: peer, reason: "malformed-record", detail: "a second ready record", context: context)
                 }
-                core.deliver(record.payload, from: peer, channel: context.channel)
             } catch {
                 reject(peer: peer, reason: "decrypt-failed", detail: "\(error)", context: context)
             }
@@ -111,6 +128,31 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
         context.write(wrapOutboundOut(ByteBuffer(bytes: sealed)), promise: promise)
     }
 
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard event is SupersedeEvent else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+            return
+        }
+        promise?.succeed()
+        supersede(context: context)
+    }
+
+    /// Seals a `superseded` record, then closes.
+    private func supersede(context: ChannelHandlerContext) {
+        guard case .established(let peer, var cipher) = state else {
+            context.close(promise: nil)
+            return
+        }
+        let record = cipher.seal(.superseded, [])
+        state = .draining(peer, cipher)
+        self.peer = peer
+        closeReason = "duplicate"
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: record)), promise: nil)
+        let channel = context.channel
+        let grace = TimeAmount.nanoseconds(nanoseconds(core.configuration.handshakeTimeout))
+        context.eventLoop.scheduleTask(in: grace) { channel.close(promise: nil) }
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         let tooLarge = error is FrameTooLargeError || error is ByteToMessageDecoderError.PayloadTooLargeError
         switch state {
@@ -124,7 +166,7 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
                 remote: remote
             )
             context.close(promise: nil)
-        case .established(let peer, _):
+        case .established(let peer, _), .draining(let peer, _):
             if tooLarge {
                 reject(peer: peer, reason: "frame-too-large", detail: "\(error)", context: context)
             } else {
@@ -148,7 +190,9 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
         }
         state = .closed
         if let peer {
-            core.sessionEnded(peer: peer, channel: context.channel, reason: closeReason ?? "connection closed")
+            core.sessionEnded(
+                peer: peer, channel: context.channel, reason: closeReason ?? "connection closed", superseded: superseded
+            )
         }
         core.unregister(context.channel)
         context.fireChannelInactive()
@@ -171,8 +215,7 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
                 if core.established(peer: peer, channel: context.channel, initiatedByUs: initiatedByUs) {
                     outcome?.markEstablished()
                 } else {
-                    closeReason = "duplicate"
-                    context.close(promise: nil)
+                    supersede(context: context)
                 }
             case .fail(let failure):
                 cancelTimeout()

@@ -33,11 +33,14 @@ public final class PeerMesh: Service, Sendable {
 
     /// Seals `message` onto the session with `peer`.
     ///
+    /// While a simultaneous-dial duplicate is being resolved the session may swap connections
+    /// silently; a send in that window waits for the replacement (at most the handshake timeout).
+    ///
     /// - Returns: `false` when there is no open session with `peer`, the message is larger than
     ///   ``MeshConfiguration/maximumMessageSize``, or the write failed.
     public func send(_ message: [UInt8], to peer: PeerID) async -> Bool {
         guard message.count <= core.configuration.maximumMessageSize,
-            let channel = core.sessionChannel(for: peer)
+            let channel = await core.sessionChannelAwaitingHandover(for: peer)
         else { return false }
         do {
             try await channel.writeAndFlush(ByteBuffer(bytes: message)).get()

@@ -16,6 +16,9 @@ package struct SessionCipher {
         case ready = 1
         /// An application message.
         case message = 2
+        /// "I keep another connection with you; this one closes now." Sent by the side that
+        /// resolves a simultaneous dial, so the other side swaps sessions without reporting a close.
+        case superseded = 3
     }
 
     package enum OpenError: Error, Equatable, CustomStringConvertible {
