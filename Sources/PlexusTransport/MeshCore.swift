@@ -201,7 +201,9 @@ package final class MeshCore: Sendable {
             logger.info("Session closed", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
         case .handover(let token):
             logger.debug("Session superseded by the peer; expecting its replacement", metadata: ["peer": "\(peer)"])
-            let grace = TimeAmount.nanoseconds(nanoseconds(configuration.handshakeTimeout))
+            // The replacement is already established on the superseding side; only its last
+            // handshake flight is in flight, so the wait is short.
+            let grace = TimeAmount.nanoseconds(min(nanoseconds(configuration.handshakeTimeout), 2_000_000_000))
             channel.eventLoop.scheduleTask(in: grace) { [self] in
                 self.handoverExpired(peer: peer, token: token)
             }
@@ -302,6 +304,11 @@ package final class MeshCore: Sendable {
             }
             for peer in old.keys where peers[peer] == nil {
                 state.dialGeneration[peer] = (state.dialGeneration[peer] ?? 0) + 1
+                if state.handovers.removeValue(forKey: peer) != nil {
+                    state.counters.sessionsClosed += 1
+                    eventContinuation.yield(.sessionClosed(peer, reason: "removed"))
+                    for waiter in state.handoverWaiters.removeValue(forKey: peer) ?? [] { waiter.resume(returning: nil) }
+                }
             }
             for (peer, entry) in peers where peer != me && (old[peer] == nil || old[peer]?.host != entry.host || old[peer]?.port != entry.port) {
                 let generation = (state.dialGeneration[peer] ?? 0) + 1

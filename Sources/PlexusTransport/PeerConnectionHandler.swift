@@ -179,6 +179,11 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
         }
     }
 
+    func handlerRemoved(context: ChannelHandlerContext) {
+        cancelTimeout()
+        releasePendingSlot()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         cancelTimeout()
         releasePendingSlot()
