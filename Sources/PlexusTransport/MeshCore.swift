@@ -319,7 +319,7 @@ package final class MeshCore: Sendable {
         logger.info("Peers updated", metadata: ["peers": "\(peers.keys.sorted().map(\.rawValue))"])
         for (peer, channel) in toClose {
             logger.info("Closing the session with a removed peer", metadata: ["peer": "\(peer)", "reason": "removed"])
-            channel.close(promise: nil)
+            channel.triggerUserOutboundEvent(CloseWithReasonEvent(reason: "removed"), promise: nil)
         }
     }
 

@@ -16,6 +16,11 @@ struct SessionNotOpenError: Error {}
 /// (a sealed `superseded` record) and close.
 struct SupersedeEvent {}
 
+/// Outbound user event: close with this reason (e.g. the peer was removed from the topology).
+struct CloseWithReasonEvent {
+    var reason: String
+}
+
 /// One connection: drives the ``HandshakeStateMachine``, then seals and opens records.
 ///
 /// Thin by design: every decision is the state machine's or ``MeshCore``'s; this only carries
@@ -129,6 +134,12 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
     }
 
     func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        if let close = event as? CloseWithReasonEvent {
+            closeReason = close.reason
+            promise?.succeed()
+            context.close(promise: nil)
+            return
+        }
         guard event is SupersedeEvent else {
             context.triggerUserOutboundEvent(event, promise: promise)
             return

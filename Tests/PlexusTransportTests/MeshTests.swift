@@ -133,6 +133,7 @@ import Testing
         #expect(await eventually { a.recorder.opened(b.id) == 1 })
         await a.mesh.updatePeers([:])
         #expect(await eventually { a.recorder.closed(b.id) == 1 && b.recorder.closed(a.id) == 1 })
+        #expect(a.recorder.all.contains(.sessionClosed(b.id, reason: "removed")))
         // b keeps dialling; a now refuses it as unknown.
         #expect(await eventually { (await a.mesh.counters).handshakeFailures["unknown-peer", default: 0] >= 1 })
         #expect(await eventually { (await b.mesh.counters).handshakeFailures["refused-by-peer", default: 0] >= 1 })
