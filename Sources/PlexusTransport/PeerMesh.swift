@@ -39,16 +39,25 @@ public final class PeerMesh: Service, Sendable {
     /// - Returns: `false` when there is no open session with `peer`, the message is larger than
     ///   ``MeshConfiguration/maximumMessageSize``, or the write failed.
     public func send(_ message: [UInt8], to peer: PeerID) async -> Bool {
-        guard message.count <= core.configuration.maximumMessageSize,
-            let channel = await core.sessionChannelAwaitingHandover(for: peer)
-        else { return false }
-        do {
-            try await channel.writeAndFlush(ByteBuffer(bytes: message)).get()
-            core.messageSent()
-            return true
-        } catch {
-            return false
+        guard message.count <= core.configuration.maximumMessageSize else { return false }
+        // A write can lose the race with a handover (the connection was just superseded): it then
+        // fails without sealing anything, and is retried once on the replacement.
+        var tried: (any Channel)?
+        for _ in 0..<2 {
+            guard let channel = await core.sessionChannelAwaitingHandover(for: peer), channel !== tried else {
+                return false
+            }
+            do {
+                try await channel.writeAndFlush(ByteBuffer(bytes: message)).get()
+                core.messageSent()
+                return true
+            } catch {
+                tried = channel
+                // Give the closing connection's handler the moment it needs to report the handover.
+                try? await Task.sleep(for: .milliseconds(5))
+            }
         }
+        return false
     }
 
     /// Replaces the allowed neighbours: new ones are dialled, removed ones' sessions are closed,
