@@ -43,6 +43,11 @@ package final class MeshCore: Sendable {
         var handovers: [PeerID: Int] = [:]
         var nextHandoverToken = 0
         var handoverWaiters: [PeerID: [CheckedContinuation<(any Channel)?, Never>]] = [:]
+        /// Connections with a peer that lost the duplicate tie-break here and are draining: what
+        /// the peer sent on them before it learnt is delivered first, so messages that arrive
+        /// meanwhile on the surviving session are held back until every draining one has closed.
+        var draining: [PeerID: Set<ObjectIdentifier>] = [:]
+        var held: [PeerID: [[UInt8]]] = [:]
         var dialCommands: AsyncStream<(PeerID, Int)>.Continuation?
         var rng: SplitMix64
     }
@@ -137,8 +142,10 @@ package final class MeshCore: Sendable {
             if let existing = state.sessions[peer] {
                 if existing.dialler == preferred && dialler != preferred {
                     state.counters.duplicateSessionsClosed += 1
+                    state.draining[peer, default: []].insert(ObjectIdentifier(channel))
                     return false
                 }
+                state.draining[peer, default: []].insert(ObjectIdentifier(existing.channel))
                 // The new one was dialled by the lower id, or both go the same way (a reconnect): newest wins.
                 replaced = existing.channel
                 state.counters.duplicateSessionsClosed += 1
@@ -168,9 +175,28 @@ package final class MeshCore: Sendable {
 
     func deliver(_ payload: [UInt8], from peer: PeerID, channel: any Channel) {
         state.withLock { state in
-            guard state.sessions[peer] != nil else { return }
+            guard state.sessions[peer] != nil || state.handovers[peer] != nil else { return }
             state.counters.messagesReceived += 1
+            if let draining = state.draining[peer], !draining.isEmpty, !draining.contains(ObjectIdentifier(channel)) {
+                state.held[peer, default: []].append(payload)
+                return
+            }
             eventContinuation.yield(.message(peer, payload))
+        }
+    }
+
+    /// A connection closed: if it was draining and the last one, release what was held back.
+    func connectionClosed(peer: PeerID, channel: any Channel) {
+        state.withLock { state in
+            guard var draining = state.draining[peer], draining.remove(ObjectIdentifier(channel)) != nil else { return }
+            if !draining.isEmpty {
+                state.draining[peer] = draining
+                return
+            }
+            state.draining[peer] = nil
+            for payload in state.held.removeValue(forKey: peer) ?? [] {
+                eventContinuation.yield(.message(peer, payload))
+            }
         }
     }
 

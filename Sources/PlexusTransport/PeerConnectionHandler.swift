@@ -206,6 +206,7 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
         }
         state = .closed
         if let peer {
+            core.connectionClosed(peer: peer, channel: context.channel)
             core.sessionEnded(
                 peer: peer, channel: context.channel, reason: closeReason ?? "connection closed", superseded: superseded
             )

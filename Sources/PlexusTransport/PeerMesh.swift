@@ -53,8 +53,10 @@ public final class PeerMesh: Service, Sendable {
                 return true
             } catch {
                 tried = channel
-                // Give the closing connection's handler the moment it needs to report the handover.
-                try? await Task.sleep(for: .milliseconds(5))
+                // The handler refuses writes only once its connection is closing (closed, or
+                // superseded and draining, which closes within the grace period); closeFuture
+                // completes after channelInactive has reported the handover to the core.
+                try? await channel.closeFuture.get()
             }
         }
         return false
