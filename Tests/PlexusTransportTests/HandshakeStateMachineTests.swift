@@ -276,3 +276,20 @@ import Testing
         #expect(otherTranscript.initiatorToResponder != keys.initiatorToResponder)
     }
 }
+
+@Suite struct RedactionTests {
+    @Test func noSecretInAnyDescription() {
+        let me = Identity("alice")
+        let seed = me.key.rawRepresentation.withUnsafeBytes { Base64.encode($0) }
+        let machine = HandshakeStateMachine(
+            role: .initiator(expecting: PeerID("bob")!),
+            context: HandshakeContext(me: me.id, key: me.key, planHash: testPlan, peers: [:])
+        )
+        let cipher = SessionCipher(sendKey: SecureBytes(randomCount: 32), receiveKey: SecureBytes(randomCount: 32))
+        for text in [String(describing: machine), String(reflecting: machine), String(reflecting: cipher)] {
+            #expect(!text.contains(seed))
+        }
+        #expect(String(reflecting: cipher).contains("redacted"))
+        #expect(String(describing: X25519.EphemeralPrivateKey()) == "X25519.EphemeralPrivateKey(redacted)")
+    }
+}
