@@ -57,6 +57,15 @@ package final class MeshCore: Sendable {
     let state: Mutex<State>
     let eventContinuation: AsyncStream<MeshEvent>.Continuation
     let events: AsyncStream<MeshEvent>
+    private let started = Mutex(false)
+
+    /// Marks the mesh as running; `false` if it already was (``PeerMesh/run()`` runs once).
+    func markStarted() -> Bool {
+        started.withLock { started in
+            defer { started = true }
+            return !started
+        }
+    }
 
     init(configuration: MeshConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -131,46 +140,59 @@ package final class MeshCore: Sendable {
         )
     }
 
-    /// Records an authenticated connection. Returns `false` when it lost the duplicate tie-break
-    /// and must be closed.
-    func established(peer: PeerID, channel: any Channel, initiatedByUs: Bool) -> Bool {
+    enum Admission {
+        /// The connection is the peer's session.
+        case keep
+        /// It lost the duplicate tie-break: say `superseded` and drain it.
+        case duplicate
+        /// The mesh is stopping or the peer was removed meanwhile: close it.
+        case refuse
+    }
+
+    /// Records an authenticated connection and says what to do with it.
+    func established(peer: PeerID, channel: any Channel, initiatedByUs: Bool) -> Admission {
         let dialler = initiatedByUs ? me : peer
         let preferred = min(me, peer)
         var replaced: (any Channel)?
-        let kept = state.withLock { state -> Bool in
-            guard !state.stopping, state.peers[peer] != nil else { return false }
+        let admission = state.withLock { state -> Admission in
+            guard !state.stopping, state.peers[peer] != nil else { return .refuse }
             if let existing = state.sessions[peer] {
                 if existing.dialler == preferred && dialler != preferred {
                     state.counters.duplicateSessionsClosed += 1
                     state.draining[peer, default: []].insert(ObjectIdentifier(channel))
-                    return false
+                    return .duplicate
                 }
                 state.draining[peer, default: []].insert(ObjectIdentifier(existing.channel))
                 // The new one was dialled by the lower id, or both go the same way (a reconnect): newest wins.
                 replaced = existing.channel
                 state.counters.duplicateSessionsClosed += 1
                 state.sessions[peer] = Session(channel: channel, dialler: dialler)
-                return true
+                return .keep
             }
             state.sessions[peer] = Session(channel: channel, dialler: dialler)
             if state.handovers.removeValue(forKey: peer) != nil {
                 // The replacement of a superseded session: already reported open.
                 for waiter in state.handoverWaiters.removeValue(forKey: peer) ?? [] { waiter.resume(returning: channel) }
-                return true
+                return .keep
             }
             state.counters.sessionsOpened += 1
             eventContinuation.yield(.sessionOpened(peer))
-            return true
+            return .keep
         }
-        if let replaced {
-            logger.debug("Replaced a duplicate session", metadata: ["peer": "\(peer)", "dialler": "\(dialler)"])
-            replaced.triggerUserOutboundEvent(SupersedeEvent(), promise: nil)
-        } else if kept {
-            logger.info("Session opened", metadata: ["peer": "\(peer)", "dialler": "\(dialler)"])
-        } else {
+        switch admission {
+        case .keep:
+            if let replaced {
+                logger.debug("Replaced a duplicate session", metadata: ["peer": "\(peer)", "dialler": "\(dialler)"])
+                replaced.triggerUserOutboundEvent(SupersedeEvent(), promise: nil)
+            } else {
+                logger.info("Session opened", metadata: ["peer": "\(peer)", "dialler": "\(dialler)"])
+            }
+        case .duplicate:
             logger.debug("Closing a duplicate connection", metadata: ["peer": "\(peer)", "dialler": "\(dialler)"])
+        case .refuse:
+            logger.debug("Closing an authenticated connection: stopping or peer removed", metadata: ["peer": "\(peer)"])
         }
-        return kept
+        return admission
     }
 
     func deliver(_ payload: [UInt8], from peer: PeerID, channel: any Channel) {

@@ -229,10 +229,15 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
                 limit.maximum = core.configuration.maximumFrameSize
                 state = .established(peer, cipher)
                 self.peer = peer
-                if core.established(peer: peer, channel: context.channel, initiatedByUs: initiatedByUs) {
+                switch core.established(peer: peer, channel: context.channel, initiatedByUs: initiatedByUs) {
+                case .keep:
                     outcome?.markEstablished()
-                } else {
+                case .duplicate:
                     supersede(context: context)
+                case .refuse:
+                    closeReason = "stopping or peer removed"
+                    state = .closed
+                    context.close(promise: nil)
                 }
             case .fail(let failure):
                 cancelTimeout()

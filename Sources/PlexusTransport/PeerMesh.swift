@@ -74,6 +74,9 @@ public final class PeerMesh: Service, Sendable {
     ///   listening socket cannot be bound.
     public func run() async throws {
         let configuration = core.configuration
+        guard core.markStarted() else {
+            throw MeshError(code: .alreadyRunning, message: "this mesh is already running (or ran); create a new PeerMesh")
+        }
         let server: any Channel
         do {
             server = try await makeServerBootstrap()
