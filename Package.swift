@@ -10,6 +10,7 @@
 //   PlexusCodec                       delta codecs, zstd, the signed envelope, replay windows
 //   PlexusTopology                    topology files: parse, validate, graph facts, generate, diff
 //   PlexusLearning                    CSV data, models, optimizers, metrics, local training
+//   PlexusTransport                   the secure peer-to-peer mesh: framing, handshake, sessions (NIO)
 //   plexus                            the command-line tool: argument parsing only
 import PackageDescription
 
@@ -29,11 +30,14 @@ let package = Package(
         .library(name: "PlexusTopology", targets: ["PlexusTopology"]),
         .library(name: "PlexusLearning", targets: ["PlexusLearning"]),
         .library(name: "PlexusGossip", targets: ["PlexusGossip"]),
+        .library(name: "PlexusTransport", targets: ["PlexusTransport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -83,6 +87,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "PlexusTransport",
+            dependencies: [
+                "PlexusCore", "PlexusCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "plexus",
             dependencies: [
@@ -106,6 +121,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "PlexusCryptoTests", dependencies: ["PlexusCrypto"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PlexusTransportTests",
+            dependencies: [
+                "PlexusTransport", "PlexusCore", "PlexusCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Runs the built `plexus` executable as a user would.
         .testTarget(name: "PlexusCLITests", dependencies: ["plexus"], swiftSettings: swiftSettings),
         .testTarget(

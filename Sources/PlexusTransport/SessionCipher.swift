@@ -1,0 +1,85 @@
+package import PlexusCrypto
+
+/// The record layer of one established session: XChaCha20-Poly1305 with one key per direction
+/// and an implicit per-direction message counter as the nonce.
+///
+/// ```
+/// sealed record = AEAD(key: k_dir, nonce: LE64(counter) ‖ 0^16, ad: "plexus/1 record",
+///                      plaintext: kind: u8 ‖ payload)            (payload + 17 bytes)
+/// ```
+///
+/// The counter is never sent: the receiver opens record *n* with nonce *n*, so a replayed,
+/// reordered, dropped-then-resumed or altered record fails authentication, and the session closes.
+package struct SessionCipher {
+    package enum Kind: UInt8 {
+        /// The responder's first record: key confirmation for the initiator. Empty payload.
+        case ready = 1
+        /// An application message.
+        case message = 2
+        /// "I keep another connection with you; this one closes now." Sent by the side that
+        /// resolves a simultaneous dial, so the other side swaps sessions without reporting a close.
+        case superseded = 3
+    }
+
+    package enum OpenError: Error, Equatable, CustomStringConvertible {
+        case authenticationFailed(counter: UInt64)
+        case malformed
+        case exhausted
+
+        package var description: String {
+            switch self {
+            case .authenticationFailed(let counter):
+                return "record \(counter) failed authentication (altered, replayed, reordered or garbage)"
+            case .malformed: return "record has an unknown kind byte"
+            case .exhausted: return "record counter exhausted"
+            }
+        }
+    }
+
+    /// Bytes a sealed record adds to its payload: the kind byte and the Poly1305 tag.
+    package static let overhead = 1 + XChaCha20Poly1305.tagByteCount
+    static let associatedData: [UInt8] = Array("plexus/1 record".utf8)
+
+    private let sendKey: SecureBytes
+    private let receiveKey: SecureBytes
+    package private(set) var sendCounter: UInt64 = 0
+    package private(set) var receiveCounter: UInt64 = 0
+
+    package init(sendKey: SecureBytes, receiveKey: SecureBytes) {
+        self.sendKey = sendKey
+        self.receiveKey = receiveKey
+    }
+
+    package mutating func seal(_ kind: Kind, _ payload: UnsafeRawBufferPointer) -> [UInt8] {
+        precondition(sendCounter < UInt64.max, "record counter exhausted")
+        var plaintext = [UInt8]()
+        plaintext.reserveCapacity(payload.count + 1)
+        plaintext.append(kind.rawValue)
+        plaintext.append(contentsOf: payload)
+        defer { sendCounter += 1 }
+        return XChaCha20Poly1305.seal(
+            plaintext, key: sendKey, nonce: XChaCha20Poly1305.counterNonce(sendCounter), associatedData: Self.associatedData
+        )
+    }
+
+    package mutating func seal(_ kind: Kind, _ payload: [UInt8]) -> [UInt8] {
+        payload.withUnsafeBytes { seal(kind, $0) }
+    }
+
+    /// Opens the next record. The counter only advances on success.
+    package mutating func open(_ record: [UInt8]) throws(OpenError) -> (kind: Kind, payload: [UInt8]) {
+        guard receiveCounter < UInt64.max else { throw .exhausted }
+        let plaintext: [UInt8]
+        do {
+            plaintext = try XChaCha20Poly1305.open(
+                record, key: receiveKey, nonce: XChaCha20Poly1305.counterNonce(receiveCounter),
+                associatedData: Self.associatedData
+            )
+        } catch {
+            throw .authenticationFailed(counter: receiveCounter)
+        }
+        receiveCounter += 1
+        guard let first = plaintext.first, let kind = Kind(rawValue: first) else { throw .malformed }
+        return (kind, Array(plaintext.dropFirst()))
+    }
+}

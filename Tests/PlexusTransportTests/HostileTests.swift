@@ -1,0 +1,246 @@
+import NIOCore
+import PlexusCore
+import PlexusCrypto
+import PlexusTransport
+import Testing
+
+/// A hostile peer against mesh `a`, while `a` and `b` keep an honest session.
+@Suite(.serialized, .timeLimit(.minutes(1))) struct HostileTests {
+    struct Fixture {
+        var logs: LogCapture
+        var a: RunningMesh
+        var b: RunningMesh
+
+        static func make(configureA: (inout MeshConfiguration) -> Void = { _ in }) async -> Fixture {
+            let logs = LogCapture()
+            let a = await RunningMesh.start(Identity("a"), logs: logs) {
+                $0.handshakeTimeout = .milliseconds(500)
+                configureA(&$0)
+            }
+            let b = await RunningMesh.start(Identity("b"), logs: logs)
+            await connectAll([a, b])
+            _ = await eventually { a.recorder.opened(b.id) == 1 && b.recorder.opened(a.id) == 1 }
+            return Fixture(logs: logs, a: a, b: b)
+        }
+
+        /// Adds `identity` to a's allowed peers (at an address nobody listens on).
+        func allow(_ identity: Identity) async {
+            await a.mesh.updatePeers([
+                b.id: b.peerEntry(),
+                identity.id: MeshPeer(host: "127.0.0.1", port: 1, publicKey: identity.key.publicKey),
+            ])
+        }
+
+        /// The honest session still carries messages both ways.
+        func honestSessionStillWorks(_ tag: UInt8) async -> Bool {
+            guard await a.mesh.send([tag], to: b.id), await b.mesh.send([tag], to: a.id) else { return false }
+            return await eventually {
+                b.recorder.messages(from: a.id).last == [tag] && a.recorder.messages(from: b.id).last == [tag]
+            }
+        }
+
+        func failures(_ reason: String) async -> Int {
+            (await a.mesh.counters).handshakeFailures[reason, default: 0]
+        }
+
+        func rejected(_ reason: String) async -> Int {
+            (await a.mesh.counters).framesRejected[reason, default: 0]
+        }
+
+        /// Whether a logged a line with this reason (the counter moves just before the line is written).
+        func logged(reason: String) async -> Bool {
+            await eventually(timeout: .seconds(2)) {
+                logs.all.contains { $0.contains("mesh.me=a") && $0.contains("reason=\(reason)") }
+            }
+        }
+
+        func stop() async {
+            await a.stop()
+            await b.stop()
+        }
+    }
+
+    /// Completes a real handshake as `identity` with `target` over a raw socket.
+    func authenticatedClient(_ identity: Identity, to target: RunningMesh) async throws -> (RawClient, SessionCipher) {
+        let client = try await RawClient.connect(port: target.port)
+        var machine = HandshakeStateMachine(
+            role: .initiator(expecting: target.id),
+            context: HandshakeContext(
+                me: identity.id, key: identity.key, planHash: testPlan, peers: [target.id: target.identity.key.publicKey]
+            )
+        )
+        var actions = machine.start()
+        while true {
+            for action in actions {
+                switch action {
+                case .send(let bytes): try await client.write(frame(bytes))
+                case .established(_, let cipher): return (client, cipher)
+                case .fail(let failure): throw failure
+                }
+            }
+            let next = try #require(await client.nextFrame())
+            actions = machine.receive(next)
+        }
+    }
+
+    @Test func peerNotInTheAllowedSetIsRefused() async throws {
+        let f = await Fixture.make()
+        let mallory = await RunningMesh.start(Identity("mallory"), peers: [f.a.id: f.a.peerEntry()], logs: f.logs)
+        #expect(await eventually { await f.failures("unknown-peer") >= 1 })
+        #expect(await f.logged(reason: "unknown-peer"))
+        #expect(await eventually { (await mallory.mesh.counters).handshakeFailures["refused-by-peer", default: 0] >= 1 })
+        #expect(f.a.recorder.all.contains { if case .refused(peer: "mallory", _) = $0 { return true } else { return false } })
+        #expect(f.a.recorder.opened(PeerID("mallory")!) == 0)
+        #expect(await f.honestSessionStillWorks(1))
+        await mallory.stop()
+        await f.stop()
+    }
+
+    @Test func rightIdWithTheWrongKeyIsRefused() async throws {
+        let f = await Fixture.make()
+        let impostor = await RunningMesh.start(Identity("b"), peers: [f.a.id: f.a.peerEntry()], logs: f.logs)
+        #expect(await eventually { await f.failures("bad-signature") >= 1 })
+        #expect(await f.logged(reason: "bad-signature"))
+        #expect(f.a.recorder.opened(f.b.id) == 1)
+        #expect(await f.honestSessionStillWorks(2))
+        await impostor.stop()
+        await f.stop()
+    }
+
+    @Test func differentPlanHashIsRefusedAndLoggedOnBothSidesWithBothHashes() async throws {
+        let f = await Fixture.make()
+        let c = Identity("c")
+        await f.allow(c)
+        let other = await RunningMesh.start(c, planHash: otherPlan, peers: [f.a.id: f.a.peerEntry()], logs: f.logs)
+        #expect(await eventually { await f.failures("plan-mismatch") >= 1 })
+        #expect(await eventually { (await other.mesh.counters).handshakeFailures["plan-mismatch", default: 0] >= 1 })
+        let ours = shortHex(testPlan)
+        let theirs = shortHex(otherPlan)
+        #expect(await eventually { f.logs.all.contains { $0.contains("mesh.me=a") && $0.contains("ours \(ours), theirs \(theirs)") } })
+        #expect(await eventually { f.logs.all.contains { $0.contains("mesh.me=c") && $0.contains("ours \(theirs), theirs \(ours)") } })
+        #expect(await f.honestSessionStillWorks(3))
+        await other.stop()
+        await f.stop()
+    }
+
+    @Test func stalledHandshakeIsDroppedAfterTheTimeout() async throws {
+        let f = await Fixture.make()
+        let silent = try await RawClient.connect(port: f.a.port)
+        let partial = try await RawClient.connect(port: f.a.port)
+        try await partial.write([40, 0, 0, 0, 1, 2])  // a frame header and part of its body, then nothing
+        #expect(await silent.waitClosed(timeout: .seconds(3)))
+        #expect(await partial.waitClosed(timeout: .seconds(3)))
+        #expect(await f.failures("handshake-timeout") >= 2)
+        #expect(await f.logged(reason: "handshake-timeout"))
+        #expect(await f.honestSessionStillWorks(4))
+        await f.stop()
+    }
+
+    @Test(arguments: [
+        Array("GET / HTTP/1.1\r\nHost: plexus\r\n\r\n".utf8),
+        frame([1, 2, 3, 4]),
+        frame(Array(repeating: 0x41, count: 200)),
+    ])
+    func garbageBeforeTheHandshakeClosesTheConnection(garbage: [UInt8]) async throws {
+        let f = await Fixture.make()
+        let client = try await RawClient.connect(port: f.a.port)
+        try await client.write(garbage)
+        #expect(await client.waitClosed())
+        #expect(await eventually { await f.failures("frame-too-large") + f.failures("malformed-handshake") >= 1 })
+        let loggedTooLarge = await f.logged(reason: "frame-too-large")
+        let loggedMalformed = await f.logged(reason: "malformed-handshake")
+        #expect(loggedTooLarge || loggedMalformed)
+        #expect(await f.honestSessionStillWorks(5))
+        await f.stop()
+    }
+
+    @Test func authenticatedClientMessagesAreDelivered() async throws {
+        let f = await Fixture.make()
+        let evil = Identity("evil")
+        await f.allow(evil)
+        var (client, cipher) = try await authenticatedClient(evil, to: f.a)
+        try await client.write(frame(cipher.seal(.message, [7, 7])))
+        #expect(await eventually { f.a.recorder.messages(from: evil.id) == [[7, 7]] })
+        await client.close()
+        await f.stop()
+    }
+
+    @Test func frameOverTheLimitClosesTheSession() async throws {
+        let f = await Fixture.make()
+        let evil = Identity("evil")
+        await f.allow(evil)
+        let (client, _) = try await authenticatedClient(evil, to: f.a)
+        #expect(await eventually { f.a.recorder.opened(evil.id) == 1 })
+        // Declares one byte more than the maximum, sends only the header.
+        var writer = ByteWriter()
+        writer.write(littleEndian: UInt32(64 * 1024 + 1))
+        try await client.write(writer.bytes)
+        #expect(await client.waitClosed())
+        #expect(await eventually { await f.rejected("frame-too-large") == 1 })
+        #expect(await f.logged(reason: "frame-too-large"))
+        #expect(await eventually { f.a.recorder.closed(evil.id) == 1 })
+        #expect(await f.honestSessionStillWorks(6))
+        await f.stop()
+    }
+
+    @Test func replayedSealedFrameClosesTheSession() async throws {
+        let f = await Fixture.make()
+        let evil = Identity("evil")
+        await f.allow(evil)
+        var (client, cipher) = try await authenticatedClient(evil, to: f.a)
+        let captured = frame(cipher.seal(.message, [1, 2, 3]))
+        try await client.write(captured)
+        #expect(await eventually { f.a.recorder.messages(from: evil.id) == [[1, 2, 3]] })
+        try await client.write(captured)
+        #expect(await client.waitClosed())
+        #expect(await eventually { await f.rejected("decrypt-failed") == 1 })
+        #expect(await f.logged(reason: "decrypt-failed"))
+        #expect(f.a.recorder.messages(from: evil.id) == [[1, 2, 3]])
+        #expect(await eventually { f.a.recorder.all.contains(.sessionClosed(evil.id, reason: "decrypt-failed")) })
+        #expect(await f.honestSessionStillWorks(7))
+        await f.stop()
+    }
+
+    @Test func alteredSealedFrameClosesTheSession() async throws {
+        let f = await Fixture.make()
+        let evil = Identity("evil")
+        await f.allow(evil)
+        var (client, cipher) = try await authenticatedClient(evil, to: f.a)
+        var sealed = cipher.seal(.message, Array("deltas".utf8))
+        sealed[3] ^= 0x20
+        try await client.write(frame(sealed))
+        #expect(await client.waitClosed())
+        #expect(await eventually { await f.rejected("decrypt-failed") == 1 })
+        #expect(f.a.recorder.messages(from: evil.id).isEmpty)
+        #expect(await f.honestSessionStillWorks(8))
+        await f.stop()
+    }
+
+    @Test func garbageAfterTheHandshakeClosesTheSession() async throws {
+        let f = await Fixture.make()
+        let evil = Identity("evil")
+        await f.allow(evil)
+        let (client, _) = try await authenticatedClient(evil, to: f.a)
+        try await client.write(frame(Array(repeating: 0x55, count: 64)))
+        #expect(await client.waitClosed())
+        #expect(await eventually { await f.rejected("decrypt-failed") == 1 })
+        #expect(await f.honestSessionStillWorks(9))
+        await f.stop()
+    }
+
+    @Test func pendingInboundConnectionsAreBounded() async throws {
+        let f = await Fixture.make { $0.maximumPendingConnections = 2 }
+        let first = try await RawClient.connect(port: f.a.port)
+        let second = try await RawClient.connect(port: f.a.port)
+        _ = await eventually(timeout: .milliseconds(200)) { false }
+        let third = try await RawClient.connect(port: f.a.port)
+        #expect(await third.waitClosed(timeout: .seconds(1)))
+        #expect(await f.failures("too-many-pending") >= 1)
+        #expect(await f.logged(reason: "too-many-pending"))
+        // The stalled two are dropped by the timeout, freeing their slots.
+        #expect(await first.waitClosed())
+        #expect(await second.waitClosed())
+        #expect(await f.honestSessionStillWorks(10))
+        await f.stop()
+    }
+}
