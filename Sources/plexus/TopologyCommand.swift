@@ -67,7 +67,7 @@ extension TopologyCommand {
             } catch {
                 diagnostics = error.diagnostics
             }
-            let facts = topology.map { GraphFacts($0) }
+            let facts = topology.map { $0.facts ?? GraphFacts($0) }
             switch format {
             case .json:
                 struct Report: Encodable {
