@@ -71,11 +71,22 @@ public struct GeneratorError: Error, Hashable, Sendable, CustomStringConvertible
 public enum TopologyGenerator {
     /// The most peers a generated file may have.
     public static let maximumPeers = 4096
+    /// The most links a generated file may have (about 8 MB of TOML, under the 16 MiB limit).
+    public static let maximumLinks = 200_000
 
     /// The links of `shape` over peers 0..<n, each pair once, smaller index first, sorted.
     public static func links(_ shape: Shape, peers n: Int, seed: UInt64 = 1) throws(GeneratorError) -> [(Int, Int)] {
         guard n >= 2 else { throw GeneratorError(message: "a generated network needs at least 2 peers, got \(n)") }
         guard n <= maximumPeers else { throw GeneratorError(message: "at most \(maximumPeers) peers, got \(n)") }
+        let expectedLinks: Int
+        switch shape {
+        case .full: expectedLinks = n * (n - 1) / 2
+        case .randomRegular(let d): expectedLinks = n * min(max(d, 0), n) / 2
+        default: expectedLinks = 0
+        }
+        guard expectedLinks <= maximumLinks else {
+            throw GeneratorError(message: "\(shape) with \(n) peers has \(expectedLinks) links, more than the \(maximumLinks) a topology file may hold")
+        }
         var edges = EdgeSet(n: n)
         var rng = SplitMix64(seed: seed)
         switch shape {
@@ -147,7 +158,7 @@ public enum TopologyGenerator {
         for _ in 0..<20 {
             var edges = base
             var list = edges.sorted
-            let swaps = 10 * list.count
+            let swaps = min(10 * list.count, 2_000_000)
             for _ in 0..<swaps {
                 let x = rng.below(list.count), y = rng.below(list.count)
                 guard x != y else { continue }

@@ -10,6 +10,11 @@ public struct GraphFacts: Sendable, Equatable, Encodable {
     /// Above this many rounds to shrink disagreement 1000×, `check` warns even when the plan
     /// runs more rounds.
     public static let slowMixingRounds = 1000.0
+    /// Up to this many peers the spectrum is computed exactly (dense O(n³) eigen-decomposition);
+    /// above it |λ₂| is estimated by power iteration on the sparse matrix (``spectralGapIsEstimate``).
+    public static let exactSpectrumLimit = 512
+    /// Power iterations of the estimate.
+    public static let powerIterations = 3000
 
     public var peers: Int
     public var links: Int
@@ -26,6 +31,9 @@ public struct GraphFacts: Sendable, Equatable, Encodable {
     public var secondEigenvalueModulus: Double?
     /// ln 1000 ÷ gap; `nil` when not computed or when the gap is 0 (never).
     public var roundsToShrink1000x: Double?
+    /// Whether the gap comes from power iteration (more than ``exactSpectrumLimit`` peers):
+    /// then |λ₂| may be slightly underestimated, the gap overestimated.
+    public var spectralGapIsEstimate = false
 
     /// Computes the facts of `topology`.
     ///
@@ -47,9 +55,15 @@ public struct GraphFacts: Sendable, Equatable, Encodable {
             secondEigenvalueModulus = 1
             return
         }
-        let eigenvalues = SymmetricEigen.eigenvalues(topology.flatMixingMatrix(), n: peers)
-        let moduli = eigenvalues.map { abs($0) }.sorted(by: >)
-        let second = moduli.count >= 2 ? moduli[1] : 0
+        let second: Double
+        if peers <= Self.exactSpectrumLimit {
+            let eigenvalues = SymmetricEigen.eigenvalues(topology.flatMixingMatrix(), n: peers)
+            let moduli = eigenvalues.map { abs($0) }.sorted(by: >)
+            second = moduli.count >= 2 ? moduli[1] : 0
+        } else {
+            second = Self.estimateSecondModulus(topology)
+            spectralGapIsEstimate = true
+        }
         secondEigenvalueModulus = second
         let gap = max(0, 1 - second)
         spectralGap = gap
@@ -58,9 +72,55 @@ public struct GraphFacts: Sendable, Equatable, Encodable {
 
     static let ln1000 = 6.907755278982137
 
+    /// |λ₂| by power iteration on W restricted to the complement of the constant vector (W is
+    /// symmetric and doubly stochastic, so the constant vector is its eigenvector for λ₁ = 1):
+    /// ‖W x‖ for a unit x orthogonal to it converges to the largest remaining modulus.
+    static func estimateSecondModulus(_ topology: Topology) -> Double {
+        let n = topology.peers.count
+        let adjacency = topology.adjacencyLists
+        var weights: [[Double]] = []
+        var selfWeight = [Double](repeating: 0, count: n)
+        for i in 0..<n {
+            let row = adjacency[i].map { topology.weight(i, $0) }
+            weights.append(row)
+            selfWeight[i] = 1 - row.reduce(0, +)
+        }
+        var rng = SplitMix64(seed: 1)
+        var x = (0..<n).map { _ in rng.unit() - 0.5 }
+        var y = [Double](repeating: 0, count: n)
+        func project(_ v: inout [Double]) -> Double {
+            let mean = v.reduce(0, +) / Double(n)
+            var norm = 0.0
+            for i in 0..<n {
+                v[i] -= mean
+                norm += v[i] * v[i]
+            }
+            return norm.squareRoot()
+        }
+        var norm = project(&x)
+        guard norm > 0 else { return 0 }
+        for i in 0..<n { x[i] /= norm }
+        var estimate = 0.0
+        for _ in 0..<powerIterations {
+            for i in 0..<n {
+                var sum = selfWeight[i] * x[i]
+                let neighbours = adjacency[i], w = weights[i]
+                for k in neighbours.indices { sum += w[k] * x[neighbours[k]] }
+                y[i] = sum
+            }
+            norm = project(&y)
+            guard norm > 1e-300 else { return 0 }
+            let previous = estimate
+            estimate = norm
+            for i in 0..<n { x[i] = y[i] / norm }
+            if abs(estimate - previous) < 1e-12 { break }
+        }
+        return min(1, estimate)
+    }
+
     enum CodingKeys: String, CodingKey {
         case peers, links, degreeMin, degreeMean, degreeMax, diameter, components, spectralGap,
-            secondEigenvalueModulus, roundsToShrink1000x
+            secondEigenvalueModulus, roundsToShrink1000x, spectralGapIsEstimate
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -75,6 +135,7 @@ public struct GraphFacts: Sendable, Equatable, Encodable {
         try c.encode(spectralGap, forKey: .spectralGap)
         try c.encode(secondEigenvalueModulus, forKey: .secondEigenvalueModulus)
         try c.encode(roundsToShrink1000x, forKey: .roundsToShrink1000x)
+        try c.encode(spectralGapIsEstimate, forKey: .spectralGapIsEstimate)
     }
 
     /// Human-readable lines, as `plexus topology check` prints them.
@@ -87,7 +148,8 @@ public struct GraphFacts: Sendable, Equatable, Encodable {
             "components: \(components.count)",
         ]
         if let spectralGap {
-            lines.append("spectral gap: \(Format.number(spectralGap)) (|λ₂| = \(Format.fixed(secondEigenvalueModulus ?? 1, decimals: 6)))")
+            let estimated = spectralGapIsEstimate ? " (estimated by power iteration)" : ""
+            lines.append("spectral gap: \(Format.number(spectralGap)) (|λ₂| = \(Format.fixed(secondEigenvalueModulus ?? 1, decimals: 6)))\(estimated)")
             lines.append("rounds to shrink disagreement 1000×: \(roundsToShrink1000x.map { "about " + Format.rounds($0) } ?? "never (disconnected)")")
         }
         return lines

@@ -51,7 +51,8 @@ extension Reader {
         let rootRef = TableRef(table: root, section: "", displayName: "the file")
         for key in root.keys.sorted() where !Self.topLevelKeys.contains(key) {
             let position = index.header(key) ?? index.header(key + "#0") ?? keyPosition(rootRef, key)
-            error("unknown table '\(key)'; expected [network], [plan], [[peer]] or [[link]]\(didYouMean(key, among: Self.topLevelKeys))", at: position)
+            let what = root[key]?.table != nil || root[key]?.array != nil ? "table" : "top-level key"
+            error("unknown \(what) '\(key)'; expected [network], [plan], [[peer]] or [[link]]\(didYouMean(key, among: Self.topLevelKeys))", at: position)
         }
         guard let value = root["plan"] else {
             error("missing [plan] table (the learning plan: model, rounds, learning_rate, …)", at: .start)

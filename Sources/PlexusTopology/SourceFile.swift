@@ -83,6 +83,11 @@ enum SourceFile {
 
     /// Parses `source` as TOML, or returns the syntax error at its position. `index` MUST be
     /// the ``SourceIndex`` of `source`: inputs toml++ cannot take safely are rejected first.
+    ///
+    /// Known limitation: TOMLKit 0.6.0 never frees a parsed document (its tables have no
+    /// `deinit` and CTOML exports no free function), so every parse leaks roughly the size of
+    /// the document's tree. Loading on start-up and on each edit of the file is fine; parsing
+    /// in a tight loop is not.
     static func parseTOML(_ source: String, path: String, index: SourceIndex) -> Result<TOMLTable, Diagnostic> {
         if source.utf8.count > maximumByteCount {
             return .failure(Diagnostic(.error, "the text is larger than the \(maximumByteCount)-byte (16 MiB) limit", path: path, at: .file))

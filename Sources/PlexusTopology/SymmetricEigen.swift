@@ -144,4 +144,10 @@ public enum TopologyMath {
     public static func symmetricEigenvalues(_ matrix: [Double], n: Int) -> [Double] {
         SymmetricEigen.eigenvalues(matrix, n: n)
     }
+
+    /// |λ₂| of `topology`'s mixing matrix by sparse power iteration, the method ``GraphFacts``
+    /// uses above ``GraphFacts/exactSpectrumLimit`` peers.
+    public static func estimatedSecondEigenvalueModulus(_ topology: Topology) -> Double {
+        GraphFacts.estimateSecondModulus(topology)
+    }
 }

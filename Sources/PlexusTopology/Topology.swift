@@ -68,6 +68,9 @@ public struct Topology: Sendable {
     public let links: [Link]
     /// Warnings found while loading (empty for a value built in code).
     public internal(set) var warnings: [Diagnostic] = []
+    /// The graph facts computed while loading with spectral analysis (`nil` otherwise), so a
+    /// caller need not repeat the eigen-decomposition.
+    public internal(set) var facts: GraphFacts?
 
     private let indexOfPeer: [PeerID: Int]
     /// Neighbour indices of each peer, ascending.

@@ -56,7 +56,7 @@ enum TopologyParser {
             },
             links: links.map { Topology.Link($0.a, $0.b, weight: $0.weight) }
         )
-        if spectralAnalysis { reader.checkMixingSpeed(topology) }
+        if spectralAnalysis { topology.facts = reader.checkMixingSpeed(topology) }
         topology.warnings = Diagnostic.sorted(reader.diagnostics.diagnostics)
         return topology
     }
@@ -278,10 +278,10 @@ extension Reader {
     }
 
     /// Warns when disagreement between peers shrinks slowly compared with the plan's rounds.
-    mutating func checkMixingSpeed(_ topology: Topology) {
-        guard topology.peers.count >= 2 else { return }
+    /// Returns the facts it computed.
+    mutating func checkMixingSpeed(_ topology: Topology) -> GraphFacts {
         let facts = GraphFacts(topology, spectralAnalysis: true)
-        guard let gap = facts.spectralGap, let rounds = facts.roundsToShrink1000x else { return }
+        guard topology.peers.count >= 2, let gap = facts.spectralGap, let rounds = facts.roundsToShrink1000x else { return facts }
         let hint = "add chords, or use a torus or an exponential graph (plexus topology generate --shape torus|exponential)"
         let planRef = index.header("plan")
         if rounds > Double(topology.plan.rounds) {
@@ -297,6 +297,7 @@ extension Reader {
                 at: index.header("peer#0") ?? .start
             )
         }
+        return facts
     }
 }
 

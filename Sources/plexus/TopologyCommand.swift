@@ -67,7 +67,7 @@ extension TopologyCommand {
             } catch {
                 diagnostics = error.diagnostics
             }
-            let facts = topology.map { GraphFacts($0) }
+            let facts = topology.map { $0.facts ?? GraphFacts($0) }
             switch format {
             case .json:
                 struct Report: Encodable {
@@ -155,7 +155,8 @@ extension TopologyCommand {
                 --base-port is given. --keys-dir is required with --from.
 
                 Examples:
-                  plexus topology generate --shape ring --peers 8 --keys-dir keys --out ring.toml
+                  plexus topology generate --shape torus --peers 16 \\
+                      --keys-dir keys --out torus.toml
                   plexus topology generate --from Topologies/tcga-brca.toml --keys-dir keys \\
                       --host 127.0.0.1 --base-port 7400 --out local.toml
                 """
@@ -179,7 +180,7 @@ extension TopologyCommand {
         @Option(help: "Write one private key per peer here, as <id>.key (mode 0600).", completion: .directory)
         var keysDir: String?
 
-        @Option(help: "Seed for the random shapes (random-regular, small-world). Default: 1.")
+        @Option(help: "Seed for the random shapes (random-regular, small-world).")
         var seed: UInt64 = 1
 
         @Option(help: "The network name. Default: the shape and size, e.g. ring-8.")

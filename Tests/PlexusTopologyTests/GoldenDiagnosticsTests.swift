@@ -76,7 +76,7 @@ import Testing
         let path = NSTemporaryDirectory() + "plexus-oversized-\(getpid()).toml"
         defer { try? FileManager.default.removeItem(atPath: path) }
         let line = Data(repeating: UInt8(ascii: "#"), count: 1 << 20)
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         for _ in 0..<17 { handle.write(line) }
         try handle.close()

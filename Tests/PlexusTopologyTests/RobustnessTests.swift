@@ -75,7 +75,7 @@ import Testing
         var rejected = 0, accepted = 0
         for iteration in 0..<iterations {
             let bytes = Self.mutate(iteration % 2 == 0 ? Self.valid : Self.variety, &rng)
-            if ProcessInfo.processInfo.environment["PLEXUS_FUZZ_DUMP"] != nil { FileManager.default.createFile(atPath: "/tmp/last-fuzz.toml", contents: Data(bytes)) }
+            if ProcessInfo.processInfo.environment["PLEXUS_FUZZ_DUMP"] != nil { _ = FileManager.default.createFile(atPath: "/tmp/last-fuzz.toml", contents: Data(bytes)) }
             let lineCount = bytes.filter { $0 == UInt8(ascii: "\n") }.count + 1
             do {
                 let topology = try Topology.parse(bytes: bytes, path: "m.toml")
@@ -133,6 +133,21 @@ import Testing
         #expect(index.header("not a header") == nil)
         #expect(index.header("peer#1") == SourcePosition(line: 13, column: 1))
         #expect(index.entry("peer#1", "id")?.key == SourcePosition(line: 14, column: 3))
+    }
+
+    @Test func windowsLineEndingsKeepPositions() {
+        let text = Fixtures.text("bad/links.toml")
+        func lines(_ source: String) -> [String] {
+            do {
+                _ = try Topology.parse(source: source, path: "l.toml")
+                return []
+            } catch {
+                return error.diagnostics.map(\.description)
+            }
+        }
+        let unix = lines(text)
+        #expect(!unix.isEmpty)
+        #expect(lines(text.replacingOccurrences(of: "\n", with: "\r\n")) == unix)
     }
 
     @Test func deeplyNestedArraysAreRejectedNotCrashing() {

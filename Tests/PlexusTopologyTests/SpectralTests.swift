@@ -101,6 +101,24 @@ enum Build {
         return (0..<n).map { a[$0 * n + $0] }
     }
 
+    /// Above 512 peers the gap is estimated by sparse power iteration: it agrees with the exact
+    /// eigen-decomposition where both run.
+    @Test(arguments: [(Shape.ring, 40), (.torus, 64), (.smallWorld(chordProbability: 0.2), 100), (.exponential, 33), (.star, 20)])
+    func powerIterationAgreesWithExact(_ shape: Shape, _ n: Int) throws {
+        let topology = try Build.topology(shape, peers: n)
+        let exact = try #require(GraphFacts(topology).secondEigenvalueModulus)
+        let estimate = TopologyMath.estimatedSecondEigenvalueModulus(topology)
+        #expect(abs(exact - estimate) < 1e-6, "\(shape) n=\(n): exact \(exact), estimate \(estimate)")
+    }
+
+    @Test func loadKeepsTheFactsItComputed() throws {
+        let topology = try Build.topology(.torus, peers: 16)
+        let loaded = try Topology.parse(source: TopologyWriter.toml(topology), path: "t.toml")
+        #expect(loaded.facts == GraphFacts(topology))
+        let quick = try Topology.parse(source: TopologyWriter.toml(topology), path: "t.toml", spectralAnalysis: false)
+        #expect(quick.facts == nil)
+    }
+
     @Test func fullGraphMixesInOneRound() throws {
         let facts = GraphFacts(try Build.topology(.full, peers: 10))
         #expect(abs((facts.spectralGap ?? 0) - 1) < 1e-9)
