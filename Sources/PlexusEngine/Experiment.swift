@@ -71,12 +71,13 @@ public enum Experiment {
         return Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
     }
 
-    /// The pooled standardization of all sites' training rows: in a federation, one round of
-    /// summed statistics (count, mean, sum of squared deviations per covariate).
-    public static func pooledStandardization(_ sites: [Dataset]) -> Standardization {
-        guard let first = sites.first else { return Standardization.identity(dimension: 0) }
+    /// The pooled standardization of the peers' training rows: in a federation, one round of
+    /// summed statistics (count, mean, sum of squared deviations per covariate), merged in
+    /// peer-id order — exactly what real nodes compute from each other's signed statistics.
+    public static func pooledStandardization(_ sites: [PeerID: Dataset]) -> Standardization {
+        guard let first = sites.values.first else { return Standardization.identity(dimension: 0) }
         var stats = FeatureStatistics(dimension: first.dimension)
-        for site in sites { stats = stats.merged(with: FeatureStatistics(site)) }
+        for peer in sites.keys.sorted() { stats = stats.merged(with: FeatureStatistics(sites[peer]!)) }
         return Standardization(stats)
     }
 
@@ -120,7 +121,7 @@ public enum Experiment {
         let siteOf = try assignSites(options.data, to: topology)
         let peerIDs = topology.peers.map(\.id)
         guard let dimension = options.data.sites.first?.dimension else { throw ExperimentError("the partition has no sites") }
-        let standardization = pooledStandardization(peerIDs.map { options.data.sites[siteOf[$0]!] })
+        let standardization = pooledStandardization(Dictionary(uniqueKeysWithValues: peerIDs.map { ($0, options.data.sites[siteOf[$0]!]) }))
         let model = makeModel(plan: plan, dimension: dimension)
         let x0 = initialParameters(model: model, plan: plan)
         let planHash = PlanHash.hash(plan)

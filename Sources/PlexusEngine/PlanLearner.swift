@@ -7,7 +7,8 @@ public import PlexusLearning
 /// round started from when `proximal` > 0.
 public struct PlanLearner: LocalLearner {
     public private(set) var trainer: LocalTrainer
-    public let data: Dataset
+    /// The standardized training rows.
+    public var data: Dataset
     public let steps: Int
     public let proximal: Bool
 
@@ -15,11 +16,13 @@ public struct PlanLearner: LocalLearner {
     public init(model: any Model, plan: Plan, data: Dataset, seed: UInt64) {
         self.trainer = LocalTrainer(model: model, plan: plan, seed: seed)
         self.data = data
+        self.sampleCount = data.count
         self.steps = plan.localSteps
         self.proximal = plan.proximal > 0
     }
 
-    public var sampleCount: Int { data.count }
+    /// The number of training rows (fixed at creation: the data may be standardized later).
+    public let sampleCount: Int
 
     public mutating func train(_ parameters: inout [Float], round: Int) -> Double {
         guard data.count > 0 else { return .nan }

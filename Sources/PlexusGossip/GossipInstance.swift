@@ -170,6 +170,10 @@ public struct GossipInstance<Learner: LocalLearner> {
 
     public var isFinished: Bool { round > settings.rounds }
 
+    /// Gives the shell access to the learner, e.g. to hand it its standardized data once the
+    /// pooled statistics are known (before ``start()``).
+    public mutating func withLearner<R>(_ body: (inout Learner) -> R) -> R { body(&learner) }
+
     // MARK: Persistence and reconfiguration
 
     /// Everything a restart needs to resume: the round in progress, both models, the version,
