@@ -221,9 +221,14 @@ import Testing
         let evil = Identity("evil")
         await f.allow(evil)
         let (client, _) = try await authenticatedClient(evil, to: f.a)
-        try await client.write(frame(Array(repeating: 0x55, count: 64)))
+        // Valid kind byte then garbage: fails authentication; unknown kind byte: malformed record.
+        try await client.write(frame([2] + Array(repeating: 0x55, count: 64)))
         #expect(await client.waitClosed())
         #expect(await eventually { await f.rejected("decrypt-failed") == 1 })
+        let (second, _) = try await authenticatedClient(evil, to: f.a)
+        try await second.write(frame(Array(repeating: 0x55, count: 64)))
+        #expect(await second.waitClosed())
+        #expect(await eventually { await f.rejected("malformed-record") == 1 })
         #expect(await f.honestSessionStillWorks(9))
         await f.stop()
     }
