@@ -145,6 +145,8 @@ import Testing
         Array("GET / HTTP/1.1\r\nHost: plexus\r\n\r\n".utf8),
         frame([1, 2, 3, 4]),
         frame(Array(repeating: 0x41, count: 200)),
+        // Within the 64 KiB session limit but over the 1 KiB pre-authentication limit.
+        [0xD0, 0x07, 0, 0] + Array(repeating: 0x42, count: 100),
     ])
     func garbageBeforeTheHandshakeClosesTheConnection(garbage: [UInt8]) async throws {
         let f = await Fixture.make()
