@@ -50,6 +50,32 @@ public enum XChaCha20Poly1305 {
         return out
     }
 
+    /// Seals `plaintext` into `output` (exactly `plaintext.count + tagByteCount` bytes), with no
+    /// intermediate copy: for large records written straight into an I/O buffer.
+    public static func seal(
+        _ plaintext: UnsafeRawBufferPointer,
+        into output: UnsafeMutableRawBufferPointer,
+        key: SecureBytes,
+        nonce: [UInt8],
+        associatedData: [UInt8] = []
+    ) {
+        precondition(key.count == keyByteCount && nonce.count == nonceByteCount)
+        precondition(output.count == plaintext.count + tagByteCount, "output must be plaintext + tag bytes")
+        Sodium.ensureInitialized()
+        var written: UInt64 = 0
+        let rc = key.withUnsafeBytes { k in
+            associatedData.withUnsafeBufferPointer { ad in
+                crypto_aead_xchacha20poly1305_ietf_encrypt(
+                    output.baseAddress!.assumingMemoryBound(to: UInt8.self), &written,
+                    plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(plaintext.count),
+                    ad.baseAddress, UInt64(ad.count), nil, nonce,
+                    k.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                )
+            }
+        }
+        precondition(rc == 0 && Int(written) == output.count, "crypto_aead_xchacha20poly1305_ietf_encrypt failed")
+    }
+
     public static func seal(_ plaintext: [UInt8], key: SecureBytes, nonce: [UInt8], associatedData: [UInt8] = []) -> [UInt8] {
         plaintext.withUnsafeBytes { seal($0, key: key, nonce: nonce, associatedData: associatedData) }
     }

@@ -92,17 +92,19 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = Array(unwrapInboundIn(data).readableBytesView)
+        let buffer = unwrapInboundIn(data)
         switch state {
         case .handshaking(var machine):
-            let actions = machine.receive(frame)
+            let actions = machine.receive(Array(buffer.readableBytesView))
             state = .handshaking(machine)
             perform(actions, context: context)
         case .established(let peer, var cipher), .draining(let peer, var cipher):
             let draining: Bool
             if case .draining = state { draining = true } else { draining = false }
             do {
-                let record = try cipher.open(frame)
+                let record = try buffer.withUnsafeReadableBytes { raw in
+                    Result { () throws(SessionCipher.OpenError) in try cipher.open(raw) }
+                }.get()
                 state = draining ? .draining(peer, cipher) : .established(peer, cipher)
                 switch record.kind {
                 case .message:
@@ -115,6 +117,8 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
                 case .ready:
                     reject(peer: peer, reason: "malformed-record", detail: "a second ready record", context: context)
                 }
+            } catch SessionCipher.OpenError.malformed {
+                reject(peer: peer, reason: "malformed-record", detail: "\(SessionCipher.OpenError.malformed)", context: context)
             } catch {
                 reject(peer: peer, reason: "decrypt-failed", detail: "\(error)", context: context)
             }

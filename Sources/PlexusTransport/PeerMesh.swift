@@ -120,6 +120,8 @@ public final class PeerMesh: Service, Sendable {
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // Lets the kernel notice a peer that vanished without closing (a half-open session).
+            .childChannelOption(.socketOption(.so_keepalive), value: 1)
             .childChannelInitializer { channel in
                 let remote = channel.remoteAddress.map { "\($0)" } ?? "?"
                 guard core.admitInbound(remote: remote) else {
@@ -181,6 +183,7 @@ public final class PeerMesh: Service, Sendable {
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(.nanoseconds(nanoseconds(core.configuration.connectTimeout)))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try Self.addHandlers(

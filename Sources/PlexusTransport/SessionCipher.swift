@@ -4,8 +4,9 @@ package import PlexusCrypto
 /// and an implicit per-direction message counter as the nonce.
 ///
 /// ```
-/// sealed record = AEAD(key: k_dir, nonce: LE64(counter) ‖ 0^16, ad: "plexus/1 record",
-///                      plaintext: kind: u8 ‖ payload)            (payload + 17 bytes)
+/// sealed record = kind: u8 ‖ AEAD(key: k_dir, nonce: LE64(counter) ‖ 0^16,
+///                                 ad: "plexus/1 record" ‖ kind, plaintext: payload)
+///                 (payload + 17 bytes; the kind byte is authenticated as associated data)
 /// ```
 ///
 /// The counter is never sent: the receiver opens record *n* with nonce *n*, so a replayed,
@@ -50,16 +51,21 @@ package struct SessionCipher {
         self.receiveKey = receiveKey
     }
 
+    /// The sealed record for `payload`, written straight into a new buffer.
     package mutating func seal(_ kind: Kind, _ payload: UnsafeRawBufferPointer) -> [UInt8] {
         precondition(sendCounter < UInt64.max, "record counter exhausted")
-        var plaintext = [UInt8]()
-        plaintext.reserveCapacity(payload.count + 1)
-        plaintext.append(kind.rawValue)
-        plaintext.append(contentsOf: payload)
-        defer { sendCounter += 1 }
-        return XChaCha20Poly1305.seal(
-            plaintext, key: sendKey, nonce: XChaCha20Poly1305.counterNonce(sendCounter), associatedData: Self.associatedData
-        )
+        let nonce = XChaCha20Poly1305.counterNonce(sendCounter)
+        sendCounter += 1
+        let associatedData = Self.associatedData + [kind.rawValue]
+        let key = sendKey
+        return [UInt8](unsafeUninitializedCapacity: payload.count + Self.overhead) { buffer, count in
+            buffer[0] = kind.rawValue
+            XChaCha20Poly1305.seal(
+                payload, into: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[1...])), key: key, nonce: nonce,
+                associatedData: associatedData
+            )
+            count = payload.count + Self.overhead
+        }
     }
 
     package mutating func seal(_ kind: Kind, _ payload: [UInt8]) -> [UInt8] {
@@ -68,18 +74,23 @@ package struct SessionCipher {
 
     /// Opens the next record. The counter only advances on success.
     package mutating func open(_ record: [UInt8]) throws(OpenError) -> (kind: Kind, payload: [UInt8]) {
+        try record.withUnsafeBytes { raw in Result { () throws(OpenError) in try open(raw) } }.get()
+    }
+
+    package mutating func open(_ record: UnsafeRawBufferPointer) throws(OpenError) -> (kind: Kind, payload: [UInt8]) {
         guard receiveCounter < UInt64.max else { throw .exhausted }
-        let plaintext: [UInt8]
+        guard let first = record.first else { throw .authenticationFailed(counter: receiveCounter) }
+        guard let kind = Kind(rawValue: first) else { throw .malformed }
+        let payload: [UInt8]
         do {
-            plaintext = try XChaCha20Poly1305.open(
-                record, key: receiveKey, nonce: XChaCha20Poly1305.counterNonce(receiveCounter),
-                associatedData: Self.associatedData
+            payload = try XChaCha20Poly1305.open(
+                UnsafeRawBufferPointer(rebasing: record[1...]), key: receiveKey,
+                nonce: XChaCha20Poly1305.counterNonce(receiveCounter), associatedData: Self.associatedData + [first]
             )
         } catch {
             throw .authenticationFailed(counter: receiveCounter)
         }
         receiveCounter += 1
-        guard let first = plaintext.first, let kind = Kind(rawValue: first) else { throw .malformed }
-        return (kind, Array(plaintext.dropFirst()))
+        return (kind, payload)
     }
 }

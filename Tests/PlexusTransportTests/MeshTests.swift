@@ -91,6 +91,25 @@ import Testing
         await b.stop()
     }
 
+    @Test func largeMessagesUpToTheLimitArriveIntact() async throws {
+        let logs = LogCapture()
+        let limit = 4 << 20
+        let a = await RunningMesh.start(Identity("a"), logs: logs) { $0.maximumFrameSize = limit }
+        let b = await RunningMesh.start(Identity("b"), logs: logs) { $0.maximumFrameSize = limit }
+        await connectAll([a, b])
+        #expect(await eventually { a.recorder.opened(b.id) == 1 && b.recorder.opened(a.id) == 1 })
+        var rng = SplitMix64(seed: 3)
+        let big = (0..<(limit - SessionCipher.overhead)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        #expect(await a.mesh.send(big, to: b.id))
+        #expect(await a.mesh.send(Array(big.prefix(1000)), to: b.id))
+        #expect(await a.mesh.send(big + [0], to: b.id) == false)
+        #expect(await eventually { b.recorder.messages(from: a.id).count == 2 })
+        #expect(b.recorder.messages(from: a.id).first == big)
+        #expect(b.recorder.messages(from: a.id).last == Array(big.prefix(1000)))
+        await a.stop()
+        await b.stop()
+    }
+
     @Test func bindFailureNamesHostAndPort() async throws {
         let logs = LogCapture()
         let a = await RunningMesh.start(Identity("a"), logs: logs)
