@@ -98,11 +98,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "PlexusNode",
+            dependencies: [
+                "PlexusCore", "PlexusCrypto", "PlexusCodec", "PlexusGossip", "PlexusLog", "PlexusLearning",
+                "PlexusTopology", "PlexusEngine", "PlexusTransport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "plexus",
             dependencies: [
                 "PlexusCore", "PlexusCrypto", "PlexusCodec", "PlexusTopology", "PlexusLearning",
-                "PlexusGossip", "PlexusSimulator", "PlexusLog", "PlexusViews", "PlexusEngine",
+                "PlexusGossip", "PlexusSimulator", "PlexusLog", "PlexusViews", "PlexusEngine", "PlexusNode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,0 +1,163 @@
+import Foundation
+public import Logging
+public import PlexusCore
+import PlexusCodec
+public import PlexusCrypto
+import PlexusEngine
+import PlexusGossip
+public import PlexusLearning
+import PlexusLog
+public import PlexusTopology
+import PlexusTransport
+import ServiceLifecycle
+import UnixSignals
+
+/// What `plexus run` is told.
+public struct NodeConfiguration: Sendable {
+    public var topologyPath: String
+    public var peer: PeerID
+    public var keyPath: String
+    public var dataPath: String
+    /// This site's rows: every filter must match.
+    public var filters: [RowFilter] = []
+    /// A common test set for the convergence log's `test` metrics (optional).
+    public var testFilters: [RowFilter] = []
+    /// A protocol split file: this site is `hospitals[site]`, the test set its `test` rows.
+    public var split: (path: String, site: Int)?
+    /// Where the state file and the final model go. Default: none (no persistence).
+    public var stateDirectory: String?
+    public var logDirectory: String?
+    /// Listen here instead of the topology's endpoint for this peer (e.g. 0.0.0.0:7400).
+    public var listen: (host: String, port: Int)?
+    /// Where to write the final model as safetensors. Default: `<state-dir>/<peer>.safetensors`.
+    public var modelPath: String?
+    /// Keep serving after the last round.
+    public var forever = false
+    /// How long a finished node keeps answering (keyframe requests of slower neighbours) before
+    /// it exits. Default: 2 s.
+    public var linger: Duration = .seconds(2)
+    /// How often the topology file is checked for changes. Default: 1 s.
+    public var reloadInterval: Duration = .seconds(1)
+
+    public init(topologyPath: String, peer: PeerID, keyPath: String, dataPath: String) {
+        self.topologyPath = topologyPath
+        self.peer = peer
+        self.keyPath = keyPath
+        self.dataPath = dataPath
+    }
+}
+
+/// A start-up problem: one clear line, and a non-zero exit.
+public struct NodeError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A peer node: the gossip instance driven over the secure mesh, with convergence logs,
+/// durable state, live topology reload and a final model file.
+public final class PeerNode: Sendable {
+    let configuration: NodeConfiguration
+    let topology: Topology
+    let key: Ed25519.PrivateKey
+    let plan: Plan
+    let planHash: [UInt8]
+    let site: Dataset
+    let test: Dataset?
+    let model: any Model
+    let logger: Logger
+
+    /// Loads and checks everything a node needs, so that every start-up problem is one line
+    /// naming the file and what is wrong, before any socket is opened.
+    public init(configuration: NodeConfiguration, logger: Logger) throws(NodeError) {
+        self.configuration = configuration
+        self.logger = logger
+        do {
+            topology = try Topology.load(path: configuration.topologyPath, spectralAnalysis: false)
+        } catch {
+            throw NodeError("\(configuration.topologyPath): invalid topology:\n\(error.description)")
+        }
+        guard let me = topology.peer(configuration.peer) else {
+            throw NodeError("\(configuration.topologyPath): no peer '\(configuration.peer)' (peers: \(topology.peers.map(\.id.rawValue).joined(separator: ", ")))")
+        }
+        do {
+            let loaded = try KeyFile.read(from: configuration.keyPath)
+            if let warning = loaded.warning { logger.warning("\(warning.description)") }
+            key = loaded.key
+        } catch {
+            throw NodeError(error.description)
+        }
+        guard key.publicKey == me.publicKey else {
+            throw NodeError("\(configuration.keyPath): this key's public key \(key.publicKey.base64) is not the one pinned for '\(me.id)' in \(configuration.topologyPath) (\(me.publicKey.base64))")
+        }
+        plan = topology.plan
+        planHash = topology.planHash
+        do {
+            let table = try CSV.read(path: configuration.dataPath)
+            if let split = configuration.split {
+                let file = try SplitFile.read(path: split.path, rowCount: table.rows.count)
+                guard file.hospitals.indices.contains(split.site) else {
+                    throw NodeError("\(split.path): no site \(split.site); the file has \(file.hospitals.count) (0…\(file.hospitals.count - 1))")
+                }
+                site = try DatasetLoader.load(table, plan: plan, rows: file.hospitals[split.site], filters: configuration.filters).dataset
+                test = try DatasetLoader.load(table, plan: plan, rows: file.test).dataset
+            } else {
+                site = try DatasetLoader.load(table, plan: plan, filters: configuration.filters).dataset
+                test = configuration.testFilters.isEmpty ? nil : try DatasetLoader.load(table, plan: plan, filters: configuration.testFilters).dataset
+            }
+        } catch let error as NodeError {
+            throw error
+        } catch {
+            throw NodeError("\(error)")
+        }
+        guard site.count > 0 else { throw NodeError("\(configuration.dataPath): no rows match \(configuration.filters.map(\.description).joined(separator: " "))") }
+        model = makeModel(plan: plan, dimension: site.dimension)
+    }
+
+    /// The largest frame a session accepts: a lossless keyframe of this model plus slack.
+    var maximumFrameSize: Int {
+        let parameters = model.layout.count
+        return max(64 << 10, 4 * parameters + 4 * parameters / 128 + (64 << 10) + 16 * site.dimension)
+    }
+
+    /// Runs until the plan's last round (then lingers and exits), or forever with `forever`,
+    /// or until SIGINT/SIGTERM.
+    public func run() async throws {
+        let me = configuration.peer
+        let endpoint = topology.peer(me)!.endpoint
+        let listen = configuration.listen ?? (endpoint.host, endpoint.port)
+        let mesh = PeerMesh(
+            configuration: MeshConfiguration(
+                me: me, key: key, planHash: planHash, listen: listen, peers: meshPeers(topology),
+                maximumFrameSize: maximumFrameSize
+            ),
+            logger: logger
+        )
+        let driver = try NodeDriver(node: self, mesh: mesh)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: mesh),
+                    .init(service: driver, successTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+        if let failure = await driver.failure { throw failure }
+    }
+
+    func meshPeers(_ topology: Topology) -> [PeerID: MeshPeer] {
+        Dictionary(uniqueKeysWithValues: topology.neighbours(of: configuration.peer).map { id in
+            let peer = topology.peer(id)!
+            return (id, MeshPeer(host: peer.endpoint.host, port: peer.endpoint.port, publicKey: peer.publicKey))
+        })
+    }
+
+    func neighbours(_ topology: Topology) -> [PeerID: Neighbour] {
+        let weights = topology.mixingWeights(for: configuration.peer)
+        return Dictionary(uniqueKeysWithValues: weights.neighbours.map { id, weight in
+            (id, Neighbour(publicKey: topology.peer(id)!.publicKey, weight: weight))
+        })
+    }
+}

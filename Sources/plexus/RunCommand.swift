@@ -1,0 +1,100 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PlexusCore
+import PlexusLearning
+import PlexusNode
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run this institution's peer node: train on local rows, gossip with the neighbours in the topology.",
+        discussion: """
+            The node listens on its endpoint from the topology (or --listen), dials its \
+            neighbours over authenticated, encrypted sessions, exchanges signed feature statistics \
+            once (for the pooled standardization), then trains the plan's rounds, writing one JSON \
+            line per round to --log-dir and its state to --state-dir after every round. Patient rows \
+            never leave this machine. It exits 0 after the last round (and writes the final model as \
+            safetensors), or keeps serving with --forever. SIGINT/SIGTERM stop it cleanly; after \
+            a crash, the same command resumes from the last completed round. The topology file is \
+            re-read on SIGHUP and when it changes on disk.
+
+            Example:
+              plexus run --topology net.toml --peer hospital-a --key hospital-a.key \\
+                  --data cohort.csv --state-dir state --log-dir logs
+            """
+    )
+
+    @Option(help: "The topology file.", completion: .file(extensions: ["toml"]))
+    var topology: String
+
+    @Option(help: "This node's peer id in the topology.")
+    var peer: String
+
+    @Option(help: "This node's private key file (from `plexus keygen`).", completion: .file())
+    var key: String
+
+    @Option(help: "This site's CSV export.", completion: .file(extensions: ["csv"]))
+    var data: String
+
+    @Option(name: .customLong("where"), help: "Use only rows where column=value (repeatable).")
+    var filters: [String] = []
+
+    @Option(name: .customLong("test-where"), help: "A common test set for the logs' test metrics: rows where column=value.")
+    var testFilters: [String] = []
+
+    @Option(help: "A protocol split file: this site is its hospitals[--site], the test set its test rows.", completion: .file(extensions: ["json"]))
+    var split: String?
+
+    @Option(help: "With --split: this site's index (0-based).")
+    var site: Int?
+
+    @Option(help: "Directory for the state file (resume after a crash) and the final model.", completion: .directory)
+    var stateDir: String?
+
+    @Option(help: "Directory for the convergence log <peer>.jsonl.", completion: .directory)
+    var logDir: String?
+
+    @Option(help: "Listen on HOST:PORT instead of this peer's endpoint in the topology.")
+    var listen: String?
+
+    @Option(help: "Write the final model here (safetensors). Default: <state-dir>/<peer>.safetensors.", completion: .file())
+    var model: String?
+
+    @Flag(help: "Keep serving the latest model to neighbours after the last round.")
+    var forever = false
+
+    @Option(help: "Operator log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard let id = PeerID(peer) else { throw ValidationError("--peer: \(PeerID.problem(with: peer) ?? "invalid")") }
+        var configuration = NodeConfiguration(topologyPath: topology, peer: id, keyPath: key, dataPath: data)
+        do {
+            configuration.filters = try filters.map { try RowFilter(parsing: $0) }
+            configuration.testFilters = try testFilters.map { try RowFilter(parsing: $0) }
+        } catch { throw CLIError("\(error)") }
+        if let split {
+            guard let site else { throw ValidationError("--split needs --site N") }
+            configuration.split = (split, site)
+        }
+        configuration.stateDirectory = stateDir
+        configuration.logDirectory = logDir
+        configuration.modelPath = model
+        configuration.forever = forever
+        if let listen {
+            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+                throw ValidationError("--listen: expected HOST:PORT, got '\(listen)'")
+            }
+            configuration.listen = (String(listen[..<colon]).trimmingCharacters(in: ["[", "]"]), port)
+        }
+        var logger = Logger(label: "plexus.node") { label in StreamLogHandler.standardError(label: label) }
+        logger.logLevel = level
+        logger[metadataKey: "node"] = "\(id)"
+        let node: PeerNode
+        do { node = try PeerNode(configuration: configuration, logger: logger) } catch { throw CLIError(error.description) }
+        do { try await node.run() } catch { throw CLIError("\(error)") }
+    }
+}
