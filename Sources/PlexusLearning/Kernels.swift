@@ -138,3 +138,101 @@ extension Kernels {
         return (loss, p - y)
     }
 }
+
+/// The two halves of a linear model's pass over a row-major matrix, with the weights padded to
+/// whole SIMD8 chunks. A row's last chunk reads up to seven floats of the next row: the zero
+/// weights cancel them (features are finite) and the padding lanes of the accumulator absorb
+/// them; rows whose last chunk would read past the end of the matrix take a scalar path.
+enum LinearKernels {
+    /// Rows `0..<safeRows(n, d)` may be read as whole padded chunks.
+    @inline(__always)
+    static func safeRows(_ n: Int, _ d: Int) -> Int {
+        let padded = (d + 7) & ~7
+        return n * d < padded ? 0 : min(n, (n * d - padded) / d + 1)
+    }
+
+    /// η_i = w·x_i + bias for every row.
+    static func predict(
+        x: UnsafePointer<Float>, rows n: Int, dimension d: Int, weights: UnsafePointer<Float>, bias: Float,
+        into eta: UnsafeMutablePointer<Float>
+    ) {
+        let padded = (d + 7) & ~7
+        let chunks = padded / 8
+        let safe = safeRows(n, d)
+        let w = UnsafeMutableRawPointer.allocate(byteCount: padded * 4, alignment: 32)
+        defer { w.deallocate() }
+        w.initializeMemory(as: Float.self, repeating: 0, count: padded)
+        w.copyMemory(from: weights, byteCount: d * 4)
+        var i = 0
+        while i + 4 <= safe {
+            let x0 = UnsafeRawPointer(x + i * d)
+            let stride = d * 4
+            var a0 = SIMD8<Float>()
+            var a1 = SIMD8<Float>()
+            var a2 = SIMD8<Float>()
+            var a3 = SIMD8<Float>()
+            for c in 0..<chunks {
+                let o = c * 32
+                let wc = w.load(fromByteOffset: o, as: SIMD8<Float>.self)
+                a0 += x0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) * wc
+                a1 += x0.loadUnaligned(fromByteOffset: o + stride, as: SIMD8<Float>.self) * wc
+                a2 += x0.loadUnaligned(fromByteOffset: o + 2 * stride, as: SIMD8<Float>.self) * wc
+                a3 += x0.loadUnaligned(fromByteOffset: o + 3 * stride, as: SIMD8<Float>.self) * wc
+            }
+            eta[i] = a0.sum() + bias
+            eta[i + 1] = a1.sum() + bias
+            eta[i + 2] = a2.sum() + bias
+            eta[i + 3] = a3.sum() + bias
+            i += 4
+        }
+        while i < n {
+            eta[i] = Kernels.dot(weights, x + i * d, d) + bias
+            i += 1
+        }
+    }
+
+    /// acc[j] += Σ_i r_i·x_ij: Float32 blocks of ``Kernels/blockRows`` rows folded into Double.
+    static func accumulateTransposed(
+        x: UnsafePointer<Float>, rows n: Int, dimension d: Int, residuals r: UnsafePointer<Float>,
+        into acc: UnsafeMutablePointer<Double>
+    ) {
+        let padded = (d + 7) & ~7
+        let chunks = padded / 8
+        let safe = safeRows(n, d)
+        let block = UnsafeMutablePointer<Float>.allocate(capacity: padded)
+        defer { block.deallocate() }
+        block.initialize(repeating: 0, count: padded)
+        let g = UnsafeMutableRawPointer(block)
+        var row = 0
+        while row < n {
+            let end = min(row + Kernels.blockRows, n)
+            var i = row
+            while i + 8 <= min(end, safe) {
+                let x0 = UnsafeRawPointer(x + i * d)
+                let stride = d * 4
+                let rv = UnsafeRawPointer(r + i).loadUnaligned(as: SIMD8<Float>.self)
+                for c in 0..<chunks {
+                    let o = c * 32
+                    var v = g.load(fromByteOffset: o, as: SIMD8<Float>.self)
+                    v += rv[0] * x0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                    v += rv[1] * x0.loadUnaligned(fromByteOffset: o + stride, as: SIMD8<Float>.self)
+                    v += rv[2] * x0.loadUnaligned(fromByteOffset: o + 2 * stride, as: SIMD8<Float>.self)
+                    v += rv[3] * x0.loadUnaligned(fromByteOffset: o + 3 * stride, as: SIMD8<Float>.self)
+                    v += rv[4] * x0.loadUnaligned(fromByteOffset: o + 4 * stride, as: SIMD8<Float>.self)
+                    v += rv[5] * x0.loadUnaligned(fromByteOffset: o + 5 * stride, as: SIMD8<Float>.self)
+                    v += rv[6] * x0.loadUnaligned(fromByteOffset: o + 6 * stride, as: SIMD8<Float>.self)
+                    v += rv[7] * x0.loadUnaligned(fromByteOffset: o + 7 * stride, as: SIMD8<Float>.self)
+                    g.storeBytes(of: v, toByteOffset: o, as: SIMD8<Float>.self)
+                }
+                i += 8
+            }
+            while i < end {
+                Kernels.axpy(r[i], x + i * d, block, d)
+                i += 1
+            }
+            for j in 0..<d { acc[j] += Double(block[j]) }
+            for j in 0..<padded { block[j] = 0 }
+            row = end
+        }
+    }
+}
