@@ -126,6 +126,35 @@ extension Kernels {
         return 2 * s * p
     }
 
+    /// Log-losses and residuals p − y of `count` rows: returns (Σ loss, Σ residual) and writes each
+    /// residual. Eight rows at a time in SIMD, the rest one by one.
+    static func logisticResiduals(
+        eta: UnsafePointer<Float>, labels: UnsafePointer<Float>, count: Int, residuals: UnsafeMutablePointer<Float>
+    ) -> (loss: Double, residual: Double) {
+        var loss = SIMD8<Float>()
+        var sum = SIMD8<Float>()
+        var i = 0
+        while i + 8 <= count {
+            let e = UnsafeRawPointer(eta + i).loadUnaligned(as: SIMD8<Float>.self)
+            let y = UnsafeRawPointer(labels + i).loadUnaligned(as: SIMD8<Float>.self)
+            let (l, r) = logisticLoss8(e, y)
+            loss += l
+            sum += r
+            UnsafeMutableRawPointer(residuals + i).storeBytes(of: r, as: SIMD8<Float>.self)
+            i += 8
+        }
+        var totalLoss = Double(loss.sum())
+        var totalResidual = Double(sum.sum())
+        while i < count {
+            let (l, r) = logisticLoss(eta[i], labels[i])
+            residuals[i] = r
+            totalLoss += Double(l)
+            totalResidual += Double(r)
+            i += 1
+        }
+        return (totalLoss, totalResidual)
+    }
+
     /// ``logisticLoss(_:_:)`` for eight rows at once.
     @inline(__always)
     static func logisticLoss8(_ eta: SIMD8<Float>, _ y: SIMD8<Float>) -> (loss: SIMD8<Float>, residual: SIMD8<Float>) {
