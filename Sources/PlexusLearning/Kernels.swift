@@ -208,10 +208,15 @@ enum LinearKernels {
                 a2 += x0.loadUnaligned(fromByteOffset: o + 2 * stride, as: SIMD8<Float>.self) * wc
                 a3 += x0.loadUnaligned(fromByteOffset: o + 3 * stride, as: SIMD8<Float>.self) * wc
             }
-            eta[i] = a0.sum() + bias
-            eta[i + 1] = a1.sum() + bias
-            eta[i + 2] = a2.sum() + bias
-            eta[i + 3] = a3.sum() + bias
+            // Four horizontal sums at once (a 4×4 transpose by shuffles), stored as one vector.
+            let b0 = a0.lowHalf + a0.highHalf
+            let b1 = a1.lowHalf + a1.highHalf
+            let b2 = a2.lowHalf + a2.highHalf
+            let b3 = a3.lowHalf + a3.highHalf
+            let t0 = SIMD4(lowHalf: b0.evenHalf, highHalf: b1.evenHalf) + SIMD4(lowHalf: b0.oddHalf, highHalf: b1.oddHalf)
+            let t1 = SIMD4(lowHalf: b2.evenHalf, highHalf: b3.evenHalf) + SIMD4(lowHalf: b2.oddHalf, highHalf: b3.oddHalf)
+            let sums = SIMD4(lowHalf: t0.evenHalf, highHalf: t1.evenHalf) + SIMD4(lowHalf: t0.oddHalf, highHalf: t1.oddHalf)
+            UnsafeMutableRawPointer(eta + i).storeBytes(of: sums + bias, as: SIMD4<Float>.self)
             i += 4
         }
         while i < n {

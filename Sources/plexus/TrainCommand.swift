@@ -25,11 +25,13 @@ struct Train: ParsableCommand {
             for rounds × local_steps steps for mlp and deepsurv; `plan` always uses the plan's \
             optimizer; `lbfgs` always uses L-BFGS.
 
-            Examples:
-              plexus train --data Topologies/data/wdbc.csv --plan wdbc.toml \\
+            Examples (plans in Topologies/plans, data in Topologies/data):
+              plexus train --data Topologies/data/wdbc.csv --plan Topologies/plans/wdbc-logistic.toml \\
                   --split Topologies/data/splits/wdbc_seed0.json --sklearn-c 1
-              plexus train --data Topologies/data/tcga_brca.csv --plan tcga.toml \\
-                  --where split=train --test-where split=test
+              plexus train --data Topologies/data/gbsg2.csv --plan Topologies/plans/gbsg2-cox.toml \\
+                  --split Topologies/data/splits/gbsg2_seed0.json --site 2 --ties efron
+              plexus train --data Topologies/data/tcga_brca.csv --plan Topologies/plans/tcga-cox.toml \\
+                  --where split=train --test-where split=test --json
             """
     )
 
