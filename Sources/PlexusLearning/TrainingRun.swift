@@ -42,6 +42,13 @@ public struct FitSummary: Sendable, Hashable, Codable {
 }
 
 public enum Trainer {
+    /// The initial parameters every peer of a plan starts from: the model's initialisation drawn
+    /// from the `"init"` stream of `seed`. Peers that use this with the plan's seed agree bit for bit.
+    public static func initialParameters(for model: any Model, seed: UInt64) -> [Float] {
+        var generator = Xoshiro256(seed: seed, stream: "init")
+        return model.initialParameters(using: &generator)
+    }
+
     /// Fits a model of `plan` to raw training rows: standardizes them with their own statistics,
     /// initialises under the seed, then optimises.
     public static func fit(
@@ -52,8 +59,7 @@ public enum Trainer {
         let data = standardization.applied(to: raw)
         let model = makeModel(plan: plan, dimension: data.dimension)
         let seed = seed ?? plan.seed
-        var generator = Xoshiro256(seed: seed, stream: "init")
-        var parameters = model.initialParameters(using: &generator)
+        var parameters = initialParameters(for: model, seed: seed)
         let convex = plan.model == .logistic || plan.model == .cox
         let useLBFGS = solver == .lbfgs || (solver == .automatic && convex)
         let summary: FitSummary
