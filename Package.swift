@@ -28,6 +28,7 @@ let package = Package(
         .library(name: "PlexusCodec", targets: ["PlexusCodec"]),
         .library(name: "PlexusTopology", targets: ["PlexusTopology"]),
         .library(name: "PlexusLearning", targets: ["PlexusLearning"]),
+        .library(name: "PlexusGossip", targets: ["PlexusGossip"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -53,22 +54,61 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "PlexusGossip",
+            dependencies: ["PlexusCore", "PlexusCrypto", "PlexusCodec"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "PlexusSimulator",
+            dependencies: ["PlexusCore", "PlexusCrypto", "PlexusGossip"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "PlexusLog",
+            dependencies: ["PlexusCore", "PlexusGossip"],
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "PlexusViews", dependencies: ["PlexusLog"], swiftSettings: swiftSettings),
+        .target(
             name: "PlexusTopology",
             dependencies: ["PlexusCore", "PlexusCrypto", "PlexusCodec", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: swiftSettings
         ),
         .target(name: "PlexusLearning", dependencies: ["PlexusCore"], swiftSettings: swiftSettings),
+        .target(
+            name: "PlexusEngine",
+            dependencies: [
+                "PlexusCore", "PlexusCrypto", "PlexusCodec", "PlexusGossip", "PlexusSimulator", "PlexusLog",
+                "PlexusLearning", "PlexusTopology",
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "plexus",
             dependencies: [
                 "PlexusCore", "PlexusCrypto", "PlexusCodec", "PlexusTopology", "PlexusLearning",
-                "CZstd", "CSodium",
+                "PlexusGossip", "PlexusSimulator", "PlexusLog", "PlexusViews", "PlexusEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "PlexusGossipTests",
+            dependencies: ["PlexusGossip", "PlexusSimulator", "PlexusCodec", "PlexusCrypto", "PlexusCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "PlexusLogTests", dependencies: ["PlexusLog", "PlexusCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "PlexusViewsTests", dependencies: ["PlexusViews", "PlexusLog"], swiftSettings: swiftSettings),
         .testTarget(name: "PlexusCryptoTests", dependencies: ["PlexusCrypto"], swiftSettings: swiftSettings),
+        // Runs the built `plexus` executable as a user would.
+        .testTarget(name: "PlexusCLITests", dependencies: ["plexus"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PlexusCodecTests",
+            dependencies: ["PlexusCodec", "PlexusCrypto", "PlexusCore"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PlexusTopologyTests",
             dependencies: ["PlexusTopology", "PlexusCore", "PlexusCrypto"],

@@ -3,30 +3,37 @@
 /// Every multi-byte integer Plexus writes — on the wire, in state files, in test vectors —
 /// goes through this type, so there is one place that fixes the byte order.
 public struct ByteWriter: Sendable {
-    public private(set) var bytes: [UInt8]
+    public var bytes: [UInt8]
 
+    @inlinable
     public init(capacity: Int = 0) {
         self.bytes = []
         self.bytes.reserveCapacity(capacity)
     }
 
+    @inlinable
     public mutating func write(_ value: UInt8) { bytes.append(value) }
 
+    @inlinable
     public mutating func write<T: FixedWidthInteger>(littleEndian value: T) {
         var v = value.littleEndian
         withUnsafeBytes(of: &v) { bytes.append(contentsOf: $0) }
     }
 
+    @inlinable
     public mutating func write(float64 value: Double) { write(littleEndian: value.bitPattern) }
 
+    @inlinable
     public mutating func write(float32 value: Float) { write(littleEndian: value.bitPattern) }
 
+    @inlinable
     public mutating func write<C: Collection>(contentsOf other: C) where C.Element == UInt8 {
         bytes.append(contentsOf: other)
     }
 
     /// Writes `value` as an unsigned LEB128 varint: 7 bits per byte, low bits first,
     /// the high bit set on every byte but the last. At most 10 bytes for a `UInt64`.
+    @inlinable
     public mutating func write(varint value: UInt64) {
         var v = value
         while v >= 0x80 {
@@ -59,20 +66,25 @@ public struct ByteReader {
     }
 
     public let base: UnsafeRawBufferPointer
-    public private(set) var offset: Int = 0
+    public var offset: Int = 0
 
     /// Reads from `base`, which must stay valid while the reader is used.
+    @inlinable
     public init(_ base: UnsafeRawBufferPointer) { self.base = base }
 
+    @inlinable
     public var remaining: Int { base.count - offset }
+    @inlinable
     public var isAtEnd: Bool { offset == base.count }
 
+    @inlinable
     public mutating func readByte(_ what: @autoclosure () -> String = "a byte") throws(Error) -> UInt8 {
         guard remaining >= 1 else { throw .truncated(what: what(), needed: 1) }
         defer { offset += 1 }
         return base[offset]
     }
 
+    @inlinable
     public mutating func read<T: FixedWidthInteger>(
         _: T.Type,
         _ what: @autoclosure () -> String
@@ -85,15 +97,18 @@ public struct ByteReader {
         return T(littleEndian: value)
     }
 
+    @inlinable
     public mutating func readFloat64(_ what: @autoclosure () -> String) throws(Error) -> Double {
         Double(bitPattern: try read(UInt64.self, what()))
     }
 
+    @inlinable
     public mutating func readFloat32(_ what: @autoclosure () -> String) throws(Error) -> Float {
         Float(bitPattern: try read(UInt32.self, what()))
     }
 
     /// Returns the next `count` bytes without copying them.
+    @inlinable
     public mutating func readSlice(_ count: Int, _ what: @autoclosure () -> String) throws(Error) -> UnsafeRawBufferPointer {
         precondition(count >= 0, "negative slice length")
         guard remaining >= count else { throw .truncated(what: what(), needed: count - remaining) }
@@ -101,6 +116,7 @@ public struct ByteReader {
         return UnsafeRawBufferPointer(rebasing: base[offset..<offset + count])
     }
 
+    @inlinable
     public mutating func readVarint(_ what: @autoclosure () -> String) throws(Error) -> UInt64 {
         var result: UInt64 = 0
         var shift: UInt64 = 0

@@ -126,22 +126,24 @@ struct DiagnosticCollector {
     }
 }
 
-/// Edit distance, for "did you mean …" suggestions.
-func levenshtein(_ a: String, _ b: String) -> Int {
+/// Edit distance with adjacent transpositions (optimal string alignment), for "did you mean …".
+func editDistance(_ a: String, _ b: String) -> Int {
     let a = Array(a.unicodeScalars), b = Array(b.unicodeScalars)
     if a.isEmpty { return b.count }
     if b.isEmpty { return a.count }
-    var previous = Array(0...b.count)
-    var current = [Int](repeating: 0, count: b.count + 1)
+    var d = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
+    for i in 0...a.count { d[i][0] = i }
+    for j in 0...b.count { d[0][j] = j }
     for i in 1...a.count {
-        current[0] = i
         for j in 1...b.count {
             let cost = a[i - 1] == b[j - 1] ? 0 : 1
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+            }
         }
-        swap(&previous, &current)
     }
-    return previous[b.count]
+    return d[a.count][b.count]
 }
 
 /// The candidate closest to `word`, when it is close enough to be a plausible typo:
@@ -150,8 +152,8 @@ func suggestion(for word: String, among candidates: some Sequence<String>) -> St
     guard word.unicodeScalars.count <= 128 else { return nil }
     var best: (String, Int)?
     for candidate in candidates {
-        let d = levenshtein(word.lowercased(), candidate)
-        if d <= 2, d * 2 < max(word.count, 2), d < (best?.1 ?? Int.max) { best = (candidate, d) }
+        let d = editDistance(word.lowercased(), candidate)
+        if d <= 2, d * 2 <= word.count, d < (best?.1 ?? Int.max) { best = (candidate, d) }
     }
     return best?.0
 }

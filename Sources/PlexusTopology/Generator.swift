@@ -67,36 +67,6 @@ public struct GeneratorError: Error, Hashable, Sendable, CustomStringConvertible
     public var description: String { message }
 }
 
-/// A small, fast, seedable generator (SplitMix64), so a `--seed` reproduces a graph exactly
-/// on every platform and Swift version.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in 0..<bound (bound ≥ 1), by rejection.
-    public mutating func below(_ bound: Int) -> Int {
-        precondition(bound >= 1, "bound must be ≥ 1")
-        let b = UInt64(bound)
-        let limit = UInt64.max - UInt64.max % b
-        while true {
-            let x = next()
-            if x < limit { return Int(x % b) }
-        }
-    }
-
-    /// Uniform in [0, 1).
-    public mutating func unit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
-}
-
 /// Builds topologies of the ``Shape``s.
 public enum TopologyGenerator {
     /// The most peers a generated file may have.

@@ -25,12 +25,13 @@ public enum PlanFile {
 
     /// The plan in `source`; `path` names the file in diagnostics.
     public static func parse(source: String, path: String) throws(TopologyError) -> (plan: Plan, planHash: [UInt8], warnings: [Diagnostic]) {
+        let index = SourceIndex(source: source)
         let root: TOMLTable
-        switch SourceFile.parseTOML(source, path: path) {
+        switch SourceFile.parseTOML(source, path: path, index: index) {
         case .failure(let diagnostic): throw TopologyError(diagnostics: [diagnostic])
         case .success(let table): root = table
         }
-        var reader = Reader(path: path, index: SourceIndex(source: source))
+        var reader = Reader(path: path, index: index)
         let plan = reader.planSection(root)
         try reader.diagnostics.throwIfErrors()
         guard let plan else {

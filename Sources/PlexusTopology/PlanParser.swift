@@ -139,7 +139,8 @@ extension Reader {
             do {
                 plan.codec = try CodecSpec(parsing: codec).description
             } catch {
-                self.error("invalid codec '\(codec)': \(error.message)", at: valuePosition(t, "codec"))
+                let message = error.message.hasPrefix("unknown codec") ? error.message : "invalid codec '\(codec)': \(error.message)"
+                self.error(message, at: valuePosition(t, "codec"))
             }
         }
         if let m = choice(t, "mixing", Plan.Mixing.self) { plan.mixing = m }

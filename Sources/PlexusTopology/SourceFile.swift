@@ -63,6 +63,9 @@ enum SourceFile {
                 if scalar == "\0" {
                     return .failure(Diagnostic(.error, "the file contains a NUL byte; a TOML file is text", path: path, at: .init(line: line, column: column)))
                 }
+                if let message = controlCharacterProblem(scalar) {
+                    return .failure(Diagnostic(.error, message, path: path, at: .init(line: line, column: column)))
+                }
                 if scalar == "\n" {
                     line += 1
                     column = 1
@@ -78,15 +81,29 @@ enum SourceFile {
         return .success(String(decoding: body, as: UTF8.self))
     }
 
-    /// Parses `source` as TOML, or returns the syntax error at its position.
-    static func parseTOML(_ source: String, path: String) -> Result<TOMLTable, Diagnostic> {
+    /// Parses `source` as TOML, or returns the syntax error at its position. `index` MUST be
+    /// the ``SourceIndex`` of `source`: inputs toml++ cannot take safely are rejected first.
+    static func parseTOML(_ source: String, path: String, index: SourceIndex) -> Result<TOMLTable, Diagnostic> {
         if source.utf8.count > maximumByteCount {
             return .failure(Diagnostic(.error, "the text is larger than the \(maximumByteCount)-byte (16 MiB) limit", path: path, at: .file))
         }
-        if let nul = source.utf8.firstIndex(of: 0) {
-            let prefix = source.utf8[..<nul]
-            let line = prefix.lazy.filter { $0 == 0x0A }.count + 1
-            return .failure(Diagnostic(.error, "the file contains a NUL byte; a TOML file is text", path: path, at: .init(line: line, column: 1)))
+        var line = 1, column = 1
+        for scalar in source.unicodeScalars {
+            if scalar == "\0" {
+                return .failure(Diagnostic(.error, "the file contains a NUL byte; a TOML file is text", path: path, at: .init(line: line, column: column)))
+            }
+            if let message = controlCharacterProblem(scalar) {
+                return .failure(Diagnostic(.error, message, path: path, at: .init(line: line, column: column)))
+            }
+            if scalar == "\n" {
+                line += 1
+                column = 1
+            } else {
+                column += 1
+            }
+        }
+        if let (position, message) = index.unsafeForTOMLKit {
+            return .failure(Diagnostic(.error, "TOML syntax: \(message)", path: path, at: position))
         }
         do {
             return .success(try TOMLTable(string: source))
@@ -96,6 +113,16 @@ enum SourceFile {
         } catch {
             return .failure(Diagnostic(.error, "not valid TOML", path: path, at: .start))
         }
+    }
+
+    /// TOML allows no raw control character but tab, line feed and carriage return (in strings
+    /// they must be escaped), so rejecting them up front is exact — and keeps bytes toml++
+    /// handles with assertions away from it.
+    static func controlCharacterProblem(_ scalar: Unicode.Scalar) -> String? {
+        let v = scalar.value
+        guard (v < 0x20 && v != 0x09 && v != 0x0A && v != 0x0D) || v == 0x7F else { return nil }
+        let hex = String(v, radix: 16, uppercase: true)
+        return "control character U+\(String(repeating: "0", count: 4 - hex.count))\(hex) is not allowed in TOML; write it as an escape inside a string"
     }
 
     /// toml++ says "Error while parsing key-value pair: encountered end-of-file"; we say

@@ -10,46 +10,36 @@
 ///
 /// Sections are named by their header path joined with `.`; the N-th `[[peer]]` entry is the
 /// section `peer#N` (0-based). Keys before any header belong to the section `""`.
-struct SourceIndex: Sendable {
-    struct Entry: Sendable {
+package struct SourceIndex: Sendable {
+    package struct Entry: Sendable {
         /// Where the key starts.
-        var key: SourcePosition
+        package var key: SourcePosition
         /// Where the value starts.
-        var value: SourcePosition
+        package var value: SourcePosition
         /// Where each element of an array value starts (empty for other values).
-        var elements: [SourcePosition]
+        package var elements: [SourcePosition]
     }
 
     private(set) var headers: [String: SourcePosition] = [:]
+    /// The first construct toml++ (TOMLKit 0.6.0's parser) asserts on instead of reporting —
+    /// undefined behaviour in release builds — with a syntax message. Text with one MUST be
+    /// rejected before it reaches TOMLKit. Found by fuzzing: a table header whose name starts
+    /// with neither a bare-key character nor a quote (`[[`x]]`), and an array element that
+    /// starts with `}` (`[}1]`).
+    package fileprivate(set) var unsafeForTOMLKit: (position: SourcePosition, message: String)?
     private(set) var entries: [String: Entry] = [:]
     private var arrayCounts: [String: Int] = [:]
 
     static let maximumNesting = 64
 
-    init(source: String) {
+    package init(source: String) {
         var scanner = Scanner(bytes: Array(source.utf8))
         scanner.run(into: &self)
     }
 
-    func header(_ section: String) -> SourcePosition? { headers[section] }
+    package func header(_ section: String) -> SourcePosition? { headers[section] }
 
-    func entry(_ section: String, _ key: String) -> Entry? { entries[Self.entryKey(section, key)] }
-
-    /// The key's position, else the section header's, else the start of the file.
-    func keyPosition(_ section: String, _ key: String) -> SourcePosition {
-        entry(section, key)?.key ?? headers[section] ?? .start
-    }
-
-    /// The value's position, else the key's, else the section header's.
-    func valuePosition(_ section: String, _ key: String) -> SourcePosition {
-        entry(section, key)?.value ?? keyPosition(section, key)
-    }
-
-    /// The position of element `index` of an array value, else the value's.
-    func elementPosition(_ section: String, _ key: String, _ index: Int) -> SourcePosition {
-        if let e = entry(section, key), e.elements.indices.contains(index) { return e.elements[index] }
-        return valuePosition(section, key)
-    }
+    package func entry(_ section: String, _ key: String) -> Entry? { entries[Self.entryKey(section, key)] }
 
     private static func entryKey(_ section: String, _ key: String) -> String { section + "\u{1F}" + key }
 
@@ -120,7 +110,28 @@ private struct Scanner {
         }
     }
 
+    /// The first unsafe construct found (see ``SourceIndex/unsafeForTOMLKit``).
+    var unsafe: (position: SourcePosition, message: String)?
+
+    mutating func flag(_ message: String) {
+        if unsafe == nil { unsafe = (position, message) }
+    }
+
+    /// The character at the cursor, quoted, for messages.
+    func describeCurrent() -> String {
+        guard i < bytes.count else { return "the end of the file" }
+        switch bytes[i] {
+        case UInt8(ascii: "\n"): return "a line break"
+        case UInt8(ascii: "\r"): return "a carriage return"
+        default:
+            var end = i + 1
+            while end < bytes.count && bytes[end] & 0xC0 == 0x80 { end += 1 }
+            return "'" + String(decoding: bytes[i..<end], as: UTF8.self) + "'"
+        }
+    }
+
     mutating func run(into index: inout SourceIndex) {
+        defer { index.unsafeForTOMLKit = unsafe }
         var section = ""
         while !atEnd {
             let start = i
@@ -135,6 +146,11 @@ private struct Scanner {
                 advance()
                 let isArray = peek == UInt8(ascii: "[")
                 if isArray { advance() }
+                skipBlanks()
+                let b = peek
+                if !atEnd && !Self.isBareKeyByte(b) && b != UInt8(ascii: "\"") && b != UInt8(ascii: "'") && b != UInt8(ascii: "]") {
+                    flag("expected a table name after '[', saw \(describeCurrent())")
+                }
                 let path = keyPath()
                 section = index.addHeader(path, isArray: isArray, at: at)
                 skipToEndOfLine()
@@ -251,6 +267,7 @@ private struct Scanner {
                     advance()
                     return
                 }
+                if peek == UInt8(ascii: "}") { flag("expected a value or ']' in the array, saw '}'") }
                 if depth == 0 { elements.append(position) }
                 skipValue(depth: depth + 1, elements: &ignored)
                 skipTrivia()

@@ -136,3 +136,12 @@ enum SymmetricEigen {
         return ay * (1 + q * q).squareRoot()
     }
 }
+
+/// Numerical helpers exposed for tests and tools.
+public enum TopologyMath {
+    /// The eigenvalues of an n × n real symmetric matrix (row-major; only the lower triangle
+    /// is read), by Householder tridiagonalisation and implicit QL. O(n³).
+    public static func symmetricEigenvalues(_ matrix: [Double], n: Int) -> [Double] {
+        SymmetricEigen.eigenvalues(matrix, n: n)
+    }
+}

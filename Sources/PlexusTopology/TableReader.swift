@@ -6,6 +6,8 @@ struct TableRef {
     let table: TOMLTable
     let section: String
     let displayName: String
+    /// Where the table starts when it has no header of its own (an inline table).
+    var origin: SourcePosition? = nil
 }
 
 /// Typed access to TOML values that reports every wrong type, missing key and unknown key
@@ -22,10 +24,21 @@ struct Reader {
     mutating func error(_ message: String, at position: SourcePosition) { diagnostics.error(message, at: position) }
     mutating func warning(_ message: String, at position: SourcePosition) { diagnostics.warning(message, at: position) }
 
-    func keyPosition(_ t: TableRef, _ key: String) -> SourcePosition { index.keyPosition(t.section, key) }
-    func valuePosition(_ t: TableRef, _ key: String) -> SourcePosition { index.valuePosition(t.section, key) }
-    func elementPosition(_ t: TableRef, _ key: String, _ i: Int) -> SourcePosition { index.elementPosition(t.section, key, i) }
-    func headerPosition(_ t: TableRef) -> SourcePosition { index.header(t.section) ?? .start }
+    /// The table's header, else where its inline table starts, else the start of the file.
+    func headerPosition(_ t: TableRef) -> SourcePosition { index.header(t.section) ?? t.origin ?? .start }
+
+    func keyPosition(_ t: TableRef, _ key: String) -> SourcePosition {
+        index.entry(t.section, key)?.key ?? headerPosition(t)
+    }
+
+    func valuePosition(_ t: TableRef, _ key: String) -> SourcePosition {
+        index.entry(t.section, key)?.value ?? headerPosition(t)
+    }
+
+    func elementPosition(_ t: TableRef, _ key: String, _ i: Int) -> SourcePosition {
+        if let e = index.entry(t.section, key), e.elements.indices.contains(i) { return e.elements[i] }
+        return valuePosition(t, key)
+    }
 
     /// Reports every key of `t` not in `known`, with a suggestion when one is close.
     mutating func checkKeys(_ t: TableRef, known: [String]) {

@@ -76,7 +76,8 @@ public struct Topology: Sendable {
     private let weightOfLink: [LinkKey: Double]
 
     /// Builds a topology from values. The caller is responsible for validity: unique ids,
-    /// links between known, distinct peers, no duplicate links (``validate()`` checks).
+    /// links between known, distinct peers, no duplicate links. Render it with
+    /// ``TopologyWriter/toml(_:comment:)`` and parse it back to validate it.
     public init(networkName: String, protocolVersion: Int = Topology.protocolVersion, plan: Plan, peers: [Peer], links: [Link]) {
         self.networkName = networkName
         self.protocolVersion = protocolVersion
@@ -188,6 +189,18 @@ extension Topology {
     ///   does not exist, cannot be read, is not UTF-8, exceeds 16 MiB, or has any error.
     public static func load(path: String, spectralAnalysis: Bool = true) throws(TopologyError) -> Topology {
         switch SourceFile.read(path: path) {
+        case .failure(let diagnostic): throw TopologyError(diagnostics: [diagnostic])
+        case .success(let source): return try parse(source: source, path: path, spectralAnalysis: spectralAnalysis)
+        }
+    }
+
+    /// Parses and validates the bytes of a topology file (as read from disk): they MUST be
+    /// UTF-8 without NUL bytes and at most 16 MiB.
+    public static func parse(bytes: [UInt8], path: String, spectralAnalysis: Bool = true) throws(TopologyError) -> Topology {
+        guard bytes.count <= SourceFile.maximumByteCount else {
+            throw TopologyError(diagnostics: [Diagnostic(.error, "the file is larger than the \(SourceFile.maximumByteCount)-byte (16 MiB) limit", path: path, at: .file)])
+        }
+        switch SourceFile.decode(bytes, path: path) {
         case .failure(let diagnostic): throw TopologyError(diagnostics: [diagnostic])
         case .success(let source): return try parse(source: source, path: path, spectralAnalysis: spectralAnalysis)
         }

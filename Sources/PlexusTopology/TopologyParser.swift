@@ -29,12 +29,13 @@ enum TopologyParser {
     }
 
     static func parse(source: String, path: String, spectralAnalysis: Bool) throws(TopologyError) -> Topology {
+        let index = SourceIndex(source: source)
         let root: TOMLTable
-        switch SourceFile.parseTOML(source, path: path) {
+        switch SourceFile.parseTOML(source, path: path, index: index) {
         case .failure(let diagnostic): throw TopologyError(diagnostics: [diagnostic])
         case .success(let table): root = table
         }
-        var reader = Reader(path: path, index: SourceIndex(source: source))
+        var reader = Reader(path: path, index: index)
         let plan = reader.planSection(root)
         let network = reader.network(root)
         let explicit = plan.map { $0.mixing == .explicit } ?? (root["plan"]?.table?["mixing"]?.string == "explicit")
@@ -110,7 +111,7 @@ extension Reader {
                 error("entry \(i + 1) of '\(key)' must be a table, found \(Self.kind(array[i].type))", at: header)
                 continue
             }
-            result.append((TableRef(table: table, section: section, displayName: "[[\(key)]]"), header))
+            result.append((TableRef(table: table, section: section, displayName: "[[\(key)]]", origin: header), header))
         }
         return result
     }
@@ -162,7 +163,8 @@ extension Reader {
                     }
                     peer.publicKey = key
                 } catch {
-                    self.error("malformed public_key: \(error.description); expected 44 characters of standard base64 encoding 32 bytes, as printed by `plexus keygen`", at: at)
+                    let shown = text.count > 60 ? String(text.prefix(60)) + "…" : text
+                    self.error("malformed public_key '\(shown)': \(error.description)", at: at)
                 }
             }
             if peer.endpoint == nil || peer.publicKey == nil { peer.isCanonical = false }
@@ -240,11 +242,17 @@ extension Reader {
             adjacency[i].append(j)
             adjacency[j].append(i)
         }
+        if links.isEmpty {
+            error("the network has \(ids.count) peers but no links; add a [[link]] table (peers = [\"a\", \"b\"]) for each link", at: nodes[0].header)
+            return
+        }
         for (i, node) in nodes.enumerated() where adjacency[i].isEmpty {
             error("peer '\(ids[i])' has no link; add a [[link]] with peers = [\"\(ids[i])\", …]", at: node.header)
         }
+        // Isolated peers were reported above; the graph is "disconnected" when at least two
+        // components have links of their own.
         let components = Graph.components(adjacency)
-        if components.count > 1 {
+        if components.filter({ $0.count > 1 }).count > 1 {
             let names = components.map { component in Graph.describe(component.map { ids[$0].rawValue }) }
             let at = links.first?.header ?? nodes[0].header
             error("the graph is disconnected: \(components.count) components: \(names.joined(separator: ", "))", at: at)

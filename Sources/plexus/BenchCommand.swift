@@ -4,6 +4,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the hot paths beside this machine's own limits.",
-        subcommands: [TrainBench.self]
+        discussion: "Build with -c release: `swift run -c release plexus bench <what>`.",
+        subcommands: [BenchCodec.self, TrainBench.self]
     )
 }

@@ -17,6 +17,8 @@ struct Plexus: AsyncParsableCommand {
             Train.self,
             Bench.self,
             TopologyCommand.self,
+            Simulate.self,
+            Evaluate.self,
         ]
     )
 }

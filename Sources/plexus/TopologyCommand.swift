@@ -130,9 +130,12 @@ extension TopologyCommand {
             print("  mixing      \(topology.plan.mixing.rawValue)")
             print("  self weight \(weights.selfWeight)")
             print("  neighbours:")
-            for n in topology.neighbours(of: id) {
+            let neighbours = topology.neighbours(of: id)
+            let width = neighbours.map(\.rawValue.count).max() ?? 0
+            for n in neighbours {
                 let endpoint = topology.peer(n)?.endpoint.description ?? ""
-                print("    \(n)  \(endpoint)  weight \(weights.neighbours[n] ?? 0)")
+                let pad = String(repeating: " ", count: width - n.rawValue.count)
+                print("    \(n)\(pad)  weight \(weights.neighbours[n] ?? 0)  \(endpoint)")
             }
         }
     }

@@ -1,0 +1,208 @@
+import Foundation
+public import PlexusCodec
+public import PlexusCore
+public import PlexusCrypto
+public import PlexusGossip
+public import PlexusLearning
+import PlexusLog
+public import PlexusSimulator
+public import PlexusTopology
+
+/// One decentralized run in the simulator: a topology, its plan, and a dataset cut into sites.
+public struct SimulationOptions {
+    public var topology: Topology
+    /// The plan to run; defaults to the topology's (a different plan gets a different hash).
+    public var plan: Plan
+    public var data: PartitionedData
+    public var links = LinkConditions()
+    public var partitions: [Partition] = []
+    /// Seeds the network (loss, jitter) and the peers' mini-batch streams. Default: the plan's seed.
+    public var seed: UInt64
+    /// Where to write `<peer>.jsonl` convergence logs; `nil` writes none.
+    public var logDirectory: String?
+    /// Evaluate every this many rounds (and always the last). Default: 1.
+    public var evaluateEvery = 1
+    /// Fraction of each site's rows held out for its own validation metrics. Default: 0 (none).
+    public var holdout = 0.0
+    /// Add a rounds' wall-clock `time` to log lines (off for byte-identical logs in tests). Default: true.
+    public var wallClockInLogs = true
+
+    public init(topology: Topology, data: PartitionedData) {
+        self.topology = topology
+        self.plan = topology.plan
+        self.data = data
+        self.seed = topology.plan.seed
+    }
+}
+
+/// What a simulation run produced.
+public struct SimulationSummary: Sendable {
+    public var peers: [PeerID]
+    /// Each peer's final model, evaluated on the common test set (if any).
+    public var test: [PeerID: Evaluation]
+    public var finalParameters: [PeerID: [Float]]
+    public var standardization: Standardization
+    public var outcome: SimulationOutcome
+    /// Wall-clock seconds for the whole run, and per round.
+    public var seconds: Double
+    public var secondsPerRound: Double
+    /// Envelope bytes sent by all peers over the whole run.
+    public var bytesSent: Int
+}
+
+public struct ExperimentError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public enum Experiment {
+    /// Assigns sites to the topology's peers: by name when every peer id names a site (a
+    /// `column:` partition), otherwise in order.
+    public static func assignSites(_ data: PartitionedData, to topology: Topology) throws(ExperimentError) -> [PeerID: Int] {
+        let ids = topology.peers.map(\.id)
+        if ids.allSatisfy({ data.siteNames.contains($0.rawValue) }) {
+            return Dictionary(uniqueKeysWithValues: ids.map { ($0, data.siteNames.firstIndex(of: $0.rawValue)!) })
+        }
+        guard data.sites.count == ids.count else {
+            throw ExperimentError(
+                "the partition has \(data.sites.count) sites (\(data.siteNames.joined(separator: ", "))) but the topology has \(ids.count) peers (\(ids.map(\.rawValue).joined(separator: ", "))); peer ids must name the sites, or the counts must match"
+            )
+        }
+        return Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
+    }
+
+    /// The pooled standardization of all sites' training rows: in a federation, one round of
+    /// summed statistics (count, mean, sum of squared deviations per covariate).
+    public static func pooledStandardization(_ sites: [Dataset]) -> Standardization {
+        guard let first = sites.first else { return Standardization.identity(dimension: 0) }
+        var stats = FeatureStatistics(dimension: first.dimension)
+        for site in sites { stats = stats.merged(with: FeatureStatistics(site)) }
+        return Standardization(stats)
+    }
+
+    /// The shared starting point x₀ of every peer: the plan's seeded initialisation.
+    public static func initialParameters(model: any Model, plan: Plan) -> [Float] {
+        var generator = Xoshiro256(seed: plan.seed, stream: "init")
+        return model.initialParameters(using: &generator)
+    }
+
+    /// A throwaway signing key for a simulated peer, derived from the seed and its id.
+    public static func simulationKey(seed: UInt64, peer: PeerID) -> Ed25519.PrivateKey {
+        var hasher = BLAKE2b()
+        hasher.update("plexus-simulation-key")
+        hasher.update(withUnsafeBytes(of: seed.littleEndian) { Array($0) })
+        hasher.update(peer.rawValue)
+        let digest = hasher.finalize()
+        return try! Ed25519.PrivateKey(rawRepresentation: digest.withUnsafeBytes { SecureBytes(copying: $0) })
+    }
+
+    /// The gossip settings of `peer` in `topology`.
+    public static func gossipSettings(topology: Topology, plan: Plan, planHash: [UInt8], peer: PeerID, keys: (PeerID) -> Ed25519.PublicKey) throws(ExperimentError) -> GossipSettings {
+        let codec: CodecSpec
+        do { codec = try CodecSpec(parsing: plan.codec) } catch { throw ExperimentError("plan codec: \(error)") }
+        let weights = topology.mixingWeights(for: peer)
+        var settings = GossipSettings(
+            me: peer, planHash: planHash, codec: codec, rounds: plan.rounds,
+            neighbours: Dictionary(uniqueKeysWithValues: weights.neighbours.map { ($0.key, Neighbour(publicKey: keys($0.key), weight: $0.value)) })
+        )
+        settings.consensusStep = plan.consensusStep
+        settings.synchrony = plan.synchrony
+        settings.roundDeadline = .milliseconds(plan.roundDeadlineMilliseconds)
+        settings.maxStaleness = plan.maxStaleness
+        return settings
+    }
+
+    /// Runs the decentralized protocol in the simulator and evaluates every peer's model.
+    public static func simulate(_ options: SimulationOptions) throws(ExperimentError) -> SimulationSummary {
+        let plan = options.plan
+        let topology = options.topology
+        let siteOf = try assignSites(options.data, to: topology)
+        let peerIDs = topology.peers.map(\.id)
+        guard let dimension = options.data.sites.first?.dimension else { throw ExperimentError("the partition has no sites") }
+        let standardization = pooledStandardization(peerIDs.map { options.data.sites[siteOf[$0]!] })
+        let model = makeModel(plan: plan, dimension: dimension)
+        let x0 = initialParameters(model: model, plan: plan)
+        let planHash = PlanHash.hash(plan)
+        let keys = Dictionary(uniqueKeysWithValues: peerIDs.map { ($0, simulationKey(seed: options.seed, peer: $0)) })
+
+        // Each site's rows, standardized; an optional holdout for its own validation metrics.
+        var training: [PeerID: Dataset] = [:]
+        var validation: [PeerID: Dataset] = [:]
+        for (index, peer) in peerIDs.enumerated() {
+            let site = standardization.applied(to: options.data.sites[siteOf[peer]!])
+            if options.holdout > 0 && site.count >= 10 {
+                var rng = Xoshiro256(seed: options.seed &+ UInt64(index), stream: "holdout")
+                var order = Array(0..<site.count)
+                rng.shuffle(&order)
+                let cut = Int((Double(site.count) * options.holdout).rounded())
+                validation[peer] = site.subset(order[0..<cut].sorted())
+                training[peer] = site.subset(order[cut...].sorted())
+            } else {
+                training[peer] = site
+            }
+        }
+        let test = options.data.test.map { standardization.applied(to: $0) }
+
+        var peers: [SimulatedPeer<PlanLearner>] = []
+        for (index, peer) in peerIDs.enumerated() {
+            let settings = try gossipSettings(topology: topology, plan: plan, planHash: planHash, peer: peer, keys: { keys[$0]!.publicKey })
+            let learner = PlanLearner(model: model, plan: plan, data: training[peer]!, seed: plan.seed &+ UInt64(index) &* 0x9E37_79B9)
+            peers.append(SimulatedPeer(settings: settings, key: keys[peer]!, learner: learner, initialParameters: x0))
+        }
+        let simulator = Simulator(peers: peers, links: options.links, partitions: options.partitions, seed: options.seed)
+
+        var writers: [PeerID: ConvergenceLogWriter] = [:]
+        if let directory = options.logDirectory {
+            for peer in peerIDs {
+                let header = ConvergenceLog.header(
+                    peer: peer, network: topology.networkName, planHash: PlanHash.hex(planHash), model: plan.model.rawValue,
+                    codec: plan.codec, parameters: x0.count, samples: training[peer]!.count
+                )
+                do {
+                    writers[peer] = try ConvergenceLogWriter(directory: directory, peer: peer, header: header)
+                } catch {
+                    throw ExperimentError(error.description)
+                }
+            }
+        }
+        let wallClock = options.wallClockInLogs
+        func now() -> Double { wallClock ? Date().timeIntervalSince1970 : 0 }
+        var bytesSent = 0
+        var rounds: [PeerID: Int] = [:]
+        let started = ContinuousClock.now
+        let outcome = simulator.run(
+            report: { report, virtualTime in
+                bytesSent += report.bytesSent
+                rounds[report.peer] = report.round
+                guard let writer = writers[report.peer] else { return }
+                var testMetrics: [(String, Double)] = []
+                var validationMetrics: [(String, Double)] = []
+                if report.round % options.evaluateEvery == 0 || report.round == plan.rounds {
+                    if let test { testMetrics = metricPairs(Evaluation(model: model, parameters: report.parameters, data: test)) }
+                    if let v = validation[report.peer] { validationMetrics = metricPairs(Evaluation(model: model, parameters: report.parameters, data: v)) }
+                }
+                var shown = report
+                if !wallClock { shown.trainSeconds = 0; shown.encodeSeconds = 0; shown.applySeconds = 0 }
+                writer.write(ConvergenceLog.round(
+                    shown, time: now(), virtualTime: seconds(virtualTime), validation: validationMetrics, test: testMetrics
+                ))
+            },
+            event: { peer, event, virtualTime in
+                writers[peer]?.write(ConvergenceLog.event(event, peer: peer, round: rounds[peer] ?? 0, time: now(), virtualTime: seconds(virtualTime)))
+            }
+        )
+        let elapsed = seconds(ContinuousClock.now - started)
+        var evaluations: [PeerID: Evaluation] = [:]
+        if let test {
+            for peer in peerIDs { evaluations[peer] = Evaluation(model: model, parameters: outcome.parameters[peer]!, data: test) }
+        }
+        return SimulationSummary(
+            peers: peerIDs, test: evaluations, finalParameters: outcome.parameters, standardization: standardization,
+            outcome: outcome, seconds: elapsed, secondsPerRound: elapsed / Double(max(plan.rounds, 1)), bytesSent: bytesSent
+        )
+    }
+}
+
+func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+}

@@ -1,0 +1,203 @@
+public import PlexusCore
+public import PlexusLearning
+public import PlexusLog
+public import PlexusSimulator
+public import PlexusTopology
+
+/// The comparison the clinical papers make: each site alone, the sites together without sharing
+/// rows (Plexus, in the simulator), and all rows pooled — same model, same test set.
+public struct EvaluationTable: Sendable {
+    public struct Row: Sendable {
+        /// `centralized`, `isolated` or `decentralized`.
+        public var setting: String
+        public var site: String?
+        /// Per seed: metric name → value (on the common test set).
+        public var values: [[String: Double]]
+    }
+
+    public var dataset: String
+    public var topology: String
+    public var model: String
+    public var codec: String
+    /// The headline metric: `c_index` for survival, `accuracy` for classification.
+    public var metric: String
+    /// All metrics shown, in order.
+    public var metrics: [String]
+    public var seeds: [UInt64]
+    public var rows: [Row]
+    /// Decentralized envelope bytes per seed, summed over peers.
+    public var bytes: [Int]
+}
+
+public struct EvaluationOptions {
+    public var topology: Topology
+    public var plan: Plan
+    public var dataPath: String
+    public var partition: PartitionSpec
+    public var filters: [RowFilter] = []
+    public var testFilters: [RowFilter] = []
+    public var seeds: [UInt64] = [0]
+    public var links = LinkConditions()
+
+    public init(topology: Topology, dataPath: String, partition: PartitionSpec) {
+        self.topology = topology
+        self.plan = topology.plan
+        self.dataPath = dataPath
+        self.partition = partition
+    }
+}
+
+extension EvaluationTable {
+    /// Runs centralized, isolated and decentralized training for every seed.
+    ///
+    /// Centralized and isolated models are fitted as `plexus train` fits them (L-BFGS to
+    /// convergence for the convex models, the plan's optimizer for the rest); the decentralized
+    /// model is each peer's after the plan's rounds in the simulator, the row reporting the mean
+    /// over peers. Standardization follows the protocol: pooled training statistics for
+    /// centralized and decentralized, the site's own for isolated.
+    public static func run(_ options: EvaluationOptions, progress: (String) -> Void = { _ in }) throws -> EvaluationTable {
+        let table = try CSV.read(path: options.dataPath)
+        let plan = options.plan
+        let names = plan.model.isSurvival ? ["c_index"] : ["accuracy", "f1", "auc"]
+        var centralized: [[String: Double]] = []
+        var isolated: [String: [[String: Double]]] = [:]
+        var siteOrder: [String] = []
+        var decentralized: [[String: Double]] = []
+        var bytes: [Int] = []
+        for seed in options.seeds {
+            var seeded = plan
+            seeded.seed = seed
+            let data = try Partitioner.partition(
+                table: table, plan: seeded, spec: options.partition, count: options.topology.peers.count,
+                filters: options.filters, testFilters: options.testFilters, seed: seed
+            )
+            guard let test = data.test else {
+                throw ExperimentError("no test set: give --test-where column=value, or a split: partition")
+            }
+            let siteOf = try Experiment.assignSites(data, to: options.topology)
+            let peerIDs = options.topology.peers.map(\.id)
+            // Centralized: all sites' rows pooled.
+            var pooled = data.sites[siteOf[peerIDs[0]]!]
+            for peer in peerIDs.dropFirst() { pooled.append(contentsOf: data.sites[siteOf[peer]!]) }
+            progress("seed \(seed): centralized on \(pooled.count) rows")
+            let central = Trainer.fit(pooled, plan: seeded, seed: seed).trained
+            centralized.append(pick(central.evaluate(on: test), names))
+            // Isolated: each site alone.
+            for peer in peerIDs {
+                let site = data.sites[siteOf[peer]!]
+                let fitted = Trainer.fit(site, plan: seeded, seed: seed).trained
+                if isolated[peer.rawValue] == nil { siteOrder.append(peer.rawValue) }
+                isolated[peer.rawValue, default: []].append(pick(fitted.evaluate(on: test), names))
+            }
+            // Decentralized: the simulator.
+            progress("seed \(seed): decentralized, \(plan.rounds) rounds on \(peerIDs.count) peers")
+            var simulation = SimulationOptions(topology: options.topology, data: data)
+            simulation.plan = seeded
+            simulation.seed = seed
+            simulation.links = options.links
+            let summary = try Experiment.simulate(simulation)
+            var mean: [String: Double] = [:]
+            for peer in peerIDs {
+                for (k, v) in pick(summary.test[peer]!, names) { mean[k, default: 0] += v / Double(peerIDs.count) }
+            }
+            decentralized.append(mean)
+            bytes.append(summary.bytesSent)
+        }
+        var rows = [Row(setting: "centralized", site: nil, values: centralized)]
+        rows += siteOrder.map { Row(setting: "isolated", site: $0, values: isolated[$0]!) }
+        rows.append(Row(setting: "decentralized", site: nil, values: decentralized))
+        return EvaluationTable(
+            dataset: options.dataPath, topology: options.topology.networkName, model: plan.model.rawValue, codec: plan.codec,
+            metric: names[0], metrics: names, seeds: options.seeds, rows: rows, bytes: bytes
+        )
+    }
+
+    static func pick(_ evaluation: Evaluation, _ names: [String]) -> [String: Double] {
+        let all = Dictionary(metricPairs(evaluation), uniquingKeysWith: { a, _ in a })
+        return all.filter { names.contains($0.key) }
+    }
+
+    static func meanAndSD(_ values: [Double]) -> (mean: Double, sd: Double) {
+        let mean = values.reduce(0, +) / Double(max(values.count, 1))
+        guard values.count > 1 else { return (mean, 0) }
+        let variance = values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count - 1)
+        return (mean, variance.squareRoot())
+    }
+
+    func label(_ row: Row) -> String {
+        switch row.setting {
+        case "isolated": "isolated \(row.site ?? "")"
+        case "decentralized": "decentralized (Plexus, \(codec))"
+        default: "centralized (pooled rows)"
+        }
+    }
+
+    func cell(_ row: Row, _ metric: String) -> String {
+        let values = row.values.compactMap { $0[metric] }
+        let (mean, sd) = Self.meanAndSD(values)
+        return seeds.count > 1 ? "\(fixed(mean, 3)) ± \(fixed(sd, 3))" : fixed(mean, 3)
+    }
+
+    /// The table as aligned text.
+    public func text() -> String {
+        let header = ["setting"] + metrics.map(Self.displayName)
+        let body = rows.map { row in [label(row)] + metrics.map { cell(row, $0) } }
+        let widths = header.indices.map { i in ([header[i]] + body.map { $0[i] }).map(\.count).max()! }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, c in i == 0 ? c.padding(widths[i]) : c.leftPadding(widths[i]) }.joined(separator: "  ")
+        }
+        var out = [line(header), widths.map { String(repeating: "─", count: $0) }.joined(separator: "  ")]
+        out += body.map(line)
+        return out.joined(separator: "\n")
+    }
+
+    /// The table as Markdown.
+    public func markdown() -> String {
+        var out = "| setting | " + metrics.map(Self.displayName).joined(separator: " | ") + " |\n"
+        out += "| --- |" + String(repeating: " --- |", count: metrics.count) + "\n"
+        for row in rows { out += "| \(label(row)) | " + metrics.map { cell(row, $0) }.joined(separator: " | ") + " |\n" }
+        return out
+    }
+
+    /// The table as JSON (read by `plexus report --evaluation`).
+    public func json() -> JSONValue {
+        .object([
+            ("dataset", .string(dataset)), ("topology", .string(topology)), ("model", .string(model)), ("codec", .string(codec)),
+            ("metric", .string(metric)), ("seeds", .array(seeds.map { .integer(Int($0)) })),
+            ("decentralized_bytes", .array(bytes.map { .integer($0) })),
+            ("rows", .array(rows.map { row in
+                let (mean, sd) = Self.meanAndSD(row.values.compactMap { $0[metric] })
+                return .object([
+                    ("setting", .string(row.setting)), ("site", row.site.map { .string($0) } ?? .null),
+                    ("mean", .number(mean)), ("sd", .number(sd)),
+                    ("per_seed", .array(row.values.map { v in .object(metrics.map { ($0, .number(v[$0] ?? .nan)) }) })),
+                ])
+            })),
+        ])
+    }
+
+    static func displayName(_ metric: String) -> String {
+        switch metric {
+        case "c_index": "C-index"
+        case "auc": "ROC AUC"
+        case "f1": "F1"
+        default: metric
+        }
+    }
+}
+
+func fixed(_ v: Double, _ digits: Int) -> String {
+    guard v.isFinite else { return "nan" }
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    let r = (abs(v) * scale).rounded()
+    let whole = Int(r / scale)
+    var frac = String(Int(r - Double(whole) * scale))
+    while frac.count < digits { frac = "0" + frac }
+    return (v < 0 && r != 0 ? "-" : "") + String(whole) + (digits > 0 ? "." + frac : "")
+}
+
+extension String {
+    func padding(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
+    func leftPadding(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+}

@@ -1,0 +1,277 @@
+public import PlexusCore
+public import PlexusCrypto
+public import PlexusGossip
+
+/// How the simulated network treats each message on a link.
+public struct LinkConditions: Sendable, Hashable {
+    /// One-way delay. Default: 5 ms.
+    public var latency: Duration = .milliseconds(5)
+    /// Extra delay drawn uniformly from [0, jitter) per message, so messages can overtake each
+    /// other. Default: none.
+    public var jitter: Duration = .zero
+    /// Bytes per second per direction; `nil` (the default) is unlimited. Messages queue behind
+    /// each other on a link, as on a real one.
+    public var bandwidth: Double?
+    /// Probability in [0, 1) that a message is lost. Default: 0.
+    public var loss: Double = 0
+    /// Probability in [0, 1) that a message is delivered twice. Default: 0.
+    public var duplication: Double = 0
+
+    public init() {}
+}
+
+/// During [start, end), the links between `group` and every peer outside it carry nothing.
+public struct Partition: Sendable, Hashable {
+    public var start: Duration
+    public var end: Duration
+    public var group: Set<PeerID>
+
+    public init(start: Duration, end: Duration, group: Set<PeerID>) {
+        self.start = start
+        self.end = end
+        self.group = group
+    }
+
+    func cuts(_ a: PeerID, _ b: PeerID, at time: Duration) -> Bool {
+        time >= start && time < end && group.contains(a) != group.contains(b)
+    }
+}
+
+/// One peer of a simulation.
+public struct SimulatedPeer<Learner: LocalLearner> {
+    public var settings: GossipSettings
+    public var key: Ed25519.PrivateKey
+    public var learner: Learner
+    public var initialParameters: [Float]
+
+    public init(settings: GossipSettings, key: Ed25519.PrivateKey, learner: Learner, initialParameters: [Float]) {
+        self.settings = settings
+        self.key = key
+        self.learner = learner
+        self.initialParameters = initialParameters
+    }
+}
+
+/// Totals of a simulation run.
+public struct SimulationOutcome: Sendable {
+    /// Virtual time when the last peer finished (or the run stopped).
+    public var virtualTime: Duration
+    public var messagesSent = 0
+    public var messagesDelivered = 0
+    public var messagesLost = 0
+    public var messagesCutByPartition = 0
+    public var bytesDelivered = 0
+    /// Whether every peer finished its rounds.
+    public var finished: Bool
+    /// Each peer's final model.
+    public var parameters: [PeerID: [Float]]
+}
+
+/// The second shell around ``GossipInstance``: N instances in one process, joined by an
+/// in-memory network that carries the exact message bytes, on a virtual clock.
+///
+/// Everything is deterministic under `seed`: the event order (time, then the order events
+/// were scheduled), losses, jitter and asynchronous round periods. A 1,000-round run costs its
+/// computation, not its simulated time.
+public final class Simulator<Learner: LocalLearner> {
+    public var links: LinkConditions
+    public var partitions: [Partition]
+    /// Asynchronous mode: each peer's round period, stretched per peer by up to ``asyncSpread``.
+    public var asyncRoundPeriod: Duration = .milliseconds(100)
+    /// Asynchronous mode: the slowest peer's period is this much longer than the fastest's. Default: 0.5.
+    public var asyncSpread: Double = 0.5
+    /// The run stops at this virtual time even if peers have not finished. Default: 1 day.
+    public var timeLimit: Duration = .seconds(86_400)
+
+    private var instances: [PeerID: GossipInstance<Learner>] = [:]
+    private let order: [PeerID]
+    private var rng: SplitMix64
+    private var queue = EventQueue()
+    private var now: Duration = .zero
+    private var linkBusyUntil: [Pair: Duration] = [:]
+    private var outcome = SimulationOutcome(virtualTime: .zero, finished: false, parameters: [:])
+    private var periods: [PeerID: Duration] = [:]
+
+    private struct Pair: Hashable {
+        var from: PeerID
+        var to: PeerID
+    }
+
+    public init(peers: [SimulatedPeer<Learner>], links: LinkConditions = LinkConditions(), partitions: [Partition] = [], seed: UInt64) {
+        self.links = links
+        self.partitions = partitions
+        self.rng = SplitMix64(seed: seed)
+        self.order = peers.map(\.settings.me).sorted()
+        for peer in peers {
+            instances[peer.settings.me] = GossipInstance(
+                settings: peer.settings, key: peer.key, learner: peer.learner,
+                initialParameters: peer.initialParameters, clock: { ContinuousClock.now - Self.epoch }
+            )
+        }
+    }
+
+    private static var epoch: ContinuousClock.Instant { ContinuousClockEpoch.value }
+
+    public func instance(_ peer: PeerID) -> GossipInstance<Learner>? { instances[peer] }
+
+    /// Runs every peer to its last round.
+    ///
+    /// - Parameters:
+    ///   - report: called for each completed round, in virtual-time order.
+    ///   - event: called for each protocol event, with the virtual time.
+    public func run(
+        report: (RoundReport, Duration) -> Void = { _, _ in },
+        event: (PeerID, GossipEvent, Duration) -> Void = { _, _, _ in }
+    ) -> SimulationOutcome {
+        // Sessions open first (keyframes), then every peer begins round 1, in id order.
+        for peer in order {
+            for neighbour in instances[peer]!.settings.neighbours.keys.sorted() {
+                carryOut(instances[peer]!.sessionOpened(with: neighbour), of: peer, report: report, event: event)
+            }
+        }
+        for peer in order {
+            let directives = instances[peer]!.start()
+            carryOut(directives, of: peer, report: report, event: event)
+            if instances[peer]!.settings.synchrony == .asynchronous {
+                let stretch = 1 + asyncSpread * Double.random(in: 0..<1, using: &rng)
+                let period = asyncRoundPeriod * stretch
+                periods[peer] = period
+                queue.push(at: now + period, .tick(peer))
+            }
+        }
+        while let next = queue.pop() {
+            if next.time > timeLimit { break }
+            now = next.time
+            switch next.kind {
+            case .deliver(let from, let to, let bytes):
+                outcome.messagesDelivered += 1
+                outcome.bytesDelivered += bytes.count
+                carryOut(instances[to]!.receive(bytes, from: from), of: to, report: report, event: event)
+            case .deadline(let peer, let round):
+                carryOut(instances[peer]!.deadlinePassed(round: round), of: peer, report: report, event: event)
+            case .tick(let peer):
+                carryOut(instances[peer]!.tick(), of: peer, report: report, event: event)
+                if !instances[peer]!.isFinished { queue.push(at: now + periods[peer]!, .tick(peer)) }
+            }
+            if order.allSatisfy({ instances[$0]!.isFinished }) { break }
+        }
+        // Let messages already on the wire arrive, so final copies reflect the last round.
+        while let next = queue.pop(), next.time <= timeLimit {
+            guard case .deliver(let from, let to, let bytes) = next.kind else { continue }
+            now = next.time
+            outcome.messagesDelivered += 1
+            outcome.bytesDelivered += bytes.count
+            carryOut(instances[to]!.receive(bytes, from: from), of: to, report: report, event: event)
+        }
+        outcome.virtualTime = now
+        outcome.finished = order.allSatisfy { instances[$0]!.isFinished }
+        outcome.parameters = Dictionary(uniqueKeysWithValues: order.map { ($0, instances[$0]!.parameters) })
+        return outcome
+    }
+
+    private func carryOut(
+        _ directives: [GossipDirective],
+        of peer: PeerID,
+        report: (RoundReport, Duration) -> Void,
+        event: (PeerID, GossipEvent, Duration) -> Void
+    ) {
+        for directive in directives {
+            switch directive {
+            case .send(let to, let bytes):
+                send(bytes, from: peer, to: to)
+            case .scheduleDeadline(let round, let after):
+                queue.push(at: now + after, .deadline(peer, round))
+            case .roundCompleted(let r):
+                report(r, now)
+            case .event(let e):
+                event(peer, e, now)
+            case .finished:
+                break
+            }
+        }
+    }
+
+    private func send(_ bytes: [UInt8], from: PeerID, to: PeerID) {
+        outcome.messagesSent += 1
+        guard instances[to] != nil else { return }
+        if partitions.contains(where: { $0.cuts(from, to, at: now) }) {
+            outcome.messagesCutByPartition += 1
+            return
+        }
+        if links.loss > 0 && Double.random(in: 0..<1, using: &rng) < links.loss {
+            outcome.messagesLost += 1
+            return
+        }
+        let copies = links.duplication > 0 && Double.random(in: 0..<1, using: &rng) < links.duplication ? 2 : 1
+        for _ in 0..<copies {
+            let pair = Pair(from: from, to: to)
+            var departure = max(now, linkBusyUntil[pair] ?? .zero)
+            if let bandwidth = links.bandwidth {
+                departure += .seconds(Double(bytes.count) / bandwidth)
+                linkBusyUntil[pair] = departure
+            }
+            var arrival = departure + links.latency
+            if links.jitter > .zero { arrival += links.jitter * Double.random(in: 0..<1, using: &rng) }
+            queue.push(at: arrival, .deliver(from, to, bytes))
+        }
+    }
+}
+
+/// A fixed origin for the phase-time clock handed to instances.
+enum ContinuousClockEpoch {
+    static let value = ContinuousClock.now
+}
+
+/// The virtual clock's agenda: a binary heap ordered by (time, insertion order).
+struct EventQueue {
+    enum Kind {
+        case deliver(PeerID, PeerID, [UInt8])
+        case deadline(PeerID, Int)
+        case tick(PeerID)
+    }
+
+    struct Entry {
+        var time: Duration
+        var order: UInt64
+        var kind: Kind
+    }
+
+    private var heap: [Entry] = []
+    private var counter: UInt64 = 0
+
+    var isEmpty: Bool { heap.isEmpty }
+
+    mutating func push(at time: Duration, _ kind: Kind) {
+        counter += 1
+        heap.append(Entry(time: time, order: counter, kind: kind))
+        var i = heap.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard less(heap[i], heap[parent]) else { break }
+            heap.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    mutating func pop() -> Entry? {
+        guard !heap.isEmpty else { return nil }
+        heap.swapAt(0, heap.count - 1)
+        let top = heap.removeLast()
+        var i = 0
+        while true {
+            let l = 2 * i + 1
+            let r = l + 1
+            var smallest = i
+            if l < heap.count && less(heap[l], heap[smallest]) { smallest = l }
+            if r < heap.count && less(heap[r], heap[smallest]) { smallest = r }
+            if smallest == i { break }
+            heap.swapAt(i, smallest)
+            i = smallest
+        }
+        return top
+    }
+
+    private func less(_ a: Entry, _ b: Entry) -> Bool {
+        a.time < b.time || (a.time == b.time && a.order < b.order)
+    }
+}

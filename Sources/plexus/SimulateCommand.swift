@@ -1,0 +1,246 @@
+import ArgumentParser
+import Foundation
+import PlexusCodec
+import PlexusCore
+import PlexusEngine
+import PlexusLearning
+import PlexusLog
+import PlexusSimulator
+import PlexusTopology
+
+/// Options shared by `simulate` and `evaluate`: the network, the data and how it is cut.
+struct ExperimentOptions: ParsableArguments {
+    @Option(help: "The topology file (its [plan] is what every peer trains).", completion: .file(extensions: ["toml"]))
+    var topology: String
+
+    @Option(help: "The CSV file with every site's rows.", completion: .file(extensions: ["csv"]))
+    var data: String
+
+    @Option(
+        help: """
+            How the rows are cut into sites: column:NAME (peer ids name the values), split:FILE \
+            (a protocol split file; {seed} is replaced), sizes:60/30/10, iid, dirichlet:ALPHA. \
+            Default: column:center when peer ids name its values.
+            """
+    )
+    var partition: String?
+
+    @Option(name: .customLong("where"), help: "Keep only training rows where column=value (repeatable).")
+    var filters: [String] = []
+
+    @Option(name: .customLong("test-where"), help: "The common test set: rows where column=value (repeatable).")
+    var testFilters: [String] = []
+
+    @Option(help: "Run this plan instead of the topology's (a TOML file with a [plan] table).", completion: .file(extensions: ["toml"]))
+    var plan: String?
+
+    @Option(help: "Override the plan's rounds.")
+    var rounds: Int?
+
+    @Option(help: "Override the plan's codec (lossless, f16, bf16, int8, topk:F[+f16|int8]).")
+    var codec: String?
+
+    @Option(help: "Simulated one-way latency per message, in milliseconds.")
+    var latency: Double = 5
+
+    @Option(help: "Simulated jitter per message, in milliseconds (messages may overtake each other).")
+    var jitter: Double = 0
+
+    @Option(help: "Simulated link bandwidth in MB/s (default: unlimited).")
+    var bandwidth: Double?
+
+    @Option(help: "Probability that a message is lost, in [0, 1).")
+    var loss: Double = 0
+
+    func validate() throws {
+        guard (0..<1).contains(loss) else { throw ValidationError("--loss must be in [0, 1)") }
+        guard latency >= 0, jitter >= 0 else { throw ValidationError("--latency and --jitter must be ≥ 0") }
+        if let rounds, rounds < 1 { throw ValidationError("--rounds must be ≥ 1") }
+        if let codec { do { _ = try CodecSpec(parsing: codec) } catch { throw ValidationError("--codec: \(error)") } }
+    }
+
+    func load() throws -> (topology: Topology, plan: Plan, spec: PartitionSpec, filters: [RowFilter], testFilters: [RowFilter]) {
+        let topology: Topology
+        do { topology = try Topology.load(path: self.topology, spectralAnalysis: false) } catch { throw CLIError(error.description) }
+        var plan = topology.plan
+        if let path = self.plan {
+            do { plan = try PlanFile.load(path: path) } catch { throw CLIError(error.description) }
+        }
+        if let rounds { plan.rounds = rounds }
+        if let codec { plan.codec = codec }
+        let spec: PartitionSpec
+        do {
+            spec = try PartitionSpec(parsing: partition ?? "column:center")
+        } catch { throw CLIError(error.description) }
+        do {
+            return (topology, plan, spec, try filters.map { try RowFilter(parsing: $0) }, try testFilters.map { try RowFilter(parsing: $0) })
+        } catch { throw CLIError("\(error)") }
+    }
+
+    var links: LinkConditions {
+        var links = LinkConditions()
+        links.latency = .microseconds(Int64(latency * 1000))
+        links.jitter = .microseconds(Int64(jitter * 1000))
+        links.bandwidth = bandwidth.map { $0 * 1e6 }
+        links.loss = loss
+        return links
+    }
+}
+
+struct Simulate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run every peer of a topology in one process, over the real wire bytes, on a virtual clock.",
+        discussion: """
+            Each peer trains the topology's plan on its own site's rows and gossips signed, \
+            compressed deltas to its neighbours through an in-memory network (latency, jitter, \
+            bandwidth and loss as given). The same seed gives the same result, bit for bit. \
+            Convergence logs go to --log-dir as <peer>.jsonl (see README, "Convergence logs").
+
+            Example (the six TCGA-BRCA regions):
+              plexus simulate --topology Topologies/tcga-brca.toml --data Topologies/data/tcga_brca.csv \\
+                  --where split=train --test-where split=test --log-dir logs
+            """
+    )
+
+    @OptionGroup var experiment: ExperimentOptions
+
+    @Option(help: "Seed for the network and the peers' mini-batches (default: the plan's seed).")
+    var seed: UInt64?
+
+    @Option(help: "Write convergence logs here.", completion: .directory)
+    var logDir: String?
+
+    @Option(help: "Fraction of each site's rows held out for its own validation metrics.")
+    var holdout: Double = 0
+
+    @Option(help: "Evaluate on the test set every N rounds (and at the last).")
+    var evaluateEvery: Int = 1
+
+    @Flag(help: "Print the summary as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard (0..<1).contains(holdout) else { throw ValidationError("--holdout must be in [0, 1)") }
+        guard evaluateEvery >= 1 else { throw ValidationError("--evaluate-every must be ≥ 1") }
+    }
+
+    func run() throws {
+        let (topology, plan, spec, filters, testFilters) = try experiment.load()
+        let seed = self.seed ?? plan.seed
+        let table: CSVTable
+        let data: PartitionedData
+        do {
+            table = try CSV.read(path: experiment.data)
+            data = try Partitioner.partition(
+                table: table, plan: plan, spec: spec, count: topology.peers.count, filters: filters, testFilters: testFilters, seed: seed
+            )
+        } catch { throw CLIError("\(error)") }
+        var options = SimulationOptions(topology: topology, data: data)
+        options.plan = plan
+        options.seed = seed
+        options.links = experiment.links
+        options.logDirectory = logDir
+        options.holdout = holdout
+        options.evaluateEvery = evaluateEvery
+        let summary: SimulationSummary
+        do { summary = try Experiment.simulate(options) } catch { throw CLIError("\(error)") }
+        let peakMB = Double(peakResidentBytes()) / 1e6
+        if json {
+            let value = JSONValue.object([
+                ("peers", .integer(summary.peers.count)), ("rounds", .integer(plan.rounds)),
+                ("seconds", .number(summary.seconds)), ("seconds_per_round", .number(summary.secondsPerRound)),
+                ("virtual_seconds", .number(Double(summary.outcome.virtualTime.components.seconds))),
+                ("bytes_sent", .integer(summary.bytesSent)), ("peak_memory_mb", .number(peakMB)),
+                ("test", .object(summary.peers.compactMap { p in summary.test[p].map { (p.rawValue, .object(metricPairs($0).map { ($0.0, .number($0.1)) })) } })),
+            ])
+            print(value.serialized())
+            return
+        }
+        print("\(topology.networkName): \(summary.peers.count) peers, \(plan.model.rawValue), \(plan.rounds) rounds, codec \(plan.codec), seed \(seed)")
+        print("wall \(fixed2(summary.seconds)) s (\(fixed2(summary.secondsPerRound * 1000)) ms per round), virtual \(summary.outcome.virtualTime), \(summary.bytesSent) envelope bytes sent, peak memory \(Int(peakMB)) MB")
+        if summary.outcome.messagesLost + summary.outcome.messagesCutByPartition > 0 {
+            print("messages: \(summary.outcome.messagesSent) sent, \(summary.outcome.messagesLost) lost, \(summary.outcome.messagesCutByPartition) cut")
+        }
+        if !summary.test.isEmpty {
+            print("final models on the test set:")
+            for peer in summary.peers {
+                let metrics = metricPairs(summary.test[peer]!).map { "\($0.0) \(fixed2($0.1, 4))" }.joined(separator: "  ")
+                print("  \(peer.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)) \(metrics)")
+            }
+        }
+        if let logDir { print("convergence logs: \(logDir)/<peer>.jsonl") }
+    }
+}
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The papers' table: each site alone, decentralized (Plexus), and all rows pooled.",
+        discussion: """
+            For every seed: centralized and isolated models fitted as `plexus train` fits them, \
+            and the decentralized model of every peer after the plan's rounds in the simulator \
+            (the row shows the mean over peers) — same model and test set.
+
+            Examples:
+              plexus evaluate --topology Topologies/tcga-brca.toml --data Topologies/data/tcga_brca.csv \\
+                  --where split=train --test-where split=test
+              plexus evaluate --topology Topologies/consortium-3.toml --data Topologies/data/wdbc.csv \\
+                  --partition 'split:Topologies/data/splits/wdbc_seed{seed}.json' --seeds 0-4
+            """
+    )
+
+    @OptionGroup var experiment: ExperimentOptions
+
+    @Option(help: "Seeds: a list (0,1,2) or a range (0-4). Default: the plan's seed.")
+    var seeds: String?
+
+    @Flag(help: "Print the table as Markdown.")
+    var markdown = false
+
+    @Flag(help: "Print the table as JSON (input for `plexus report --evaluation`).")
+    var json = false
+
+    func run() throws {
+        let (topology, plan, spec, filters, testFilters) = try experiment.load()
+        let seedList = try seeds.map(parseSeeds) ?? [plan.seed]
+        var options = EvaluationOptions(topology: topology, dataPath: experiment.data, partition: spec)
+        options.plan = plan
+        options.filters = filters
+        options.testFilters = testFilters
+        options.seeds = seedList
+        options.links = experiment.links
+        let table: EvaluationTable
+        do {
+            table = try EvaluationTable.run(options) { message in
+                if !json { StandardStream.error.write(message + "\n") }
+            }
+        } catch { throw CLIError("\(error)") }
+        if json {
+            print(table.json().serialized())
+        } else if markdown {
+            print(table.markdown(), terminator: "")
+        } else {
+            print("\(table.model) on \(table.dataset), topology \(table.topology), seeds \(seedList.map(String.init).joined(separator: ","))")
+            print(table.text())
+        }
+    }
+}
+
+func parseSeeds(_ text: String) throws -> [UInt64] {
+    if let dash = text.firstIndex(of: "-"), let lo = UInt64(text[..<dash]), let hi = UInt64(text[text.index(after: dash)...]), lo <= hi, hi - lo < 1000 {
+        return Array(lo...hi)
+    }
+    let list = text.split(separator: ",").map { UInt64($0) }
+    guard !list.isEmpty, list.allSatisfy({ $0 != nil }) else {
+        throw ValidationError("--seeds: expected a list like 0,1,2 or a range like 0-4, got '\(text)'")
+    }
+    return list.map { $0! }
+}
+
+func fixed2(_ v: Double, _ digits: Int = 2) -> String { fixed(v, digits) }
+
+/// Peak resident set size of this process (getrusage), in bytes.
+func peakResidentBytes() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return usage.ru_maxrss * 1024
+}

@@ -1,0 +1,58 @@
+import Foundation
+import PlexusLog
+import PlexusViews
+import Testing
+
+/// Convergence logs for three peers on a triangle, as the engine writes them.
+func sampleLogs(rounds: Int = 20, corruptTail: Bool = false) -> [PeerLog] {
+    ["hospital-a", "hospital-b", "hospital-c"].enumerated().map { i, peer in
+        var text = #"{"schema":"plexus.convergence","version":1,"peer":"\#(peer)","network":"t","plan_hash":"00","model":"cox","codec":"lossless","parameters":10,"samples":100}"# + "\n"
+        let others = ["hospital-a", "hospital-b", "hospital-c"].filter { $0 != peer }
+        for r in 1...rounds {
+            let metric = 0.6 + 0.2 * (1 - 1 / Double(r)) + 0.01 * Double(i)
+            text += #"{"type":"round","time":\#(1000 + r),"peer":"\#(peer)","round":\#(r),"loss":\#(1.0 / Double(r)),"test":{"c_index":\#(metric)},"consensus_distance":\#(1.0 / Double(r * r)),"consensus_distance_relative":0.1,"bytes_sent":\#(1000 + r),"bytes_received":2000,"compression_ratio":1.2,"accepted":2,"rejected":{"gap":\#(r == 3 ? 1 : 0)},"staleness":{"\#(others[0])":0,"\#(others[1])":0},"seconds":{"train":0.01,"encode":0.001,"apply":0.001}}"# + "\n"
+        }
+        text += #"{"type":"event","time":1030,"peer":"\#(peer)","round":3,"event":"rejected","from":"\#(others[0])","reason":"gap","message":"x"}"# + "\n"
+        if corruptTail { text += #"{"type":"round","time":1099,"peer":"\#(peer)","rou"# }
+        return ConvergenceLogReader.parse(text, peer: peer)
+    }
+}
+
+@Suite struct ViewTests {
+    @Test func readerSkipsAndCountsCorruptLines() {
+        let logs = sampleLogs(corruptTail: true)
+        #expect(logs.allSatisfy { $0.rounds.count == 20 && $0.events.count == 1 && $0.skippedLines == 1 })
+        let garbage = ConvergenceLogReader.parse("not json\n{\"type\":\"round\"}\n{\"type\":\"unknown\"}\n\u{0}\u{1}\n", peer: "x")
+        #expect(garbage.skippedLines == 4 && garbage.rounds.isEmpty)
+    }
+
+    @Test func reportHasEverySeriesAxisLabelAndLegend() {
+        let evaluation = EvaluationReference(metric: "c_index", centralized: 0.843, decentralized: 0.84, isolated: [("west", 0.671), ("south", 0.747)])
+        let html = HTMLReport.render(logs: sampleLogs(), evaluation: evaluation)
+        #expect(html.hasPrefix("<!DOCTYPE html>"))
+        #expect(!html.contains("<script"))
+        #expect(!html.contains("http://") || html.components(separatedBy: "http://").dropFirst().allSatisfy { $0.hasPrefix("www.w3.org/2000/svg") })
+        // Four line charts with one polyline per peer, plus the topology drawing.
+        #expect(html.components(separatedBy: "<polyline class=\"series\"").count - 1 == 4 * 3)
+        #expect(html.components(separatedBy: "class=\"reference\"").count - 1 == 3)  // centralized + 2 isolated
+        #expect(html.contains("C-index per peer (common test set)"))
+        #expect(html.contains(">round</text>"))
+        #expect(html.contains("centralized 0.843"))
+        #expect(html.components(separatedBy: "<circle class=\"peer\"").count - 1 == 3)
+        #expect(html.components(separatedBy: "<line class=\"link\"").count - 1 == 3)
+        #expect(html.contains("<g class=\"legend\">"))
+        // The final table: one row per peer with its last C-index.
+        #expect(html.contains("<td>hospital-b</td><td>20</td>"))
+    }
+
+    @Test func watchFitsEightyColumns() {
+        let lines = WatchView.render(logs: sampleLogs(), now: 1025, directory: "/var/log/plexus/a-very-long-directory-name-for-the-logs-of-this-network")
+        #expect(lines.count == 2 + 3)
+        #expect(lines.allSatisfy { $0.count <= 80 }, "\(lines.map(\.count))")
+        #expect(lines[2].hasPrefix("hospital-a"))
+        #expect(lines[2].contains("20"))
+        #expect(lines[2].contains("▁") || lines[2].contains("█"))
+        #expect(WatchView.sparkline([1, 2, 3, 4, 5, 6, 7, 8], width: 8) == "▁▂▃▄▅▆▇█")
+        #expect(WatchView.plainLines(logs: sampleLogs()).first == "hospital-a round=20 loss=0.05 c_index=0.79 distance=0.0025")
+    }
+}
