@@ -100,6 +100,11 @@ let package = Package(
         ),
         .testTarget(name: "PlexusLogTests", dependencies: ["PlexusLog", "PlexusCore"], swiftSettings: swiftSettings),
         .testTarget(name: "PlexusViewsTests", dependencies: ["PlexusViews", "PlexusLog"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PlexusEngineTests",
+            dependencies: ["PlexusEngine", "PlexusTopology", "PlexusLearning", "PlexusLog", "PlexusCore", "PlexusSimulator"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "PlexusCryptoTests", dependencies: ["PlexusCrypto"], swiftSettings: swiftSettings),
         // Runs the built `plexus` executable as a user would.
         .testTarget(name: "PlexusCLITests", dependencies: ["plexus"], swiftSettings: swiftSettings),

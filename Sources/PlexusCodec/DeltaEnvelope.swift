@@ -18,10 +18,10 @@ public import PlexusCrypto
 ///      |   L   |            origin peer id (L = 1…64 ASCII)    |
 ///      +-------+-----------------------------------------------+
 ///      +0: sequence u64 | +8: round u64 | +16: base sequence u64
-///      +24: parameter count u32 | +28: sample count u64
-///      +36: raw length u32 | +40: payload length u32 (P)
-///      +44: payload: P bytes, one zstd frame
-///      +44+P: signature, 64 bytes
+///      +24: parameter count u32 | +28: sample count u64 | +36: neighbourhood sample count u64
+///      +44: raw length u32 | +48: payload length u32 (P)
+///      +52: payload: P bytes, one zstd frame
+///      +52+P: signature, 64 bytes
 ///
 /// - `version` is 1. `kind` is 0 for a delta, 1 for a keyframe (the full public copy).
 /// - `codec` is 0 lossless, 1 f16, 2 bf16, 3 int8, 4 top-k. `cbyte` is top-k's value format
@@ -31,8 +31,9 @@ public import PlexusCrypto
 ///   from version `base sequence` (always `sequence − 1` for Plexus's own nodes) to `sequence`; a
 ///   keyframe carries the whole copy at version `sequence` and names no base (0). A delta and a
 ///   keyframe of the same version carry the same sequence, so a receiver accepts at most one.
-/// - `sample count` is the origin's number of training rows; receivers weight the origin's
-///   model by it (see the engine's mixing weights).
+/// - `sample count` is the origin's number of training rows n_j; `neighbourhood sample count`
+///   is S_j = n_j + Σ n_k over the origin's neighbours k. Receivers weight the origin's model by
+///   p_ij = n_j ÷ max(S_i, S_j) (PlexusGossip's `MixingWeights`).
 /// - `raw length` is the size of the codec's layout before zstd; the zstd frame MUST declare
 ///   exactly this content size and be the whole payload.
 /// - The signature is Ed25519 (RFC 8032, pure) by the origin's key over
@@ -54,7 +55,7 @@ public struct DeltaEnvelope: Hashable, Sendable {
     /// The signature's domain separation string.
     public static let domain = "plexus/delta/v1"
     /// Header bytes besides the origin id.
-    public static let fixedHeaderByteCount = 45 + 44
+    public static let fixedHeaderByteCount = 45 + 52
     public static let signatureByteCount = Ed25519.signatureByteCount
 
     public enum Kind: UInt8, Hashable, Sendable {
@@ -71,6 +72,9 @@ public struct DeltaEnvelope: Hashable, Sendable {
         /// The sequence this delta applies to; 0 for a keyframe.
         public var baseSequence: UInt64
         public var sampleCount: UInt64
+        /// The origin's sample count plus its neighbours' (as far as it knows them): S_j in the
+        /// engine's mixing weights p_ij = n_j ÷ max(S_i, S_j). 0 when unused.
+        public var neighbourhoodSampleCount: UInt64
 
         public init(
             kind: Kind,
@@ -79,7 +83,8 @@ public struct DeltaEnvelope: Hashable, Sendable {
             sequence: UInt64,
             round: UInt64,
             baseSequence: UInt64,
-            sampleCount: UInt64
+            sampleCount: UInt64,
+            neighbourhoodSampleCount: UInt64 = 0
         ) {
             self.kind = kind
             self.planHash = planHash
@@ -88,6 +93,7 @@ public struct DeltaEnvelope: Hashable, Sendable {
             self.round = round
             self.baseSequence = baseSequence
             self.sampleCount = sampleCount
+            self.neighbourhoodSampleCount = neighbourhoodSampleCount
         }
     }
 
@@ -148,6 +154,7 @@ public struct DeltaEnvelope: Hashable, Sendable {
         w.write(littleEndian: header.baseSequence)
         w.write(littleEndian: UInt32(parameterCount))
         w.write(littleEndian: header.sampleCount)
+        w.write(littleEndian: header.neighbourhoodSampleCount)
         w.write(littleEndian: UInt32(rawLength))
         w.write(littleEndian: UInt32(payloadLength))
         return w.bytes
@@ -281,6 +288,7 @@ public struct EnvelopeVerifier: Sendable {
             let base = try r.read(UInt64.self, "base sequence")
             let count = Int(try r.read(UInt32.self, "parameter count"))
             let samples = try r.read(UInt64.self, "sample count")
+            let neighbourhood = try r.read(UInt64.self, "neighbourhood sample count")
             let rawLength = Int(try r.read(UInt32.self, "raw length"))
             let payloadLength = Int(try r.read(UInt32.self, "payload length"))
 
@@ -321,7 +329,8 @@ public struct EnvelopeVerifier: Sendable {
             }
             let header = DeltaEnvelope.Header(
                 kind: kind, planHash: Array(hash), origin: origin, sequence: sequence, round: round,
-                baseSequence: base, sampleCount: samples
+                baseSequence: base, sampleCount: samples,
+                neighbourhoodSampleCount: neighbourhood
             )
             return Verified(header: header, codec: codec, rawLength: rawLength, payload: payload)
         } catch let error as ByteReader.Error {

@@ -109,6 +109,7 @@ public enum Experiment {
         settings.synchrony = plan.synchrony
         settings.roundDeadline = .milliseconds(plan.roundDeadlineMilliseconds)
         settings.maxStaleness = plan.maxStaleness
+        settings.mixing = plan.mixing
         return settings
     }
 

@@ -36,6 +36,8 @@ public struct EvaluationOptions {
     public var partition: PartitionSpec
     public var filters: [RowFilter] = []
     public var testFilters: [RowFilter] = []
+    /// A protocol split file (`{seed}` replaced): train on its `train` rows, test on its `test` rows.
+    public var split: String?
     public var seeds: [UInt64] = [0]
     public var links = LinkConditions()
 
@@ -69,7 +71,7 @@ extension EvaluationTable {
             seeded.seed = seed
             let data = try Partitioner.partition(
                 table: table, plan: seeded, spec: options.partition, count: options.topology.peers.count,
-                filters: options.filters, testFilters: options.testFilters, seed: seed
+                filters: options.filters, testFilters: options.testFilters, split: options.split, seed: seed
             )
             guard let test = data.test else {
                 throw ExperimentError("no test set: give --test-where column=value, or a split: partition")

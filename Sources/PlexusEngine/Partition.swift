@@ -78,10 +78,17 @@ public enum Partitioner {
         count: Int,
         filters: [RowFilter] = [],
         testFilters: [RowFilter] = [],
+        split splitPath: String? = nil,
         seed: UInt64
     ) throws(DataError) -> PartitionedData {
         var test: Dataset? = nil
-        if !testFilters.isEmpty {
+        // A split file restricts training to its `train` rows and makes its `test` rows the test set.
+        var trainRows: [Int]? = nil
+        if let splitPath {
+            let split = try SplitFile.read(path: splitPath.replacingSeed(seed), rowCount: table.rows.count)
+            trainRows = split.train
+            test = try DatasetLoader.load(table, plan: plan, rows: split.test, filters: testFilters).dataset
+        } else if !testFilters.isEmpty {
             test = try DatasetLoader.load(table, plan: plan, filters: testFilters).dataset
         }
         switch spec {
@@ -100,14 +107,14 @@ public enum Partitioner {
             var sites: [Dataset] = []
             var names: [String] = []
             for value in values {
-                let site = try DatasetLoader.load(table, plan: plan, filters: filters + [RowFilter(column: column, value: value)]).dataset
+                let site = try DatasetLoader.load(table, plan: plan, rows: trainRows, filters: filters + [RowFilter(column: column, value: value)]).dataset
                 guard site.count > 0 else { continue }
                 sites.append(site)
                 names.append(value)
             }
             return PartitionedData(sites: sites, siteNames: names, test: test)
         case .sizes, .iid, .dirichlet:
-            let pooled = try DatasetLoader.load(table, plan: plan, filters: filters).dataset
+            let pooled = try DatasetLoader.load(table, plan: plan, rows: trainRows, filters: filters).dataset
             var rng = Xoshiro256(seed: seed, stream: "partition")
             let assignment = assign(pooled, spec: spec, count: count, rng: &rng)
             let sites = assignment.map { pooled.subset($0) }

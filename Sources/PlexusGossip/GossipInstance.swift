@@ -104,6 +104,17 @@ public struct GossipInstance<Learner: LocalLearner> {
     private var lastLoss: Double = .nan
     private var roundStats = RoundStats()
     private var lastEnvelope: [UInt8] = []
+    /// S_i as advertised in this round's envelope, and the neighbours it counted: this round's
+    /// consensus step uses the same value, and only those neighbours, so that p_ij and p_ji are
+    /// computed from the same pair (S_i, S_j).
+    private var advertisedNeighbourhood = 0
+    private var advertisedKnown: Set<PeerID> = []
+    private var started = false
+
+    /// S_i = n_i + the sample counts of the neighbours heard from so far.
+    private var neighbourhoodSampleCount: Int {
+        learner.sampleCount + order.compactMap { neighbourStates[$0]?.sampleCount }.reduce(0, +)
+    }
 
     /// What the instance holds about one neighbour.
     public struct NeighbourState: Sendable {
@@ -114,6 +125,8 @@ public struct GossipInstance<Learner: LocalLearner> {
         /// The round of the last envelope applied (−1 = none).
         public var round: Int = -1
         public var sampleCount: Int?
+        /// S_j from its latest envelope: its sample count plus its neighbours'.
+        public var neighbourhoodSampleCount: Int?
         /// Verified envelopes from rounds this peer has not reached yet, in arrival order.
         var held: [(header: DeltaEnvelope.Header, delta: EncodedDelta)] = []
         /// The round in which a keyframe was last requested, while one is outstanding.
@@ -159,11 +172,17 @@ public struct GossipInstance<Learner: LocalLearner> {
 
     // MARK: Events from the shell
 
-    /// Begins round 1.
+    /// Begins round 1 — in synchronous mode once every neighbour's keyframe has arrived (or
+    /// the round deadline passed), so that the first round already knows every sample count.
     public mutating func start() -> [GossipDirective] {
-        precondition(round == 0, "start() called twice")
+        precondition(!started, "start() called twice")
+        started = true
         var directives: [GossipDirective] = []
-        beginRound(1, into: &directives)
+        if settings.synchrony == .synchronous && !order.allSatisfy({ neighbourStates[$0]?.copy != nil }) {
+            directives.append(.scheduleDeadline(round: 0, after: settings.roundDeadline))
+        } else {
+            beginRound(1, into: &directives)
+        }
         return directives
     }
 
@@ -203,7 +222,11 @@ public struct GossipInstance<Learner: LocalLearner> {
     /// The deadline of `round` passed (synchronous mode): complete it with what has arrived.
     public mutating func deadlinePassed(round deadlineRound: Int) -> [GossipDirective] {
         var directives: [GossipDirective] = []
-        guard deadlineRound == round, !isFinished, settings.synchrony == .synchronous else { return directives }
+        guard deadlineRound == round, !isFinished, settings.synchrony == .synchronous, started else { return directives }
+        if round == 0 {
+            beginRound(1, into: &directives)
+            return directives
+        }
         let missing = order.filter { (neighbourStates[$0]?.round ?? -1) < round }
         if !missing.isEmpty { directives.append(.event(.deadlineMissed(round: round, missing: missing))) }
         completeRound(into: &directives)
@@ -230,9 +253,12 @@ public struct GossipInstance<Learner: LocalLearner> {
         // q = C(x − x̂_self); x̂_self += q exactly as receivers will decode it.
         for i in parameters.indices { scratch[i] = parameters[i] - publicCopy[i] }
         var decoded = [Float](repeating: 0, count: parameters.count)
+        advertisedNeighbourhood = neighbourhoodSampleCount
+        advertisedKnown = Set(order.filter { neighbourStates[$0]?.sampleCount != nil })
         let header = DeltaEnvelope.Header(
             kind: .delta, planHash: settings.planHash, origin: settings.me, sequence: version + 1,
-            round: UInt64(r), baseSequence: version, sampleCount: UInt64(learner.sampleCount)
+            round: UInt64(r), baseSequence: version, sampleCount: UInt64(learner.sampleCount),
+            neighbourhoodSampleCount: UInt64(advertisedNeighbourhood)
         )
         let envelope: [UInt8]
         do {
@@ -271,7 +297,11 @@ public struct GossipInstance<Learner: LocalLearner> {
     }
 
     private mutating func completeIfReady(into directives: inout [GossipDirective]) {
-        guard settings.synchrony == .synchronous, round >= 1, !isFinished else { return }
+        guard settings.synchrony == .synchronous, started, !isFinished else { return }
+        if round == 0 {
+            if order.allSatisfy({ neighbourStates[$0]?.copy != nil }) { beginRound(1, into: &directives) }
+            return
+        }
         if order.allSatisfy({ (neighbourStates[$0]?.round ?? -1) >= round }) {
             completeRound(into: &directives)
         }
@@ -282,12 +312,18 @@ public struct GossipInstance<Learner: LocalLearner> {
         // Consensus step: x ← x + γ Σ_j p_ij (x̂_j − x̂_self), neighbours in id order.
         let row = MixingWeights.row(
             selfSamples: learner.sampleCount,
+            selfNeighbourhood: advertisedNeighbourhood,
             neighbours: order.map { peer in
                 let state = neighbourStates[peer]!
-                let fresh = settings.synchrony == .synchronous || round - state.round <= settings.maxStaleness
-                return (peer, settings.neighbours[peer]!.weight, fresh ? state.sampleCount : nil)
+                let fresh = (settings.synchrony == .synchronous || round - state.round <= settings.maxStaleness)
+                    && advertisedKnown.contains(peer)
+                return MixingWeights.Entry(
+                    id: peer, baseWeight: settings.neighbours[peer]!.weight,
+                    samples: fresh ? state.sampleCount : nil, neighbourhoodSamples: state.neighbourhoodSampleCount
+                )
             },
-            weighting: settings.weighting
+            weighting: settings.weighting,
+            mixing: settings.mixing
         )
         let gamma = Float(settings.consensusStep)
         for peer in order {
@@ -435,6 +471,7 @@ public struct GossipInstance<Learner: LocalLearner> {
         state.version = header.sequence
         state.round = max(state.round, Int(clamping: header.round))
         state.sampleCount = Int(clamping: header.sampleCount)
+        state.neighbourhoodSampleCount = Int(clamping: header.neighbourhoodSampleCount)
         neighbourStates[peer] = state
         replayWindow.record(origin: peer, sequence: header.sequence)
         roundStats.accepted += 1
@@ -443,7 +480,8 @@ public struct GossipInstance<Learner: LocalLearner> {
     private mutating func sendKeyframe(to peer: PeerID, into directives: inout [GossipDirective]) {
         let header = DeltaEnvelope.Header(
             kind: .keyframe, planHash: settings.planHash, origin: settings.me, sequence: version,
-            round: UInt64(max(round, 0)), baseSequence: 0, sampleCount: UInt64(learner.sampleCount)
+            round: UInt64(max(round, 0)), baseSequence: 0, sampleCount: UInt64(learner.sampleCount),
+            neighbourhoodSampleCount: UInt64(neighbourhoodSampleCount)
         )
         // The public copy is always finite: it only ever moves by decoded, checked deltas.
         let keyframeEncoder = DeltaEncoder(codec: .lossless, zstdLevel: settings.zstdLevel)

@@ -45,6 +45,10 @@ public struct GossipSettings: Sendable {
     /// many per neighbour; more are dropped (the neighbour will be asked for a keyframe). Default: 8.
     public var maxBufferedPerNeighbour: Int = 8
     public var weighting: SiteWeighting = .samples
+    /// Where the base weights came from: Metropolis–Hastings (the default) lets sample
+    /// weighting use the neighbourhood form of ``MixingWeights``; explicit weights are kept as
+    /// the admin wrote them.
+    public var mixing: Plan.Mixing = .metropolis
     public var neighbours: [PeerID: Neighbour]
 
     public init(me: PeerID, planHash: [UInt8], codec: CodecSpec, rounds: Int, neighbours: [PeerID: Neighbour]) {
@@ -58,22 +62,44 @@ public struct GossipSettings: Sendable {
     }
 }
 
-/// The mixing weights a peer applies in a consensus step.
+/// The mixing weights a peer applies in a consensus step: row i of a matrix P that is
+/// row-stochastic and reversible with respect to π ∝ n (the sites' sample counts), so that
+/// π·P = π. A consensus step therefore keeps the sample-weighted mean Σ n_k x_k ÷ Σ n_k fixed and
+/// repeated steps converge to it; between steps only local training moves that mean, by
+/// Σ π_k ∇f_k — FedAvg's weighting, with no server.
 ///
-/// With base weights w_ij (symmetric, rows summing to at most 1) and sample counts n, the
-/// sample-weighted matrix is the Metropolis–Hastings chain whose stationary distribution is
-/// π ∝ n: p_ij = w_ij · min(1, n_j ÷ n_i) for j ≠ i, p_ii = 1 − Σ_j p_ij. It is row-stochastic
-/// and reversible (π_i p_ij = w_ij · min(n_i, n_j) = π_j p_ji), so π·P = π: a consensus step
-/// keeps the sample-weighted mean Σ n_k x_k ÷ Σ n_k fixed, and repeated steps converge to it.
-/// Between steps only local training moves that mean, by Σ π_k ∇f_k — FedAvg's weighting,
-/// with no server.
+/// - Sample weighting with Metropolis–Hastings base weights (the default):
+///   p_ij = n_j ÷ max(S_i, S_j), where S_i = n_i + Σ_{k ~ i} n_k is the sample count of i's
+///   closed neighbourhood. Then π_i p_ij = n_i n_j ÷ (N max(S_i, S_j)) is symmetric, and the row
+///   sums Σ_j p_ij ≤ (S_i − n_i) ÷ S_i < 1. With equal sample counts this is exactly
+///   Metropolis–Hastings, 1 ÷ (1 + max(d_i, d_j)); on a full mesh it is p_ij = n_j ÷ N, so one
+///   consensus step is exactly FedAvg's weighted average.
+/// - Sample weighting with explicit base weights w_ij (symmetric): the Metropolis–Hastings
+///   chain for π, p_ij = w_ij · min(1, n_j ÷ n_i).
+/// - Uniform weighting: p_ij = w_ij.
 public enum MixingWeights {
-    /// p_ij for each neighbour j of a peer with `samples` rows. Neighbours with an unknown
-    /// sample count (no keyframe yet) get weight 0.
+    /// One neighbour's entry: its base weight, and its sample counts once known.
+    public struct Entry: Sendable {
+        public var id: PeerID
+        public var baseWeight: Double
+        public var samples: Int?
+        public var neighbourhoodSamples: Int?
+
+        public init(id: PeerID, baseWeight: Double, samples: Int?, neighbourhoodSamples: Int?) {
+            self.id = id
+            self.baseWeight = baseWeight
+            self.samples = samples
+            self.neighbourhoodSamples = neighbourhoodSamples
+        }
+    }
+
+    /// p_ij for each neighbour j. Neighbours whose sample count is unknown (no envelope yet) get 0.
     public static func row(
         selfSamples: Int,
-        neighbours: [(id: PeerID, baseWeight: Double, samples: Int?)],
-        weighting: SiteWeighting
+        selfNeighbourhood: Int,
+        neighbours: [Entry],
+        weighting: SiteWeighting,
+        mixing: Plan.Mixing = .metropolis
     ) -> [PeerID: Double] {
         var row: [PeerID: Double] = [:]
         for n in neighbours {
@@ -81,12 +107,17 @@ public enum MixingWeights {
                 row[n.id] = 0
                 continue
             }
-            switch weighting {
-            case .uniform:
+            switch (weighting, mixing) {
+            case (.uniform, _):
                 row[n.id] = n.baseWeight
-            case .samples:
-                let ratio = selfSamples > 0 ? Double(samples) / Double(selfSamples) : 1
-                row[n.id] = n.baseWeight * min(1, ratio)
+            case (.samples, .metropolis):
+                if let theirs = n.neighbourhoodSamples, theirs > 0, selfNeighbourhood > 0 {
+                    row[n.id] = Double(samples) / Double(max(selfNeighbourhood, theirs))
+                } else {
+                    row[n.id] = n.baseWeight * min(1, selfSamples > 0 ? Double(samples) / Double(selfSamples) : 1)
+                }
+            case (.samples, .explicit):
+                row[n.id] = n.baseWeight * min(1, selfSamples > 0 ? Double(samples) / Double(selfSamples) : 1)
             }
         }
         return row

@@ -31,6 +31,9 @@ struct ExperimentOptions: ParsableArguments {
     @Option(name: .customLong("test-where"), help: "The common test set: rows where column=value (repeatable).")
     var testFilters: [String] = []
 
+    @Option(help: "A protocol split file: train on its train rows (cut by --partition), test on its test rows; {seed} is replaced.", completion: .file(extensions: ["json"]))
+    var split: String?
+
     @Option(help: "Run this plan instead of the topology's (a TOML file with a [plan] table).", completion: .file(extensions: ["toml"]))
     var plan: String?
 
@@ -132,7 +135,8 @@ struct Simulate: ParsableCommand {
         do {
             table = try CSV.read(path: experiment.data)
             data = try Partitioner.partition(
-                table: table, plan: plan, spec: spec, count: topology.peers.count, filters: filters, testFilters: testFilters, seed: seed
+                table: table, plan: plan, spec: spec, count: topology.peers.count, filters: filters, testFilters: testFilters,
+                split: experiment.split, seed: seed
             )
         } catch { throw CLIError("\(error)") }
         var options = SimulationOptions(topology: topology, data: data)
@@ -206,6 +210,7 @@ struct Evaluate: ParsableCommand {
         options.plan = plan
         options.filters = filters
         options.testFilters = testFilters
+        options.split = experiment.split
         options.seeds = seedList
         options.links = experiment.links
         let table: EvaluationTable

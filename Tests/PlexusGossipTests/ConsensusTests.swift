@@ -8,7 +8,7 @@ import Testing
     static let tcgaSizes = [311, 196, 206, 162, 162, 51]
 
     /// With a lossless codec and γ = 1, a synchronous round is exactly D-PSGD:
-    /// X ← P (X − η ∇F(X)), with P the sample-weighted Metropolis–Hastings matrix.
+    /// X ← P (X − η ∇F(X)), with P the sample-weighted mixing matrix.
     @Test(arguments: ["ring", "full", "tcga"])
     func losslessGossipIsNeighbourAveraging(shape: String) throws {
         let graph = shape == "ring" ? Graphs.ring(5) : shape == "full" ? Graphs.full(4) : Graphs.tcga
@@ -23,9 +23,13 @@ import Testing
         // The same computation, directly, in Double.
         let n = graph.count
         let w = Graphs.metropolis(graph)
+        // p_ij = n_j ÷ max(S_i, S_j), S_i = n_i + Σ_{j ~ i} n_j (see MixingWeights).
+        _ = w
+        let size = { (i: Int) in Double(sizes[i % sizes.count]) }
+        let s = (0..<n).map { i in size(i) + graph[i].map(size).reduce(0, +) }
         var p = [[Double]](repeating: [Double](repeating: 0, count: n), count: n)
         for i in 0..<n {
-            for j in graph[i] { p[i][j] = w[i][j] * min(1, Double(sizes[j % sizes.count]) / Double(sizes[i % sizes.count])) }
+            for j in graph[i] { p[i][j] = size(j) / max(s[i], s[j]) }
             p[i][i] = 1 - p[i].reduce(0, +)
         }
         var x = peers.map { $0.initialParameters.map(Double.init) }

@@ -50,6 +50,8 @@ import Testing
         let b = peerID(1)
         let bKey = peers[1].key
         _ = a.start()
+        _ = a.deadlinePassed(round: 0)  // b is silent at start: round 1 begins at the deadline
+        #expect(a.round == 1)
         func envelope(
             sequence: UInt64, kind: DeltaEnvelope.Kind = .keyframe, base: UInt64 = 0, round: UInt64 = 1,
             values: [Float] = [1, 2, 3, 4], plan: [UInt8] = testPlanHash, key: Ed25519.PrivateKey? = nil, origin: PeerID? = nil
@@ -118,7 +120,7 @@ import Testing
         // Peers run at different speeds and mix copies of different ages, so the weighted mean
         // is only approximately preserved (push-sum would fix it exactly; see README).
         let worst = peers.map { p in zip(outcome.parameters[p.settings.me]!, expected).map { abs(Double($0) - $1) }.max()! }.max()!
-        #expect(worst < 0.15, "async consensus error \(worst)")
+        #expect(worst < 0.2, "async consensus error \(worst)")
         let spread = peers.map { p in zip(outcome.parameters[p.settings.me]!, outcome.parameters[peers[0].settings.me]!).map { abs($0 - $1) }.max()! }.max()!
         #expect(spread < 1e-3, "peers agree: spread \(spread)")
     }
