@@ -80,7 +80,7 @@ public struct RoundReport: Sendable {
 /// - Synchronous mode holds envelopes from future rounds until this peer reaches them, so the
 ///   result does not depend on message timing: the simulator and real nodes agree bit for bit.
 public struct GossipInstance<Learner: LocalLearner> {
-    public let settings: GossipSettings
+    public private(set) var settings: GossipSettings
     public private(set) var learner: Learner
     private let key: Ed25519.PrivateKey
     private let clock: () -> Duration
@@ -96,7 +96,7 @@ public struct GossipInstance<Learner: LocalLearner> {
     public private(set) var replayWindow = ReplayWindow()
     public private(set) var neighbourStates: [PeerID: NeighbourState]
 
-    private let order: [PeerID]
+    private var order: [PeerID]
     private let encoder: DeltaEncoder
     private let decoder = DeltaDecoder()
     private let verifier: EnvelopeVerifier
@@ -170,6 +170,106 @@ public struct GossipInstance<Learner: LocalLearner> {
 
     public var isFinished: Bool { round > settings.rounds }
 
+    // MARK: Persistence and reconfiguration
+
+    /// Everything a restart needs to resume: the round in progress, both models, the version,
+    /// the neighbours' copies and the replay window.
+    public struct Snapshot: Sendable, Equatable {
+        public var round: Int
+        public var version: UInt64
+        public var parameters: [Float]
+        public var publicCopy: [Float]
+        public var neighbours: [PeerID: PersistedNeighbour]
+        public var replayWindow: ReplayWindow
+
+        public init(round: Int, version: UInt64, parameters: [Float], publicCopy: [Float], neighbours: [PeerID: PersistedNeighbour], replayWindow: ReplayWindow) {
+            self.round = round
+            self.version = version
+            self.parameters = parameters
+            self.publicCopy = publicCopy
+            self.neighbours = neighbours
+            self.replayWindow = replayWindow
+        }
+    }
+
+    public struct PersistedNeighbour: Sendable, Equatable {
+        public var copy: [Float]?
+        public var version: UInt64
+        public var round: Int
+        public var sampleCount: Int?
+        public var neighbourhoodSampleCount: Int?
+
+        public init(copy: [Float]?, version: UInt64, round: Int, sampleCount: Int?, neighbourhoodSampleCount: Int?) {
+            self.copy = copy
+            self.version = version
+            self.round = round
+            self.sampleCount = sampleCount
+            self.neighbourhoodSampleCount = neighbourhoodSampleCount
+        }
+    }
+
+    public func snapshot() -> Snapshot {
+        Snapshot(
+            round: round, version: version, parameters: parameters, publicCopy: publicCopy,
+            neighbours: neighbourStates.mapValues {
+                PersistedNeighbour(copy: $0.copy, version: $0.version, round: $0.round, sampleCount: $0.sampleCount, neighbourhoodSampleCount: $0.neighbourhoodSampleCount)
+            },
+            replayWindow: replayWindow
+        )
+    }
+
+    /// Resumes from `snapshot` (taken by a previous run of this peer).
+    ///
+    /// The version jumps by 2 past the snapshot's, so that no sequence number this peer signed
+    /// before a crash is ever signed again with other contents: a snapshot is written before the
+    /// messages of the round it ends are sent, so at most the next version was signed after it.
+    /// Every new session starts with a keyframe, which brings neighbours to the restored copy.
+    public mutating func restore(_ snapshot: Snapshot) {
+        precondition(snapshot.parameters.count == parameters.count, "snapshot of another model")
+        round = snapshot.round
+        version = snapshot.version + 2
+        parameters = snapshot.parameters
+        publicCopy = snapshot.publicCopy
+        replayWindow = snapshot.replayWindow
+        for peer in order {
+            guard let saved = snapshot.neighbours[peer] else { continue }
+            var state = NeighbourState()
+            state.copy = saved.copy
+            state.version = saved.version
+            state.round = saved.round
+            state.sampleCount = saved.sampleCount
+            state.neighbourhoodSampleCount = saved.neighbourhoodSampleCount
+            neighbourStates[peer] = state
+        }
+        started = round >= 1
+    }
+
+    /// After a restore: carry on with the round in progress (its deadline, and completion if
+    /// every neighbour already delivered it).
+    public mutating func resume() -> [GossipDirective] {
+        var directives: [GossipDirective] = []
+        guard round >= 1, !isFinished else { return start() }
+        started = true
+        if settings.synchrony == .synchronous {
+            directives.append(.scheduleDeadline(round: round, after: settings.roundDeadline))
+            completeIfReady(into: &directives)
+        }
+        return directives
+    }
+
+    /// The topology changed (a live reload): neighbours added get a fresh state (their first
+    /// envelope will be a keyframe), neighbours removed are forgotten, weights and keys change
+    /// from the next message on.
+    public mutating func updateNeighbours(_ neighbours: [PeerID: Neighbour]) -> [GossipDirective] {
+        var directives: [GossipDirective] = []
+        settings.neighbours = neighbours
+        order = neighbours.keys.sorted()
+        for peer in neighbourStates.keys where neighbours[peer] == nil { neighbourStates[peer] = nil }
+        for peer in order where neighbourStates[peer] == nil { neighbourStates[peer] = NeighbourState() }
+        completeIfReady(into: &directives)
+        return directives
+    }
+
     // MARK: Events from the shell
 
     /// Begins round 1 — in synchronous mode once every neighbour's keyframe has arrived (or
@@ -224,7 +324,7 @@ public struct GossipInstance<Learner: LocalLearner> {
         var directives: [GossipDirective] = []
         guard deadlineRound == round, !isFinished, settings.synchrony == .synchronous, started else { return directives }
         if round == 0 {
-            beginRound(1, into: &directives)
+            beginFirstRound(into: &directives)
             return directives
         }
         let missing = order.filter { (neighbourStates[$0]?.round ?? -1) < round }
@@ -243,6 +343,27 @@ public struct GossipInstance<Learner: LocalLearner> {
     }
 
     // MARK: Rounds
+
+    /// Round 1 — or, for a peer joining a network that is already under way (its neighbours'
+    /// keyframes come from later rounds), the neighbours' round, starting from the
+    /// sample-weighted mean of their models rather than from x₀.
+    private mutating func beginFirstRound(into directives: inout [GossipDirective]) {
+        let rounds = order.compactMap { peer in neighbourStates[peer].flatMap { $0.copy != nil ? $0.round : nil } }
+        guard let joinRound = rounds.min(), joinRound >= 1 else {
+            beginRound(1, into: &directives)
+            return
+        }
+        var total = 0.0
+        var mean = [Double](repeating: 0, count: parameters.count)
+        for peer in order {
+            guard let state = neighbourStates[peer], let copy = state.copy else { continue }
+            let weight = Double(max(state.sampleCount ?? 1, 1))
+            total += weight
+            for i in mean.indices { mean[i] += weight * Double(copy[i]) }
+        }
+        parameters = mean.map { Float($0 / total) }
+        beginRound(min(joinRound, settings.rounds), into: &directives)
+    }
 
     private mutating func beginRound(_ r: Int, into directives: inout [GossipDirective]) {
         round = r
@@ -299,7 +420,7 @@ public struct GossipInstance<Learner: LocalLearner> {
     private mutating func completeIfReady(into directives: inout [GossipDirective]) {
         guard settings.synchrony == .synchronous, started, !isFinished else { return }
         if round == 0 {
-            if order.allSatisfy({ neighbourStates[$0]?.copy != nil }) { beginRound(1, into: &directives) }
+            if order.allSatisfy({ neighbourStates[$0]?.copy != nil }) { beginFirstRound(into: &directives) }
             return
         }
         if order.allSatisfy({ (neighbourStates[$0]?.round ?? -1) >= round }) {

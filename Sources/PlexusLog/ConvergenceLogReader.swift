@@ -41,6 +41,12 @@ public struct PeerLog: Sendable {
     public var skippedLines = 0
     /// Bytes of the file consumed so far (for following a growing file).
     public var offset = 0
+
+    /// An empty log for the file at `path`, to be filled by ``ConvergenceLogReader/update(_:)``.
+    public init(peer: String, path: String) {
+        self.peer = peer
+        self.path = path
+    }
 }
 
 /// Reads convergence logs, skipping (and counting) corrupt or truncated lines.

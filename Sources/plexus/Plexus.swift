@@ -19,6 +19,8 @@ struct Plexus: AsyncParsableCommand {
             TopologyCommand.self,
             Simulate.self,
             Evaluate.self,
+            Watch.self,
+            Report.self,
         ]
     )
 }

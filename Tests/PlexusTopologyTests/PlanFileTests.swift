@@ -24,7 +24,7 @@ enum Fixtures {
         #expect(plan.model == .cox)
         #expect(plan.exclude == ["pid", "center", "split"])
         #expect(plan.time == "time" && plan.event == "event")
-        #expect(plan.rounds == 100 && plan.localSteps == 10)
+        #expect(plan.rounds == 400 && plan.localSteps == 1)
         #expect(plan.learningRate == 0.5 && plan.l2 == 0.01)
         #expect(plan.codec == "lossless" && plan.mixing == .metropolis && plan.seed == 1)
     }
