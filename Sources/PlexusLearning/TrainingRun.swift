@@ -97,6 +97,8 @@ public struct TrainingOptions: Sendable {
     public var solver: SolverChoice = .automatic
     /// If set, ``Plan/l2`` becomes 1/(C·n) for the n training rows: scikit-learn's `C` (total, not mean, loss).
     public var sklearnC: Double?
+    /// If set, the plan's optimizer runs this many steps instead of `rounds × localSteps`.
+    public var steps: Int?
     /// If non-empty, the standardization is fitted on the rows matching these filters (e.g. the pooled
     /// `split=train` rows for an isolated site, as the tcga_brca reference does) instead of the training rows.
     public var standardizeFilters: [RowFilter] = []
@@ -165,6 +167,11 @@ extension Trainer {
         if !options.standardizeFilters.isEmpty {
             let pooled = try DatasetLoader.load(table, plan: plan, filters: options.standardizeFilters)
             standardization = Standardization(fitting: pooled.dataset)
+        }
+        if let steps = options.steps {
+            guard steps >= 1 else { throw DataError(.badPlan, file: options.dataPath, "--steps must be at least 1, found \(steps)") }
+            plan.rounds = steps
+            plan.localSteps = 1
         }
         let (trained, summary) = fit(training.dataset, plan: plan, solver: options.solver, standardization: standardization)
         let elapsed = clock.now - start

@@ -61,6 +61,9 @@ struct Train: ParsableCommand {
     @Option(help: "Seed for initialisation and mini-batches (overrides the plan's seed).")
     var seed: UInt64?
 
+    @Option(help: "With --solver plan (or an MLP): run this many optimizer steps instead of rounds × local_steps.")
+    var steps: Int?
+
     @Option(help: "auto, lbfgs or plan.")
     var solver: String = "auto"
 
@@ -89,6 +92,7 @@ struct Train: ParsableCommand {
             throw ValidationError("--sklearn-c must be a number > 0")
         }
         if site != nil && split == nil { throw ValidationError("--site needs --split") }
+        if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
     }
 
     func run() throws {
@@ -106,6 +110,7 @@ struct Train: ParsableCommand {
         options.solver = SolverChoice(rawValue: solver)!
         options.sklearnC = sklearnC
         options.savePath = save
+        options.steps = steps
         let report: TrainingReport
         do {
             options.filters = try filters.map { (text: String) throws(DataError) -> RowFilter in try RowFilter(parsing: text) }
