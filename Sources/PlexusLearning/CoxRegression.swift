@@ -151,18 +151,13 @@ public struct CoxRegression: Model {
             dEta.withUnsafeMutableBufferPointer { g in CoxLoss.lossAndGradient(eta: e, batch: batch, ties: ties, dEta: g) }
         }
         var accumulated = [Double](repeating: 0, count: d)
-        let block = gradient.baseAddress!
-        for j in 0..<d { block[j] = 0 }
         batch.features.withUnsafeBufferPointer { xs in
-            var row = 0
-            while row < n {
-                let end = min(row + Kernels.blockRows, n)
-                for i in row..<end { Kernels.axpy(dEta[i], xs.baseAddress! + i * d, block, d) }
-                for j in 0..<d {
-                    accumulated[j] += Double(block[j])
-                    block[j] = 0
+            dEta.withUnsafeBufferPointer { r in
+                accumulated.withUnsafeMutableBufferPointer { acc in
+                    guard n > 0 else { return }
+                    LinearKernels.accumulateTransposed(
+                        x: xs.baseAddress!, rows: n, dimension: d, residuals: r.baseAddress!, into: acc.baseAddress!)
                 }
-                row = end
             }
         }
         for j in 0..<d { gradient[j] = Float(accumulated[j]) }
@@ -171,11 +166,11 @@ public struct CoxRegression: Model {
 
     public func predict(parameters: UnsafeBufferPointer<Float>, batch: Dataset, into output: UnsafeMutableBufferPointer<Float>) {
         precondition(batch.dimension == dimension && output.count >= batch.count, "batch does not fit the model")
-        let d = dimension
+        guard batch.count > 0 else { return }
         batch.features.withUnsafeBufferPointer { xs in
-            for i in 0..<batch.count {
-                output[i] = Kernels.dot(parameters.baseAddress!, xs.baseAddress! + i * d, d)
-            }
+            LinearKernels.predict(
+                x: xs.baseAddress!, rows: batch.count, dimension: dimension, weights: parameters.baseAddress!, bias: 0,
+                into: output.baseAddress!)
         }
     }
 }

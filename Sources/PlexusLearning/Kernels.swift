@@ -126,6 +126,35 @@ extension Kernels {
         return 2 * s * p
     }
 
+    /// Log-losses and residuals p − y of `count` rows: returns (Σ loss, Σ residual) and writes each
+    /// residual. Eight rows at a time in SIMD, the rest one by one.
+    static func logisticResiduals(
+        eta: UnsafePointer<Float>, labels: UnsafePointer<Float>, count: Int, residuals: UnsafeMutablePointer<Float>
+    ) -> (loss: Double, residual: Double) {
+        var loss = SIMD8<Float>()
+        var sum = SIMD8<Float>()
+        var i = 0
+        while i + 8 <= count {
+            let e = UnsafeRawPointer(eta + i).loadUnaligned(as: SIMD8<Float>.self)
+            let y = UnsafeRawPointer(labels + i).loadUnaligned(as: SIMD8<Float>.self)
+            let (l, r) = logisticLoss8(e, y)
+            loss += l
+            sum += r
+            UnsafeMutableRawPointer(residuals + i).storeBytes(of: r, as: SIMD8<Float>.self)
+            i += 8
+        }
+        var totalLoss = Double(loss.sum())
+        var totalResidual = Double(sum.sum())
+        while i < count {
+            let (l, r) = logisticLoss(eta[i], labels[i])
+            residuals[i] = r
+            totalLoss += Double(l)
+            totalResidual += Double(r)
+            i += 1
+        }
+        return (totalLoss, totalResidual)
+    }
+
     /// ``logisticLoss(_:_:)`` for eight rows at once.
     @inline(__always)
     static func logisticLoss8(_ eta: SIMD8<Float>, _ y: SIMD8<Float>) -> (loss: SIMD8<Float>, residual: SIMD8<Float>) {
@@ -136,5 +165,108 @@ extension Kernels {
         let p = inverse.replacing(with: e * inverse, where: negative)
         let loss = eta.replacing(with: 0, where: negative) + log1pUnit8(e) - y * eta
         return (loss, p - y)
+    }
+}
+
+/// The two halves of a linear model's pass over a row-major matrix, with the weights padded to
+/// whole SIMD8 chunks. A row's last chunk reads up to seven floats of the next row: the zero
+/// weights cancel them (features are finite) and the padding lanes of the accumulator absorb
+/// them; rows whose last chunk would read past the end of the matrix take a scalar path.
+enum LinearKernels {
+    /// Rows `0..<safeRows(n, d)` may be read as whole padded chunks.
+    @inline(__always)
+    static func safeRows(_ n: Int, _ d: Int) -> Int {
+        let padded = (d + 7) & ~7
+        return n * d < padded ? 0 : min(n, (n * d - padded) / d + 1)
+    }
+
+    /// η_i = w·x_i + bias for every row.
+    static func predict(
+        x: UnsafePointer<Float>, rows n: Int, dimension d: Int, weights: UnsafePointer<Float>, bias: Float,
+        into eta: UnsafeMutablePointer<Float>
+    ) {
+        let padded = (d + 7) & ~7
+        let chunks = padded / 8
+        let safe = safeRows(n, d)
+        let w = UnsafeMutableRawPointer.allocate(byteCount: padded * 4, alignment: 32)
+        defer { w.deallocate() }
+        w.initializeMemory(as: Float.self, repeating: 0, count: padded)
+        w.copyMemory(from: weights, byteCount: d * 4)
+        var i = 0
+        while i + 4 <= safe {
+            let x0 = UnsafeRawPointer(x + i * d)
+            let stride = d * 4
+            var a0 = SIMD8<Float>()
+            var a1 = SIMD8<Float>()
+            var a2 = SIMD8<Float>()
+            var a3 = SIMD8<Float>()
+            for c in 0..<chunks {
+                let o = c * 32
+                let wc = w.load(fromByteOffset: o, as: SIMD8<Float>.self)
+                a0 += x0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) * wc
+                a1 += x0.loadUnaligned(fromByteOffset: o + stride, as: SIMD8<Float>.self) * wc
+                a2 += x0.loadUnaligned(fromByteOffset: o + 2 * stride, as: SIMD8<Float>.self) * wc
+                a3 += x0.loadUnaligned(fromByteOffset: o + 3 * stride, as: SIMD8<Float>.self) * wc
+            }
+            // Four horizontal sums at once (a 4×4 transpose by shuffles), stored as one vector.
+            let b0 = a0.lowHalf + a0.highHalf
+            let b1 = a1.lowHalf + a1.highHalf
+            let b2 = a2.lowHalf + a2.highHalf
+            let b3 = a3.lowHalf + a3.highHalf
+            let t0 = SIMD4(lowHalf: b0.evenHalf, highHalf: b1.evenHalf) + SIMD4(lowHalf: b0.oddHalf, highHalf: b1.oddHalf)
+            let t1 = SIMD4(lowHalf: b2.evenHalf, highHalf: b3.evenHalf) + SIMD4(lowHalf: b2.oddHalf, highHalf: b3.oddHalf)
+            let sums = SIMD4(lowHalf: t0.evenHalf, highHalf: t1.evenHalf) + SIMD4(lowHalf: t0.oddHalf, highHalf: t1.oddHalf)
+            UnsafeMutableRawPointer(eta + i).storeBytes(of: sums + bias, as: SIMD4<Float>.self)
+            i += 4
+        }
+        while i < n {
+            eta[i] = Kernels.dot(weights, x + i * d, d) + bias
+            i += 1
+        }
+    }
+
+    /// acc[j] += Σ_i r_i·x_ij: Float32 blocks of ``Kernels/blockRows`` rows folded into Double.
+    static func accumulateTransposed(
+        x: UnsafePointer<Float>, rows n: Int, dimension d: Int, residuals r: UnsafePointer<Float>,
+        into acc: UnsafeMutablePointer<Double>
+    ) {
+        let padded = (d + 7) & ~7
+        let chunks = padded / 8
+        let safe = safeRows(n, d)
+        let block = UnsafeMutablePointer<Float>.allocate(capacity: padded)
+        defer { block.deallocate() }
+        block.initialize(repeating: 0, count: padded)
+        let g = UnsafeMutableRawPointer(block)
+        var row = 0
+        while row < n {
+            let end = min(row + Kernels.blockRows, n)
+            var i = row
+            while i + 8 <= min(end, safe) {
+                let x0 = UnsafeRawPointer(x + i * d)
+                let stride = d * 4
+                let rv = UnsafeRawPointer(r + i).loadUnaligned(as: SIMD8<Float>.self)
+                for c in 0..<chunks {
+                    let o = c * 32
+                    var v = g.load(fromByteOffset: o, as: SIMD8<Float>.self)
+                    v += rv[0] * x0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                    v += rv[1] * x0.loadUnaligned(fromByteOffset: o + stride, as: SIMD8<Float>.self)
+                    v += rv[2] * x0.loadUnaligned(fromByteOffset: o + 2 * stride, as: SIMD8<Float>.self)
+                    v += rv[3] * x0.loadUnaligned(fromByteOffset: o + 3 * stride, as: SIMD8<Float>.self)
+                    v += rv[4] * x0.loadUnaligned(fromByteOffset: o + 4 * stride, as: SIMD8<Float>.self)
+                    v += rv[5] * x0.loadUnaligned(fromByteOffset: o + 5 * stride, as: SIMD8<Float>.self)
+                    v += rv[6] * x0.loadUnaligned(fromByteOffset: o + 6 * stride, as: SIMD8<Float>.self)
+                    v += rv[7] * x0.loadUnaligned(fromByteOffset: o + 7 * stride, as: SIMD8<Float>.self)
+                    g.storeBytes(of: v, toByteOffset: o, as: SIMD8<Float>.self)
+                }
+                i += 8
+            }
+            while i < end {
+                Kernels.axpy(r[i], x + i * d, block, d)
+                i += 1
+            }
+            for j in 0..<d { acc[j] += Double(block[j]) }
+            for j in 0..<padded { block[j] = 0 }
+            row = end
+        }
     }
 }

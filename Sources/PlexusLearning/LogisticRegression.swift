@@ -31,96 +31,31 @@ public struct LogisticRegression: Model {
         }
         var accumulated = [Double](repeating: 0, count: d + 1)
         var loss = 0.0
-        let bias = parameters[d]
-        // The weights and the Float32 block accumulator padded with zeros to a multiple of eight, so
-        // a row's dot product and update are whole SIMD8 loads with no scalar tail. The last chunk of
-        // a row then reads up to seven floats of the next row, which the zero weights cancel and
-        // the padding lanes of the block absorb; rows whose last chunk would read past the end of
-        // the matrix take the scalar path.
-        let padded = (d + 7) & ~7
-        var weights = [Float](repeating: 0, count: padded)
-        for j in 0..<d { weights[j] = parameters[j] }
-        var block = [Float](repeating: 0, count: padded)
-        let safeRows = n * d < padded ? 0 : min(n, (n * d - padded) / d + 1)
+        // Blocks of 256 rows (30 KB at 30 features: they stay in L1/L2 between the two passes):
+        // the log-odds of the block, its losses and residuals eight at a time in SIMD, then the
+        // gradient update X_blockᵀ·r.
+        let blockRows = Kernels.blockRows
+        var eta = [Float](repeating: 0, count: blockRows + 8)
+        var residual = [Float](repeating: 0, count: blockRows + 8)
         batch.features.withUnsafeBufferPointer { xs in
             batch.labels.withUnsafeBufferPointer { ys in
-                weights.withUnsafeBufferPointer { wb in
-                    block.withUnsafeMutableBufferPointer { bb in
+                eta.withUnsafeMutableBufferPointer { eb in
+                    residual.withUnsafeMutableBufferPointer { rb in
                         accumulated.withUnsafeMutableBufferPointer { acc in
-                            let x = xs.baseAddress!
-                            let w = UnsafeRawPointer(wb.baseAddress!)
-                            let g = UnsafeMutableRawPointer(bb.baseAddress!)
-                            let chunks = padded / 8
                             var row = 0
                             while row < n {
-                                let end = min(row + Kernels.blockRows, n)
-                                var blockLoss: Float = 0
-                                var blockBias: Float = 0
-                                var i = row
-                                // Eight rows at a time: eight dot products, the loss and residuals
-                                // of all eight in SIMD (exp and log1p vectorised), eight updates.
-                                while i + 8 <= min(end, safeRows) {
-                                    // Four rows at a time, chunk by chunk, so each chunk of the
-                                    // weights is loaded once per four rows.
-                                    @inline(__always) func dots(_ k: Int) -> SIMD4<Float> {
-                                        let x0 = UnsafeRawPointer(x + (i + k) * d)
-                                        let stride = d * 4
-                                        var a0 = SIMD8<Float>()
-                                        var a1 = SIMD8<Float>()
-                                        var a2 = SIMD8<Float>()
-                                        var a3 = SIMD8<Float>()
-                                        for c in 0..<chunks {
-                                            let o = c * 32
-                                            let wc = w.load(fromByteOffset: o, as: SIMD8<Float>.self)
-                                            a0 += x0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) * wc
-                                            a1 += x0.loadUnaligned(fromByteOffset: o + stride, as: SIMD8<Float>.self) * wc
-                                            a2 += x0.loadUnaligned(fromByteOffset: o + 2 * stride, as: SIMD8<Float>.self) * wc
-                                            a3 += x0.loadUnaligned(fromByteOffset: o + 3 * stride, as: SIMD8<Float>.self) * wc
-                                        }
-                                        return SIMD4(a0.sum(), a1.sum(), a2.sum(), a3.sum())
-                                    }
-                                    // Built from whole vectors: inserting lanes one by one goes
-                                    // through memory and stalls on store forwarding.
-                                    let eta = SIMD8<Float>(lowHalf: dots(0), highHalf: dots(4)) + bias
-                                    let y = UnsafeRawPointer(ys.baseAddress! + i).loadUnaligned(as: SIMD8<Float>.self)
-                                    let (l, r) = Kernels.logisticLoss8(eta, y)
-                                    blockLoss += l.sum()
-                                    blockBias += r.sum()
-                                    // The update chunk by chunk over the eight rows, so each chunk of
-                                    // the block is loaded and stored once per eight rows.
-                                    let x0 = UnsafeRawPointer(x + i * d)
-                                    let stride = d * 4
-                                    for c in 0..<chunks {
-                                        let o = c * 32
-                                        var v = g.load(fromByteOffset: o, as: SIMD8<Float>.self)
-                                        v += r[0] * x0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-                                        v += r[1] * x0.loadUnaligned(fromByteOffset: o + stride, as: SIMD8<Float>.self)
-                                        v += r[2] * x0.loadUnaligned(fromByteOffset: o + 2 * stride, as: SIMD8<Float>.self)
-                                        v += r[3] * x0.loadUnaligned(fromByteOffset: o + 3 * stride, as: SIMD8<Float>.self)
-                                        v += r[4] * x0.loadUnaligned(fromByteOffset: o + 4 * stride, as: SIMD8<Float>.self)
-                                        v += r[5] * x0.loadUnaligned(fromByteOffset: o + 5 * stride, as: SIMD8<Float>.self)
-                                        v += r[6] * x0.loadUnaligned(fromByteOffset: o + 6 * stride, as: SIMD8<Float>.self)
-                                        v += r[7] * x0.loadUnaligned(fromByteOffset: o + 7 * stride, as: SIMD8<Float>.self)
-                                        g.storeBytes(of: v, toByteOffset: o, as: SIMD8<Float>.self)
-                                    }
-                                    i += 8
-                                }
-                                while i < end {
-                                    let xi = x + i * d
-                                    let eta = Kernels.dot(wb.baseAddress!, xi, d) + bias
-                                    let (l, r) = Kernels.logisticLoss(eta, ys[i])
-                                    blockLoss += l
-                                    blockBias += r
-                                    Kernels.axpy(r, xi, bb.baseAddress!, d)
-                                    i += 1
-                                }
-                                for j in 0..<d {
-                                    acc[j] += Double(bb[j])
-                                }
-                                for j in 0..<padded { bb[j] = 0 }
-                                acc[d] += Double(blockBias)
-                                loss += Double(blockLoss)
-                                row = end
+                                let count = min(blockRows, n - row)
+                                let x = xs.baseAddress! + row * d
+                                LinearKernels.predict(
+                                    x: x, rows: count, dimension: d, weights: parameters.baseAddress!, bias: parameters[d],
+                                    into: eb.baseAddress!)
+                                let (blockLoss, blockBias) = Kernels.logisticResiduals(
+                                    eta: eb.baseAddress!, labels: ys.baseAddress! + row, count: count, residuals: rb.baseAddress!)
+                                loss += blockLoss
+                                acc[d] += blockBias
+                                LinearKernels.accumulateTransposed(
+                                    x: x, rows: count, dimension: d, residuals: rb.baseAddress!, into: acc.baseAddress!)
+                                row += count
                             }
                         }
                     }

@@ -137,8 +137,9 @@ public struct OptimizerState: Sendable {
 /// and what `plexus train` repeats for a whole run.
 ///
 /// State that persists across calls: the optimizer state, the mini-batch order and its generator
-/// (seeded from ``Plan/seed``), and reusable buffers — the steps themselves do not allocate for
-/// full-batch training, and mini-batches reuse one buffer.
+/// (seeded from ``Plan/seed``), the gradient buffer and one reusable mini-batch buffer. Per step,
+/// the models allocate only small scratch buffers per call (a few, independent of the row count
+/// for logistic regression and the MLPs; O(n) risk-set arrays for the Cox loss) — never per row.
 public struct LocalTrainer: Sendable {
     public let objective: Objective
     public var optimizer: OptimizerState

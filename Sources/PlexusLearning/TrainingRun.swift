@@ -42,6 +42,13 @@ public struct FitSummary: Sendable, Hashable, Codable {
 }
 
 public enum Trainer {
+    /// The initial parameters every peer of a plan starts from: the model's initialisation drawn
+    /// from the `"init"` stream of `seed`. Peers that use this with the plan's seed agree bit for bit.
+    public static func initialParameters(for model: any Model, seed: UInt64) -> [Float] {
+        var generator = Xoshiro256(seed: seed, stream: "init")
+        return model.initialParameters(using: &generator)
+    }
+
     /// Fits a model of `plan` to raw training rows: standardizes them with their own statistics,
     /// initialises under the seed, then optimises.
     public static func fit(
@@ -52,8 +59,7 @@ public enum Trainer {
         let data = standardization.applied(to: raw)
         let model = makeModel(plan: plan, dimension: data.dimension)
         let seed = seed ?? plan.seed
-        var generator = Xoshiro256(seed: seed, stream: "init")
-        var parameters = model.initialParameters(using: &generator)
+        var parameters = initialParameters(for: model, seed: seed)
         let convex = plan.model == .logistic || plan.model == .cox
         let useLBFGS = solver == .lbfgs || (solver == .automatic && convex)
         let summary: FitSummary
@@ -91,6 +97,8 @@ public struct TrainingOptions: Sendable {
     public var solver: SolverChoice = .automatic
     /// If set, ``Plan/l2`` becomes 1/(C·n) for the n training rows: scikit-learn's `C` (total, not mean, loss).
     public var sklearnC: Double?
+    /// If set, the plan's optimizer runs this many steps instead of `rounds × localSteps`.
+    public var steps: Int?
     /// If non-empty, the standardization is fitted on the rows matching these filters (e.g. the pooled
     /// `split=train` rows for an isolated site, as the tcga_brca reference does) instead of the training rows.
     public var standardizeFilters: [RowFilter] = []
@@ -159,6 +167,11 @@ extension Trainer {
         if !options.standardizeFilters.isEmpty {
             let pooled = try DatasetLoader.load(table, plan: plan, filters: options.standardizeFilters)
             standardization = Standardization(fitting: pooled.dataset)
+        }
+        if let steps = options.steps {
+            guard steps >= 1 else { throw DataError(.badPlan, file: options.dataPath, "--steps must be at least 1, found \(steps)") }
+            plan.rounds = steps
+            plan.localSteps = 1
         }
         let (trained, summary) = fit(training.dataset, plan: plan, solver: options.solver, standardization: standardization)
         let elapsed = clock.now - start

@@ -31,6 +31,13 @@ extension Bench {
         @Option(help: "Comma-separated subset of: logistic, cox, mlp, deepsurv, large, cox-growth.")
         var only: String?
 
+        func validate() throws {
+            guard rows >= 16 else { throw ValidationError("--rows must be at least 16") }
+            guard (1...100_000).contains(features) else { throw ValidationError("--features must be from 1 to 100000") }
+            guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
+            guard coxMax >= 10_000 else { throw ValidationError("--cox-max must be at least 10000") }
+        }
+
         private func wanted(_ name: String) -> Bool {
             guard let only else { return true }
             return only.split(separator: ",").contains { $0 == name }

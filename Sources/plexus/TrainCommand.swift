@@ -25,11 +25,13 @@ struct Train: ParsableCommand {
             for rounds × local_steps steps for mlp and deepsurv; `plan` always uses the plan's \
             optimizer; `lbfgs` always uses L-BFGS.
 
-            Examples:
-              plexus train --data Topologies/data/wdbc.csv --plan wdbc.toml \\
+            Examples (plans in Topologies/plans, data in Topologies/data):
+              plexus train --data Topologies/data/wdbc.csv --plan Topologies/plans/wdbc-logistic.toml \\
                   --split Topologies/data/splits/wdbc_seed0.json --sklearn-c 1
-              plexus train --data Topologies/data/tcga_brca.csv --plan tcga.toml \\
-                  --where split=train --test-where split=test
+              plexus train --data Topologies/data/gbsg2.csv --plan Topologies/plans/gbsg2-cox.toml \\
+                  --split Topologies/data/splits/gbsg2_seed0.json --site 2 --ties efron
+              plexus train --data Topologies/data/tcga_brca.csv --plan Topologies/plans/tcga-cox.toml \\
+                  --where split=train --test-where split=test --json
             """
     )
 
@@ -59,6 +61,9 @@ struct Train: ParsableCommand {
     @Option(help: "Seed for initialisation and mini-batches (overrides the plan's seed).")
     var seed: UInt64?
 
+    @Option(help: "With --solver plan (or an MLP): run this many optimizer steps instead of rounds × local_steps.")
+    var steps: Int?
+
     @Option(help: "auto, lbfgs or plan.")
     var solver: String = "auto"
 
@@ -87,6 +92,7 @@ struct Train: ParsableCommand {
             throw ValidationError("--sklearn-c must be a number > 0")
         }
         if site != nil && split == nil { throw ValidationError("--site needs --split") }
+        if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
     }
 
     func run() throws {
@@ -104,6 +110,7 @@ struct Train: ParsableCommand {
         options.solver = SolverChoice(rawValue: solver)!
         options.sklearnC = sklearnC
         options.savePath = save
+        options.steps = steps
         let report: TrainingReport
         do {
             options.filters = try filters.map { (text: String) throws(DataError) -> RowFilter in try RowFilter(parsing: text) }

@@ -182,6 +182,40 @@ func minimumPreactivation(_ model: any Model, _ p: [Float], _ data: Dataset) -> 
         }
     }
 
+    /// The Cox model's SIMD linear predictor and gradient against plain Double sums, around the
+    /// chunk and block boundaries.
+    @Test(arguments: [1, 8, 9, 33], [1, 5, 9, 300])
+    func coxShapes(dimension d: Int, rows n: Int) {
+        var g = Xoshiro256(seed: UInt64(d * 7919 + n))
+        let x = (0..<(n * d)).map { _ in Float(g.nextGaussian()) }
+        let times = (0..<n).map { _ in Double(g.nextInt(below: 20)) }
+        let events = (0..<n).map { _ in Float(g.nextInt(below: 2)) }
+        let data = Dataset(featureNames: (0..<d).map { "x\($0)" }, features: x, times: times, events: events)
+        let beta = (0..<d).map { _ in Float(g.nextGaussian() * 0.3) }
+        let model = CoxRegression(dimension: d, ties: .efron)
+        let eta = model.predict(parameters: beta, batch: data)
+        var etaDouble: [Double] = []
+        for i in 0..<n {
+            var e = 0.0
+            for j in 0..<d { e += Double(beta[j]) * Double(data.features[i * d + j]) }
+            etaDouble.append(e)
+            #expect(abs(Double(eta[i]) - e) < 1e-5, "d \(d) n \(n) row \(i)")
+        }
+        var gradient: [Float] = []
+        let loss = model.lossAndGradient(parameters: beta, batch: data, into: &gradient)
+        let expected = naiveCoxLoss(eta: etaDouble, times: data.times, events: data.events, efron: true)
+        #expect(abs(loss - expected) < 1e-5 * max(1, abs(expected)))
+        var dEta = [Float](repeating: 0, count: n)
+        _ = eta.withUnsafeBufferPointer { e in
+            dEta.withUnsafeMutableBufferPointer { CoxLoss.lossAndGradient(eta: e, batch: data, ties: .efron, dEta: $0) }
+        }
+        for j in 0..<d {
+            var sum = 0.0
+            for i in 0..<n { sum += Double(dEta[i]) * Double(data.features[i * d + j]) }
+            #expect(abs(Double(gradient[j]) - sum) < 1e-5, "d \(d) n \(n) j \(j)")
+        }
+    }
+
     @Test func survivalRowsAreStoredByDecreasingTime() {
         let data = syntheticData(task: .survival, rows: 50, dimension: 2, seed: 4)
         #expect(zip(data.times, data.times.dropFirst()).allSatisfy { $0 >= $1 })

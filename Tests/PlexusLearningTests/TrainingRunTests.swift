@@ -36,6 +36,8 @@ import Testing
         #expect(report.trainRows == 40 && report.testRows == 222)
         #expect(report.fit.solver == "sgd" && report.fit.iterations == 200)
         #expect(report.test?.survival?.events == 32)
+        options.steps = 50
+        #expect(try Trainer.run(options).fit.iterations == 50)
     }
 
     @Test func badOptionsAreDataErrors() {
