@@ -19,6 +19,7 @@ struct Plexus: AsyncParsableCommand {
             TopologyCommand.self,
             Simulate.self,
             Evaluate.self,
+            Demo.self,
             Run.self,
             Watch.self,
             Report.self,
