@@ -146,7 +146,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Runs the built `plexus` executable as a user would.
-        .testTarget(name: "PlexusCLITests", dependencies: ["plexus"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PlexusCLITests",
+            dependencies: ["plexus", "PlexusCore", "PlexusEngine", "PlexusLearning", "PlexusLog", "PlexusTopology"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PlexusCodecTests",
             dependencies: ["PlexusCodec", "PlexusCrypto", "PlexusCore"],

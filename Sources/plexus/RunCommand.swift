@@ -48,6 +48,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "With --split: this site's index (0-based).")
     var site: Int?
 
+    @Option(help: "Use every N-th training row starting at I (I/N), e.g. 3/8: IID shards of one file for test networks.")
+    var shard: String?
+
     @Option(help: "Directory for the state file (resume after a crash) and the final model.", completion: .directory)
     var stateDir: String?
 
@@ -76,9 +79,16 @@ struct Run: AsyncParsableCommand {
             configuration.filters = try filters.map { try RowFilter(parsing: $0) }
             configuration.testFilters = try testFilters.map { try RowFilter(parsing: $0) }
         } catch { throw CLIError("\(error)") }
+        if let shard {
+            let parts = shard.split(separator: "/").compactMap { Int($0) }
+            guard parts.count == 2, parts[1] >= 1, (0..<parts[1]).contains(parts[0]) else {
+                throw ValidationError("--shard: expected I/N with 0 ≤ I < N, got '\(shard)'")
+            }
+            configuration.shard = (parts[0], parts[1])
+        }
         if let split {
-            guard let site else { throw ValidationError("--split needs --site N") }
-            configuration.split = (split, site)
+            guard site != nil || shard != nil else { throw ValidationError("--split needs --site N (or --shard I/N)") }
+            configuration.split = (split, site ?? 0)
         }
         configuration.stateDirectory = stateDir
         configuration.logDirectory = logDir

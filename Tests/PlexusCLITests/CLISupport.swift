@@ -59,3 +59,62 @@ func temporaryDirectory(_ label: String) -> String {
     try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
 }
+
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+/// `count` consecutive TCP ports on 127.0.0.1 that are free now.
+func freePorts(_ count: Int) -> Int {
+    func isFree(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+    for _ in 0..<200 {
+        let base = Int.random(in: 20000..<(60000 - count))
+        if (base..<base + count).allSatisfy(isFree) { return base }
+    }
+    fatalError("no free ports")
+}
+
+/// A `plexus` process started in the background.
+final class Background {
+    let process = Process()
+    let output: String
+
+    init(_ arguments: [String], output: String) throws {
+        self.output = output
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
+        process.executableURL = plexusExecutable
+        process.arguments = arguments
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+    }
+
+    /// Waits at most `timeout` seconds; kills the process and returns nil if it is still running.
+    func wait(timeout: TimeInterval) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return nil
+        }
+        return process.terminationStatus
+    }
+
+    func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    var log: String { (try? String(contentsOfFile: output, encoding: .utf8)) ?? "" }
+}

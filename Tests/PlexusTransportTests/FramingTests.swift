@@ -1,3 +1,4 @@
+import PlexusCore
 import NIOCore
 import NIOEmbedded
 import NIOTestUtils

@@ -1,0 +1,126 @@
+import Foundation
+import PlexusCore
+import PlexusEngine
+import PlexusLearning
+import PlexusLog
+import PlexusTopology
+import Testing
+
+/// Real `plexus run` processes on 127.0.0.1; every wait is bounded.
+@Suite(.serialized) struct NodeTests {
+    let data = repositoryRoot + "/Topologies/data/wdbc.csv"
+    let split = repositoryRoot + "/Topologies/data/splits/wdbc_seed0.json"
+
+    /// A loopback copy of `example` with fresh keys in `directory`.
+    func network(_ example: String, in directory: String) throws -> (path: String, topology: Topology) {
+        let path = directory + "/network.toml"
+        let generated = try plexus([
+            "topology", "generate", "--from", repositoryRoot + "/Topologies/" + example, "--keys-dir", directory + "/keys",
+            "--host", "127.0.0.1", "--base-port", String(freePorts(8)), "--out", path,
+        ])
+        #expect(generated.status == 0, "\(generated.stderr)")
+        return (path, try Topology.load(path: path, spectralAnalysis: false))
+    }
+
+    func runArguments(_ path: String, _ peer: PeerID, _ directory: String, _ rows: [String]) -> [String] {
+        ["run", "--topology", path, "--peer", peer.rawValue, "--key", "\(directory)/keys/\(peer).key", "--data", data,
+         "--state-dir", "\(directory)/state", "--log-dir", "\(directory)/logs", "--log-level", "warning"] + rows
+    }
+
+    /// The final model a node wrote, as the flat vector.
+    func finalModel(_ directory: String, _ peer: PeerID, model: any Model) throws -> [Float] {
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/state/\(peer).safetensors"))
+        return try Safetensors.decode(Array(bytes), layout: model.layout).parameters
+    }
+
+    /// Three nodes (wdbc, sites 60/30/10, full mesh) in synchronous lossless mode end with the
+    /// simulator's models, bit for bit.
+    @Test func threeNodesEqualTheSimulatorBitForBit() throws {
+        let directory = temporaryDirectory("nodes3")
+        let (path, topology) = try network("consortium-3.toml", in: directory)
+        let nodes = try topology.peers.enumerated().map { index, peer in
+            try Background(runArguments(path, peer.id, directory, ["--split", split, "--site", String(index)]), output: "\(directory)/\(peer.id).out")
+        }
+        for (node, peer) in zip(nodes, topology.peers) {
+            let status = node.wait(timeout: 120)
+            #expect(status == 0, "\(peer.id): \(node.log)")
+        }
+        let table = try CSV.read(path: data)
+        let partitioned = try Partitioner.partition(table: table, plan: topology.plan, spec: .split(split), count: 3, seed: topology.plan.seed)
+        let simulated = try Experiment.simulate(SimulationOptions(topology: topology, data: partitioned))
+        let model = makeModel(plan: topology.plan, dimension: partitioned.sites[0].dimension)
+        for peer in topology.peers {
+            let real = try finalModel(directory, peer.id, model: model)
+            #expect(real.map(\.bitPattern) == simulated.finalParameters[peer.id]!.map(\.bitPattern), "\(peer.id)")
+        }
+    }
+
+    /// Eight nodes on a ring; one is killed with SIGKILL mid-run and restarted: it resumes, the
+    /// run completes, and accuracy is within 0.01 of an uninterrupted run.
+    @Test func killedNodeResumes() throws {
+        func run(kill victim: Int?) throws -> [Double] {
+            let directory = temporaryDirectory("ring8")
+            let (path, topology) = try network("ring-8.toml", in: directory)
+            let arguments = topology.peers.enumerated().map { index, peer in
+                runArguments(path, peer.id, directory, ["--split", split, "--shard", "\(index)/8"])
+            }
+            var nodes = try arguments.enumerated().map { index, args in try Background(args, output: "\(directory)/\(index).out") }
+            if let victim {
+                let log = "\(directory)/logs/\(topology.peers[victim].id).jsonl"
+                let deadline = Date().addingTimeInterval(60)
+                // Wait until the victim is well into the run, then kill it without warning.
+                while Date() < deadline {
+                    let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+                    if text.components(separatedBy: "\"type\":\"round\"").count > 40 { break }
+                    usleep(10_000)
+                }
+                nodes[victim].kill9()
+                usleep(300_000)
+                nodes[victim] = try Background(arguments[victim], output: "\(directory)/\(victim).restarted.out")
+            }
+            for (index, node) in nodes.enumerated() {
+                #expect(node.wait(timeout: 180) == 0, "node \(index): \(node.log)")
+            }
+            let logs = try ConvergenceLogReader.read(directory: directory + "/logs")
+            #expect(logs.count == 8)
+            if let victim {
+                let restarted = logs.first { $0.peer == topology.peers[victim].id.rawValue }!
+                let rounds = restarted.rounds.map(\.round)
+                #expect(rounds.last == topology.plan.rounds)
+                #expect(restarted.events.contains { $0.event == "session_opened" })
+                // It resumed: the restarted process did not start over from round 1.
+                #expect(rounds.filter { $0 == 1 }.count == 1, "round 1 logged \(rounds.filter { $0 == 1 }.count) times")
+            }
+            return logs.map { $0.rounds.last!.test["accuracy"]! }
+        }
+        let uninterrupted = try run(kill: nil)
+        let interrupted = try run(kill: 3)
+        let a = uninterrupted.reduce(0, +) / 8
+        let b = interrupted.reduce(0, +) / 8
+        #expect(abs(a - b) <= 0.01, "uninterrupted \(a), with a restart \(b)")
+    }
+
+    /// Start-up errors are one clear line each and a non-zero exit.
+    @Test func startUpErrors() throws {
+        let directory = temporaryDirectory("startup")
+        let (path, topology) = try network("consortium-3.toml", in: directory)
+        let a = topology.peers[0].id
+        let b = topology.peers[1].id
+        let unknown = try plexus(runArguments(path, PeerID("nobody")!, directory, []).map { $0 == "\(directory)/keys/nobody.key" ? "\(directory)/keys/\(a).key" : $0 })
+        #expect(unknown.status != 0 && unknown.stderr.contains("no peer 'nobody'"))
+        var wrongKey = runArguments(path, a, directory, [])
+        wrongKey[wrongKey.firstIndex(of: "\(directory)/keys/\(a).key")!] = "\(directory)/keys/\(b).key"
+        let mismatch = try plexus(wrongKey)
+        #expect(mismatch.status != 0 && mismatch.stderr.contains("is not the one pinned for '\(a)'"))
+        let badData = try plexus(runArguments(path, a, directory, ["--where", "diagnosis=7"]))
+        #expect(badData.status != 0 && badData.stderr.contains("no rows match"))
+        let busy = try Background(runArguments(path, a, directory, ["--split", split, "--site", "0"]), output: directory + "/busy.out")
+        defer { busy.kill9() }
+        usleep(500_000)
+        try FileManager.default.createDirectory(atPath: directory + "/other", withIntermediateDirectories: true)
+        let portInUse = try plexus(runArguments(path, a, directory + "/other", ["--split", split, "--site", "0"]).map {
+            $0.hasPrefix(directory + "/other/keys") ? $0.replacingOccurrences(of: directory + "/other", with: directory) : $0
+        })
+        #expect(portInUse.status != 0 && portInUse.stderr.contains("cannot listen on 127.0.0.1:"))
+    }
+}
