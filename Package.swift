@@ -103,6 +103,9 @@ let package = Package(
             dependencies: [
                 "PlexusCore", "PlexusCrypto", "PlexusCodec", "PlexusGossip", "PlexusLog", "PlexusLearning",
                 "PlexusTopology", "PlexusEngine", "PlexusTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -34,6 +34,8 @@ public struct NodeConfiguration: Sendable {
     public var listen: (host: String, port: Int)?
     /// Where to write the final model as safetensors. Default: `<state-dir>/<peer>.safetensors`.
     public var modelPath: String?
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics.
+    public var metrics: (host: String, port: Int)?
     /// Keep serving after the last round.
     public var forever = false
     /// How long a finished node keeps answering (keyframe requests of slower neighbours) before
@@ -144,13 +146,18 @@ public final class PeerNode: Sendable {
             ),
             logger: logger
         )
-        let driver = try NodeDriver(node: self, mesh: mesh)
+        let metrics = NodeMetrics(peer: me.rawValue)
+        let driver = try NodeDriver(node: self, mesh: mesh, metrics: metrics)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: mesh),
+            .init(service: driver, successTerminationBehavior: .gracefullyShutdownGroup),
+        ]
+        if let endpoint = configuration.metrics {
+            services.append(.init(service: MetricsServer(host: endpoint.host, port: endpoint.port, metrics: metrics, logger: logger)))
+        }
         let group = ServiceGroup(
             configuration: .init(
-                services: [
-                    .init(service: mesh),
-                    .init(service: driver, successTerminationBehavior: .gracefullyShutdownGroup),
-                ],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

@@ -36,9 +36,12 @@ actor NodeDriver: Service {
     private var restoredSnapshot: GossipInstance<PlanLearner>.Snapshot?
     private var round: Int { instance.round }
 
-    init(node: PeerNode, mesh: PeerMesh) throws(NodeError) {
+    let metrics: NodeMetrics
+
+    init(node: PeerNode, mesh: PeerMesh, metrics: NodeMetrics) throws(NodeError) {
         self.node = node
         self.mesh = mesh
+        self.metrics = metrics
         self.topology = node.topology
         let me = node.configuration.peer
         let index = node.topology.index(of: me)!
@@ -122,13 +125,16 @@ actor NodeDriver: Service {
     private func handle(_ event: MeshEvent) async {
         switch event {
         case .sessionOpened(let peer):
+            metrics.update { $0.openSessions += 1 }
             log?.write(ConvergenceLog.session("session_opened", peer: node.configuration.peer, other: peer.rawValue, reason: nil, round: round, time: now()))
             // Every new session: all the statistics known, then a keyframe.
             for (_, bytes) in statisticsMessages.sorted(by: { $0.key < $1.key }) { enqueue(bytes, to: peer) }
             carryOut(instance.sessionOpened(with: peer))
         case .sessionClosed(let peer, let reason):
+            metrics.update { $0.openSessions = max(0, $0.openSessions - 1) }
             log?.write(ConvergenceLog.session("session_closed", peer: node.configuration.peer, other: peer.rawValue, reason: reason, round: round, time: now()))
         case .refused(let peer, let reason):
+            metrics.update { $0.handshakeFailures[reason, default: 0] += 1 }
             log?.write(ConvergenceLog.session("refused", peer: node.configuration.peer, other: peer ?? "?", reason: reason, round: round, time: now()))
         case .message(let peer, let bytes):
             if bytes.first == StatisticsMessage.type {
@@ -188,6 +194,15 @@ actor NodeDriver: Service {
                     test = metricPairs(Evaluation(model: node.model, parameters: report.parameters, data: standardization.applied(to: testSet)))
                 }
                 log?.write(ConvergenceLog.round(report, time: now(), test: test))
+                metrics.update { m in
+                    m.round = report.round
+                    m.loss = report.trainingLoss
+                    m.consensusDistance = report.consensusDistance
+                    m.bytesSent += report.bytesSent
+                    m.bytesReceived += report.bytesReceived
+                    for (reason, count) in report.rejected { m.rejected[reason, default: 0] += count }
+                    if let first = test.first { m.metric = (first.0, first.1) }
+                }
             case .event(let event):
                 log?.write(ConvergenceLog.event(event, peer: node.configuration.peer, round: round, time: now()))
                 if case .rejected(let from, let reason, _) = event {
@@ -195,6 +210,7 @@ actor NodeDriver: Service {
                 }
             case .finished:
                 finished = true
+                metrics.update { $0.finished = true }
                 saveModel()
                 if !node.configuration.forever && !stopScheduled {
                     stopScheduled = true

@@ -63,6 +63,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Write the final model here (safetensors). Default: <state-dir>/<peer>.safetensors.", completion: .file())
     var model: String?
 
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464).")
+    var metrics: String?
+
     @Flag(help: "Keep serving the latest model to neighbours after the last round.")
     var forever = false
 
@@ -99,6 +102,12 @@ struct Run: AsyncParsableCommand {
                 throw ValidationError("--listen: expected HOST:PORT, got '\(listen)'")
             }
             configuration.listen = (String(listen[..<colon]).trimmingCharacters(in: ["[", "]"]), port)
+        }
+        if let metrics {
+            guard let colon = metrics.lastIndex(of: ":"), let port = Int(metrics[metrics.index(after: colon)...]), (1...65535).contains(port) else {
+                throw ValidationError("--metrics: expected HOST:PORT, got '\(metrics)'")
+            }
+            configuration.metrics = (String(metrics[..<colon]), port)
         }
         var logger = Logger(label: "plexus.node") { label in StreamLogHandler.standardError(label: label) }
         logger.logLevel = level

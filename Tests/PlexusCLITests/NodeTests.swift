@@ -100,6 +100,45 @@ import Testing
         #expect(abs(a - b) <= 0.01, "uninterrupted \(a), with a restart \(b)")
     }
 
+    /// `--metrics` serves the Prometheus text format, and its values move as the node trains.
+    @Test func prometheusMetricsMove() throws {
+        let directory = temporaryDirectory("metrics")
+        let (path, topology) = try network("consortium-3.toml", in: directory)
+        let port = freePorts(1)
+        var nodes: [Background] = []
+        for (index, peer) in topology.peers.enumerated() {
+            var extra = ["--split", split, "--site", String(index), "--test-where", "diagnosis=1"]
+            if index == 0 { extra += ["--metrics", "127.0.0.1:\(port)", "--forever"] }
+            nodes.append(try Background(runArguments(path, peer.id, directory, extra), output: "\(directory)/\(peer.id).out"))
+        }
+        defer { nodes[0].kill9() }
+        // An early scrape, as soon as the server answers.
+        var first: String?
+        let deadline = Date().addingTimeInterval(30)
+        while first == nil && Date() < deadline {
+            first = httpGet(port: port, path: "/metrics")
+            if first == nil { usleep(20_000) }
+        }
+        let early = try #require(first)
+        #expect(early.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(early.contains("# TYPE plexus_round gauge"))
+        for node in nodes.dropFirst() { #expect(node.wait(timeout: 120) == 0, "\(node.log)") }
+        // After the last round (the node keeps serving with --forever).
+        var late = ""
+        while Date() < deadline.addingTimeInterval(60) {
+            late = httpGet(port: port, path: "/metrics") ?? ""
+            if sample(late, "plexus_finished{") == 1 { break }
+            usleep(50_000)
+        }
+        let label = "{peer=\"\(topology.peers[0].id)\"}"
+        #expect(sample(late, "plexus_round\(label)") == Double(topology.plan.rounds))
+        #expect((sample(late, "plexus_bytes_sent_total\(label)") ?? 0) > (sample(early, "plexus_bytes_sent_total\(label)") ?? 0))
+        #expect((sample(late, "plexus_round\(label)") ?? 0) > (sample(early, "plexus_round\(label)") ?? -1))
+        #expect(sample(late, "plexus_training_loss\(label)").map { $0.isFinite && $0 > 0 } == true)
+        #expect(sample(late, "plexus_validation_metric{peer=\"\(topology.peers[0].id)\",metric=\"accuracy\"}") != nil)
+        #expect(httpGet(port: port, path: "/other")?.hasPrefix("HTTP/1.1 404") == true)
+    }
+
     /// Start-up errors are one clear line each and a non-zero exit.
     @Test func startUpErrors() throws {
         let directory = temporaryDirectory("startup")
