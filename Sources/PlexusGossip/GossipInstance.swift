@@ -526,7 +526,9 @@ public struct GossipInstance<Learner: LocalLearner> {
             return
         }
         let envelopeRound = Int(clamping: envelope.header.round)
-        if settings.synchrony == .synchronous && envelopeRound > round {
+        // Deltas from rounds ahead wait until this peer gets there; a keyframe is a whole copy
+        // and applies at once (a restarted or newly joined peer catches up from it).
+        if settings.synchrony == .synchronous && envelopeRound > round && envelope.header.kind == .delta {
             var state = neighbourStates[peer]!
             if state.held.count >= settings.maxBufferedPerNeighbour {
                 reject(from: peer, reason: "tooFarAhead", "round \(envelopeRound) is too far ahead of round \(round)", into: &directives)

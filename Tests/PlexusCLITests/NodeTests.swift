@@ -100,6 +100,55 @@ import Testing
         #expect(abs(a - b) <= 0.01, "uninterrupted \(a), with a restart \(b)")
     }
 
+    /// A fourth node is added to a running three-node network by editing the topology file: the
+    /// three pick the edit up without a restart, the newcomer joins, and all four converge.
+    @Test func reloadAddsAFourthNode() throws {
+        let directory = temporaryDirectory("reload")
+        let base = freePorts(4)
+        let path = directory + "/network.toml"
+        let generated = try plexus([
+            "topology", "generate", "--shape", "full", "--peers", "4", "--keys-dir", directory + "/keys", "--host", "127.0.0.1",
+            "--base-port", String(base), "--plan", repositoryRoot + "/Topologies/plans/wdbc-logistic.toml", "--out", directory + "/full4.toml",
+        ])
+        #expect(generated.status == 0, "\(generated.stderr)")
+        let four = try Topology.load(path: directory + "/full4.toml", spectralAnalysis: false)
+        var plan = four.plan
+        plan.rounds = 1500
+        plan.roundDeadlineMilliseconds = 2000
+        let ids = four.peers.map(\.id)
+        let three = Topology(
+            networkName: "reload", plan: plan, peers: Array(four.peers.prefix(3)),
+            links: four.links.filter { $0.a != ids[3] && $0.b != ids[3] }
+        )
+        let all = Topology(networkName: "reload", plan: plan, peers: four.peers, links: four.links)
+        try TopologyWriter.toml(three).write(toFile: path, atomically: true, encoding: .utf8)
+        var nodes = try (0..<3).map { index in
+            try Background(runArguments(path, ids[index], directory, ["--split", split, "--shard", "\(index)/4"]), output: "\(directory)/\(index).out")
+        }
+        defer { for node in nodes where node.process.isRunning { node.kill9() } }
+        // Let the three train for a while, then add the fourth peer and its links to the file.
+        let firstLog = "\(directory)/logs/\(ids[0]).jsonl"
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, ((try? String(contentsOfFile: firstLog, encoding: .utf8)) ?? "").components(separatedBy: "\"type\":\"round\"").count < 100 {
+            usleep(20_000)
+        }
+        try TopologyWriter.toml(all).write(toFile: path, atomically: true, encoding: .utf8)
+        nodes.append(try Background(runArguments(path, ids[3], directory, ["--split", split, "--shard", "3/4"]), output: "\(directory)/3.out"))
+        for (index, node) in nodes.enumerated() { #expect(node.wait(timeout: 240) == 0, "node \(index): \(node.log)") }
+        let logs = try ConvergenceLogReader.read(directory: directory + "/logs")
+        #expect(logs.count == 4)
+        let newcomer = try #require(logs.first { $0.peer == ids[3].rawValue })
+        #expect(newcomer.rounds.last?.round == plan.rounds)
+        #expect(newcomer.rounds.first.map { $0.round > 50 } == true, "the newcomer joined the network's round, not round 1")
+        for log in logs where log.peer != ids[3].rawValue {
+            #expect(log.events.contains { $0.event == "reloaded" }, "\(log.peer) reloaded the file")
+            #expect(log.rounds.last?.staleness.keys.contains(ids[3].rawValue) == true, "\(log.peer) mixes with the newcomer")
+        }
+        let accuracies = logs.map { $0.rounds.last!.test["accuracy"]! }
+        #expect(accuracies.max()! - accuracies.min()! <= 0.02, "converged: \(accuracies)")
+        #expect(accuracies.min()! >= 0.93)
+    }
+
     /// `--metrics` serves the Prometheus text format, and its values move as the node trains.
     @Test func prometheusMetricsMove() throws {
         let directory = temporaryDirectory("metrics")
