@@ -20,16 +20,21 @@ public enum NetworkBenchmark {
         public var bytesPerRound: Double
     }
 
-    /// Changes every parameter a little each round, deterministically: a dense update like
-    /// a gradient step's, without the cost of one.
+    /// Changes every parameter a little each round, by a hashed pseudo-random amount: a dense,
+    /// incompressible-looking update like a gradient step's, without the cost of one.
     struct SyntheticLearner: LocalLearner {
         let sampleCount: Int
         let seed: UInt64
         mutating func train(_ parameters: inout [Float], round: Int) -> Double {
-            var rng = SplitMix64(seed: seed &+ UInt64(round) &* 0x9E37_79B9_7F4A_7C15)
-            let base = Float(rng.unit()) * 1e-3
+            let salt = UInt32(truncatingIfNeeded: seed &* 0x9E37_79B9 &+ UInt64(round) &* 0x85EB_CA77)
             parameters.withUnsafeMutableBufferPointer { p in
-                for i in 0..<p.count { p[i] += base * Float((i &* 2_654_435_761) & 1023) / 1024 - base / 2 }
+                for i in 0..<p.count {
+                    var h = UInt32(truncatingIfNeeded: i) &* 0x9E37_79B1 ^ salt
+                    h ^= h >> 15
+                    h &*= 0x85EB_CA77
+                    h ^= h >> 13
+                    p[i] += (Float(h & 0xFFFF) / 65536 - 0.5) * 1e-3
+                }
             }
             return 0
         }

@@ -4,6 +4,7 @@ import PlexusCore
 import PlexusEngine
 import PlexusLearning
 import PlexusLog
+import PlexusNode
 import PlexusTopology
 import PlexusViews
 
@@ -39,7 +40,9 @@ struct Demo: ParsableCommand {
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let source: Topology
         do { source = try Topology.load(path: topology, spectralAnalysis: false) } catch { throw CLIError(error.description) }
-        let port = try basePort ?? freePortRange(count: source.peers.count)
+        guard let port = basePort ?? LocalPorts.freeRange(count: source.peers.count) else {
+            throw CLIError("no \(source.peers.count) consecutive free ports found on 127.0.0.1; pass --base-port")
+        }
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
 
         // 1. Fresh keys and a loopback topology.
@@ -141,29 +144,6 @@ struct Demo: ParsableCommand {
         print("Convergence logs: \(dir)/logs/<peer>.jsonl   (watch: plexus watch \(dir)/logs)")
         print("Report:           \(dir)/report.html")
         print("Final models:     \(dir)/state/<peer>.safetensors")
-    }
-
-    /// `count` consecutive ports that are free now, in 20000…60000.
-    func freePortRange(count: Int) throws -> Int {
-        var rng = SplitMix64(seed: UInt64(ProcessInfo.processInfo.processIdentifier) &* 2654435761)
-        for _ in 0..<50 {
-            let base = 20000 + rng.below(40000 - count)
-            if (base..<base + count).allSatisfy(isFree) { return base }
-        }
-        throw CLIError("no \(count) consecutive free ports found on 127.0.0.1; pass --base-port")
-    }
-
-    func isFree(_ port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
     }
 
     func runProcess(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {

@@ -1,4 +1,5 @@
 import Foundation
+import PlexusNode
 
 /// The result of running the `plexus` executable.
 struct CommandResult {
@@ -64,23 +65,8 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 
 /// `count` consecutive TCP ports on 127.0.0.1 that are free now.
 func freePorts(_ count: Int) -> Int {
-    func isFree(_ port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-    }
-    for _ in 0..<200 {
-        let base = Int.random(in: 20000..<(60000 - count))
-        if (base..<base + count).allSatisfy(isFree) { return base }
-    }
-    fatalError("no free ports")
+    guard let base = LocalPorts.freeRange(count: count) else { fatalError("no \(count) free ports on 127.0.0.1") }
+    return base
 }
 
 /// A `plexus` process started in the background.
