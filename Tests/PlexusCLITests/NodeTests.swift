@@ -55,6 +55,57 @@ import Testing
         }
     }
 
+    /// Hostile connections to a running node — garbage bytes, a frame declaring 2 GiB, a
+    /// stranger's handshake that stalls — are refused, logged with a reason, and change nothing:
+    /// the honest nodes still end with the simulator's models, bit for bit.
+    @Test func hostileConnectionsChangeNothing() throws {
+        let directory = temporaryDirectory("hostile")
+        let (path, topology) = try network("consortium-3.toml", in: directory)
+        let nodes = try topology.peers.enumerated().map { index, peer in
+            try Background(runArguments(path, peer.id, directory, ["--split", split, "--site", String(index)]), output: "\(directory)/\(peer.id).out")
+        }
+        let port = topology.peers[0].endpoint.port
+        func connectToA() -> Int32? {
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline {
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_port = in_port_t(UInt16(port).bigEndian)
+                address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                let ok = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+                }
+                if ok { return fd }
+                close(fd)
+                usleep(5_000)
+            }
+            return nil
+        }
+        let garbage = try #require(connectToA())
+        var noise = (0..<200).map { _ in UInt8.random(in: 0...255) }
+        noise.replaceSubrange(0..<4, with: [0x80, 0, 0, 0])  // a 128-byte frame of junk, then more junk
+        _ = noise.withUnsafeBytes { send(garbage, $0.baseAddress, $0.count, 0) }
+        let huge = try #require(connectToA())
+        let declaration: [UInt8] = [0x00, 0x00, 0x00, 0x80]  // 2 GiB, little-endian
+        _ = declaration.withUnsafeBytes { send(huge, $0.baseAddress, $0.count, 0) }
+        defer { close(garbage); close(huge) }
+        for (node, peer) in zip(nodes, topology.peers) {
+            #expect(node.wait(timeout: 120) == 0, "\(peer.id): \(node.log)")
+        }
+        let log = try ConvergenceLogReader.read(directory: directory + "/logs").first { $0.peer == topology.peers[0].id.rawValue }!
+        let refusals = log.events.filter { $0.event == "refused" }.compactMap(\.reason)
+        #expect(refusals.count >= 2, "refusals logged: \(refusals)")
+        #expect(refusals.contains { $0.contains("frame-too-large") || $0.contains("too large") }, "\(refusals)")
+        let table = try CSV.read(path: data)
+        let partitioned = try Partitioner.partition(table: table, plan: topology.plan, spec: .split(split), count: 3, seed: topology.plan.seed)
+        let simulated = try Experiment.simulate(SimulationOptions(topology: topology, data: partitioned))
+        let model = makeModel(plan: topology.plan, dimension: partitioned.sites[0].dimension)
+        for peer in topology.peers {
+            #expect(try finalModel(directory, peer.id, model: model).map(\.bitPattern) == simulated.finalParameters[peer.id]!.map(\.bitPattern))
+        }
+    }
+
     /// Eight nodes on a ring; one is killed with SIGKILL mid-run and restarted: it resumes, the
     /// run completes, and accuracy is within 0.01 of an uninterrupted run.
     @Test func killedNodeResumes() throws {
