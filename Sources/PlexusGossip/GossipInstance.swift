@@ -252,7 +252,11 @@ public struct GossipInstance<Learner: LocalLearner> {
     /// every neighbour already delivered it).
     public mutating func resume() -> [GossipDirective] {
         var directives: [GossipDirective] = []
-        guard round >= 1, !isFinished else { return start() }
+        if isFinished {
+            directives.append(.finished)
+            return directives
+        }
+        guard round >= 1 else { return start() }
         started = true
         if settings.synchrony == .synchronous {
             directives.append(.scheduleDeadline(round: round, after: settings.roundDeadline))

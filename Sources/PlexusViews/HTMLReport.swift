@@ -140,12 +140,10 @@ public enum HTMLReport {
     static func finalTable(_ logs: [PeerLog]) -> String {
         let metrics = HTMLReport.preferredMetrics
         var rows = "<table class=\"final\"><tr><th>peer</th><th>rounds</th><th>loss</th>"
-        let scopeMetric = metric(in: logs)
         for m in metrics where logs.contains(where: { $0.rounds.last.map { ($0.test[m] ?? $0.validation[m]) != nil } ?? false }) {
             rows += "<th>\(displayName(m))</th>"
         }
         rows += "<th>consensus distance</th><th>bytes sent</th><th>rejected</th></tr>\n"
-        _ = scopeMetric
         for log in logs {
             guard let last = log.rounds.last else {
                 rows += "<tr><td>\(escape(log.peer))</td><td>0</td><td colspan=\"5\">no rounds logged</td></tr>\n"

@@ -12,12 +12,20 @@ import Testing
     let split = repositoryRoot + "/Topologies/data/splits/wdbc_seed0.json"
 
     /// A loopback copy of `example` with fresh keys in `directory`.
-    func network(_ example: String, in directory: String) throws -> (path: String, topology: Topology) {
+    func network(_ example: String, in directory: String, rounds: Int? = nil) throws -> (path: String, topology: Topology) {
         let path = directory + "/network.toml"
-        let generated = try plexus([
+        var arguments = [
             "topology", "generate", "--from", repositoryRoot + "/Topologies/" + example, "--keys-dir", directory + "/keys",
             "--host", "127.0.0.1", "--base-port", String(freePorts(8)), "--out", path,
-        ])
+        ]
+        if let rounds {
+            // The example's plan with more rounds, so that a run lasts long enough to interrupt.
+            var plan = try Topology.load(path: repositoryRoot + "/Topologies/" + example, spectralAnalysis: false).plan
+            plan.rounds = rounds
+            try TopologyWriter.plan(plan).write(toFile: directory + "/plan.toml", atomically: true, encoding: .utf8)
+            arguments += ["--plan", directory + "/plan.toml"]
+        }
+        let generated = try plexus(arguments)
         #expect(generated.status == 0, "\(generated.stderr)")
         return (path, try Topology.load(path: path, spectralAnalysis: false))
     }
@@ -111,7 +119,7 @@ import Testing
     @Test func killedNodeResumes() throws {
         func run(kill victim: Int?) throws -> [Double] {
             let directory = temporaryDirectory("ring8")
-            let (path, topology) = try network("ring-8.toml", in: directory)
+            let (path, topology) = try network("ring-8.toml", in: directory, rounds: 1000)
             let arguments = topology.peers.enumerated().map { index, peer in
                 runArguments(path, peer.id, directory, ["--split", split, "--shard", "\(index)/8"])
             }
@@ -122,7 +130,7 @@ import Testing
                 // Wait until the victim is well into the run, then kill it without warning.
                 while Date() < deadline {
                     let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-                    if text.components(separatedBy: "\"type\":\"round\"").count > 40 { break }
+                    if text.components(separatedBy: "\"type\":\"round\"").count > 150 { break }
                     usleep(10_000)
                 }
                 nodes[victim].kill9()

@@ -22,9 +22,7 @@ import Testing
 
         // The same computation, directly, in Double.
         let n = graph.count
-        let w = Graphs.metropolis(graph)
         // p_ij = n_j ÷ max(S_i, S_j), S_i = n_i + Σ_{j ~ i} n_j (see MixingWeights).
-        _ = w
         let size = { (i: Int) in Double(sizes[i % sizes.count]) }
         let s = (0..<n).map { i in size(i) + graph[i].map(size).reduce(0, +) }
         var p = [[Double]](repeating: [Double](repeating: 0, count: n), count: n)

@@ -139,4 +139,34 @@ import Testing
         #expect(missed[5] == [peerID(3)])
         #expect(outcome.messagesCutByPartition > 0)
     }
+
+    /// A restart restores the snapshot: the version jumps past anything signed, the round goes on,
+    /// and a peer restarted after its last round just reports it finished.
+    @Test func restoreResumesAndNeverReusesAVersion() throws {
+        let peers = makePeers(graph: Graphs.full(3), sizes: [10, 20, 30], dimension: 5, rounds: 6, learningRate: 0.1)
+        let sim = Simulator(peers: peers, seed: 8)
+        _ = sim.run()
+        let done = sim.instance(peerID(0))!
+        #expect(done.isFinished)
+        var restarted = GossipInstance(
+            settings: peers[0].settings, key: peers[0].key, learner: peers[0].learner, initialParameters: peers[0].initialParameters, clock: { .zero }
+        )
+        restarted.restore(done.snapshot())
+        #expect(restarted.version == done.version + 2)
+        #expect(restarted.parameters == done.parameters)
+        #expect(restarted.neighbourStates[peerID(1)]?.copy == done.neighbourStates[peerID(1)]?.copy)
+        let directives = restarted.resume()
+        #expect(directives.contains { if case .finished = $0 { true } else { false } })
+        // Mid-run: resuming waits for the round in progress (its deadline), it does not restart at round 1.
+        var midway = done.snapshot()
+        midway.round = 3
+        for peer in midway.neighbours.keys { midway.neighbours[peer]!.round = 2 }  // their round-3 deltas are not in yet
+        var resumed = GossipInstance(
+            settings: peers[0].settings, key: peers[0].key, learner: peers[0].learner, initialParameters: peers[0].initialParameters, clock: { .zero }
+        )
+        resumed.restore(midway)
+        let next = resumed.resume()
+        #expect(resumed.round == 3)
+        #expect(next.contains { if case .scheduleDeadline(3, _) = $0 { true } else { false } })
+    }
 }
