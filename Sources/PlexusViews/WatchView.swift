@@ -4,9 +4,14 @@ public import PlexusLog
 public enum WatchView {
     static let sparks: [Character] = ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"]
 
-    /// A sparkline of `values` (at most `width` of the latest), scaled to their own range.
+    /// A sparkline of the whole series in at most `width` characters (evenly sampled, the last
+    /// value always shown), scaled to its own range.
     public static func sparkline(_ values: [Double], width: Int) -> String {
-        let recent = values.suffix(width).filter(\.isFinite)
+        let finite = values.filter(\.isFinite)
+        guard width > 0 else { return "" }
+        let recent: [Double] = finite.count <= width
+            ? finite
+            : (0..<width).map { finite[($0 * (finite.count - 1)) / max(width - 1, 1)] }
         guard let lo = recent.min(), let hi = recent.max() else { return "" }
         return String(recent.map { v in
             hi > lo ? sparks[min(7, Int((v - lo) / (hi - lo) * 7.999))] : sparks[3]
