@@ -118,7 +118,7 @@ import Testing
     @Test(arguments: allSpecs)
     func sealInOnePassEqualsEncodeThenSeal(spec: CodecSpec) throws {
         let values = sampleDelta(count: 3000, seed: 21)
-        let header = testHeader(kind: .delta, sequence: 4, base: 3)
+        let header = sampleHeader(kind: .delta, sequence: 4, base: 3)
         var viaSeal = [Float](repeating: 0, count: values.count)
         var viaEncode = [Float](repeating: 0, count: values.count)
         let sealed = try viaSeal.withUnsafeMutableBufferPointer { r in

@@ -8,7 +8,7 @@ import Testing
     func sealThenOpenRoundTrips(spec: CodecSpec) throws {
         let values = sampleDelta(count: 5000, seed: 3)
         let encoded = try DeltaEncoder(codec: spec).encode(values)
-        let header = testHeader(kind: .delta, sequence: 9, base: 8)
+        let header = sampleHeader(kind: .delta, sequence: 9, base: 8)
         let bytes = seal(encoded, header: header)
         let (envelope, decoded) = try open(bytes, count: values.count)
         #expect(envelope.header == header)
@@ -67,10 +67,10 @@ import Testing
     @Test func sequenceRulesAreChecked() throws {
         let encoded = try DeltaEncoder(codec: .lossless).encode([1, 2, 3])
         for header in [
-            testHeader(kind: .keyframe, sequence: 0, base: 0),
-            testHeader(kind: .keyframe, sequence: 5, base: 4),
-            testHeader(kind: .delta, sequence: 5, base: 0),
-            testHeader(kind: .delta, sequence: 5, base: 5),
+            sampleHeader(kind: .keyframe, sequence: 0, base: 0),
+            sampleHeader(kind: .keyframe, sequence: 5, base: 4),
+            sampleHeader(kind: .delta, sequence: 5, base: 0),
+            sampleHeader(kind: .delta, sequence: 5, base: 5),
         ] {
             let error = #expect(throws: DeltaError.self) { try open(seal(encoded, header: header), count: 3) }
             #expect(error?.code == .badSequence)

@@ -26,14 +26,14 @@ let testKey: Ed25519.PrivateKey = {
 let testPlanHash = BLAKE2b.hash256(Array("test plan".utf8))
 let testOrigin = PeerID("hospital-a")!
 
-func testHeader(kind: DeltaEnvelope.Kind = .keyframe, sequence: UInt64 = 1, base: UInt64 = 0) -> DeltaEnvelope.Header {
+func sampleHeader(kind: DeltaEnvelope.Kind = .keyframe, sequence: UInt64 = 1, base: UInt64 = 0) -> DeltaEnvelope.Header {
     DeltaEnvelope.Header(
         kind: kind, planHash: testPlanHash, origin: testOrigin, sequence: sequence, round: 7,
         baseSequence: base, sampleCount: 341
     )
 }
 
-func seal(_ delta: EncodedDelta, header: DeltaEnvelope.Header = testHeader()) -> [UInt8] {
+func seal(_ delta: EncodedDelta, header: DeltaEnvelope.Header = sampleHeader()) -> [UInt8] {
     DeltaEnvelope(header: header, delta: delta).sealed(by: testKey)
 }
 
