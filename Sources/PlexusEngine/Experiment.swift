@@ -1,5 +1,5 @@
 import Foundation
-public import PlexusCodec
+import PlexusCodec
 public import PlexusCore
 public import PlexusCrypto
 public import PlexusGossip

@@ -1,4 +1,4 @@
-public import PlexusCore
+import PlexusCore
 
 /// What peers say to each other, above the transport: one byte of type, then its body.
 ///

@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-public import PlexusCore
+import PlexusCore
 
 /// xoshiro256** (Blackman & Vigna 2018), seeded through ``SplitMix64``.
 ///

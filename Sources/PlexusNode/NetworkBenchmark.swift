@@ -1,7 +1,7 @@
 import Foundation
 public import Logging
 public import PlexusCodec
-public import PlexusCore
+import PlexusCore
 import PlexusCrypto
 import PlexusGossip
 import PlexusTransport

@@ -2,12 +2,12 @@ import Foundation
 public import Logging
 public import PlexusCore
 import PlexusCodec
-public import PlexusCrypto
+import PlexusCrypto
 import PlexusEngine
 import PlexusGossip
 public import PlexusLearning
 import PlexusLog
-public import PlexusTopology
+import PlexusTopology
 import PlexusTransport
 import ServiceLifecycle
 import UnixSignals

@@ -1,9 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-public import PlexusCodec
-public import PlexusCore
-public import PlexusCrypto
+import PlexusCodec
+import PlexusCore
+import PlexusCrypto
 public import PlexusGossip
 
 /// A node's durable state: one file, `<state-dir>/<peer>.state`, replaced atomically (write a

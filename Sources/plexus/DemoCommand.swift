@@ -68,7 +68,7 @@ struct Demo: ParsableCommand {
                 "--state-dir", "\(dir)/state", "--log-dir", "\(dir)/logs", "--log-level", "warning",
             ]
             let output = FileHandle(forWritingAtPath: "\(dir)/\(peer.id).out") ?? {
-                FileManager.default.createFile(atPath: "\(dir)/\(peer.id).out", contents: nil)
+                _ = FileManager.default.createFile(atPath: "\(dir)/\(peer.id).out", contents: nil)
                 return FileHandle(forWritingAtPath: "\(dir)/\(peer.id).out")!
             }()
             process.standardOutput = output
