@@ -194,6 +194,16 @@ actor NodeDriver: Service {
                     test = metricPairs(Evaluation(model: node.model, parameters: report.parameters, data: standardization.applied(to: testSet)))
                 }
                 log?.write(ConvergenceLog.round(report, time: now(), test: test))
+                // A progress line for the operator about every tenth of the run.
+                let every = max(1, node.plan.rounds / 10)
+                if report.round % every == 0 || report.round == node.plan.rounds {
+                    var metadata: Logger.Metadata = [
+                        "round": "\(report.round)/\(node.plan.rounds)", "loss": "\(report.trainingLoss)",
+                        "consensus_distance": "\(report.consensusDistance)",
+                    ]
+                    if let first = test.first { metadata["test.\(first.0)"] = "\(first.1)" }
+                    node.logger.info("Round completed", metadata: metadata)
+                }
                 metrics.update { m in
                     m.round = report.round
                     m.loss = report.trainingLoss
