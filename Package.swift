@@ -72,7 +72,7 @@ let package = Package(
             dependencies: ["PlexusCore", "PlexusGossip"],
             swiftSettings: swiftSettings
         ),
-        .target(name: "PlexusViews", dependencies: ["PlexusLog"], swiftSettings: swiftSettings),
+        .target(name: "PlexusViews", dependencies: ["PlexusCore", "PlexusLog"], swiftSettings: swiftSettings),
         .target(
             name: "PlexusTopology",
             dependencies: ["PlexusCore", "PlexusCrypto", "PlexusCodec", .product(name: "TOMLKit", package: "TOMLKit")],

@@ -137,7 +137,7 @@ extension EvaluationTable {
     func cell(_ row: Row, _ metric: String) -> String {
         let values = row.values.compactMap { $0[metric] }
         let (mean, sd) = Self.meanAndSD(values)
-        return seeds.count > 1 ? "\(fixed(mean, 3)) ± \(fixed(sd, 3))" : fixed(mean, 3)
+        return seeds.count > 1 ? "\(Format.fixed(mean, decimals: 3)) ± \(Format.fixed(sd, decimals: 3))" : Format.fixed(mean, decimals: 3)
     }
 
     /// The table as aligned text.
@@ -188,16 +188,6 @@ extension EvaluationTable {
     }
 }
 
-func fixed(_ v: Double, _ digits: Int) -> String {
-    guard v.isFinite else { return "nan" }
-    var scale = 1.0
-    for _ in 0..<digits { scale *= 10 }
-    let r = (abs(v) * scale).rounded()
-    let whole = Int(r / scale)
-    var frac = String(Int(r - Double(whole) * scale))
-    while frac.count < digits { frac = "0" + frac }
-    return (v < 0 && r != 0 ? "-" : "") + String(whole) + (digits > 0 ? "." + frac : "")
-}
 
 extension String {
     func padding(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }

@@ -60,18 +60,7 @@ enum SourceFile {
         loop: while true {
             switch decoder.decode(&iterator) {
             case .scalarValue(let scalar):
-                if scalar == "\0" {
-                    return .failure(Diagnostic(.error, "the file contains a NUL byte; a TOML file is text", path: path, at: .init(line: line, column: column)))
-                }
-                if let message = controlCharacterProblem(scalar) {
-                    return .failure(Diagnostic(.error, message, path: path, at: .init(line: line, column: column)))
-                }
-                if scalar == "\n" {
-                    line += 1
-                    column = 1
-                } else {
-                    column += 1
-                }
+                if let problem = textProblem(scalar, path: path, line: &line, column: &column) { return .failure(problem) }
             case .emptyInput:
                 break loop
             case .error:
@@ -79,6 +68,24 @@ enum SourceFile {
             }
         }
         return .success(String(decoding: body, as: UTF8.self))
+    }
+
+    /// A NUL byte or a control character TOML forbids, at `line`:`column`; otherwise advances
+    /// the position past `scalar` and returns nil.
+    private static func textProblem(_ scalar: Unicode.Scalar, path: String, line: inout Int, column: inout Int) -> Diagnostic? {
+        if scalar == "\0" {
+            return Diagnostic(.error, "the file contains a NUL byte; a TOML file is text", path: path, at: .init(line: line, column: column))
+        }
+        if let message = controlCharacterProblem(scalar) {
+            return Diagnostic(.error, message, path: path, at: .init(line: line, column: column))
+        }
+        if scalar == "\n" {
+            line += 1
+            column = 1
+        } else {
+            column += 1
+        }
+        return nil
     }
 
     /// Parses `source` as TOML, or returns the syntax error at its position. `index` MUST be
@@ -94,18 +101,7 @@ enum SourceFile {
         }
         var line = 1, column = 1
         for scalar in source.unicodeScalars {
-            if scalar == "\0" {
-                return .failure(Diagnostic(.error, "the file contains a NUL byte; a TOML file is text", path: path, at: .init(line: line, column: column)))
-            }
-            if let message = controlCharacterProblem(scalar) {
-                return .failure(Diagnostic(.error, message, path: path, at: .init(line: line, column: column)))
-            }
-            if scalar == "\n" {
-                line += 1
-                column = 1
-            } else {
-                column += 1
-            }
+            if let problem = textProblem(scalar, path: path, line: &line, column: &column) { return .failure(problem) }
         }
         if let (position, message) = index.unsafeForTOMLKit {
             return .failure(Diagnostic(.error, "TOML syntax: \(message)", path: path, at: position))

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import PlexusCore
 
 /// A line chart as standalone SVG: axes with ticks and labels, one polyline per series, dashed
 /// horizontal reference lines, and a legend. No JavaScript, no external resources.
@@ -148,20 +149,9 @@ func trimmed(_ v: Double, _ digits: Int) -> String {
     return s
 }
 
-/// Fixed-point formatting without Foundation.
+/// Fixed-point formatting for SVG and tables; non-finite values (never drawn) print as 0.
 func fmt(_ v: Double, _ digits: Int = 1) -> String {
-    guard v.isFinite else { return "0" }
-    var scale = 1.0
-    for _ in 0..<digits { scale *= 10 }
-    let r = (abs(v) * scale).rounded()
-    let whole = Int(r / scale)
-    var s = String(whole)
-    if digits > 0 {
-        var frac = String(Int(r - Double(whole) * scale))
-        while frac.count < digits { frac = "0" + frac }
-        s += "." + frac
-    }
-    return (v < 0 && r != 0 ? "-" : "") + s
+    v.isFinite ? Format.fixed(v, decimals: digits) : "0"
 }
 
 func escape(_ s: String) -> String {

@@ -155,19 +155,8 @@ func ms(_ seconds: Double) -> String { fixed(seconds * 1000, seconds < 0.01 ? 3 
 func megabytes(_ bytes: Int) -> String { fixed(Double(bytes) / 1e6, 0) }
 func throughput(_ bytes: Int, _ seconds: Double) -> String { fixed(Double(bytes) / seconds / 1e6, 0) }
 
-func fixed(_ value: Double, _ digits: Int) -> String {
-    guard value.isFinite else { return "\(value)" }
-    var scale = 1.0
-    for _ in 0..<digits { scale *= 10 }
-    let rounded = (abs(value) * scale).rounded() / scale
-    var text = String(Int(rounded))
-    if digits > 0 {
-        var frac = String(Int(((rounded - Double(Int(rounded))) * scale).rounded()))
-        while frac.count < digits { frac = "0" + frac }
-        text += "." + frac
-    }
-    return value < 0 ? "-" + text : text
-}
+/// `value` with `digits` decimals (PlexusCore's `Format.fixed`).
+func fixed(_ value: Double, _ digits: Int) -> String { Format.fixed(value, decimals: digits) }
 
 func pad(_ text: String, _ width: Int) -> String {
     text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)

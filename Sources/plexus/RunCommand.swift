@@ -4,6 +4,7 @@ import Logging
 import PlexusCore
 import PlexusLearning
 import PlexusNode
+import PlexusTopology
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -97,18 +98,14 @@ struct Run: AsyncParsableCommand {
         configuration.logDirectory = logDir
         configuration.modelPath = model
         configuration.forever = forever
-        if let listen {
-            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
-                throw ValidationError("--listen: expected HOST:PORT, got '\(listen)'")
+        func endpoint(_ text: String, _ option: String) throws -> (host: String, port: Int) {
+            switch Endpoint.parse(text) {
+            case .success(let endpoint): return (endpoint.host, endpoint.port)
+            case .failure(let error): throw ValidationError("\(option) '\(text)': \(error)")
             }
-            configuration.listen = (String(listen[..<colon]).trimmingCharacters(in: ["[", "]"]), port)
         }
-        if let metrics {
-            guard let colon = metrics.lastIndex(of: ":"), let port = Int(metrics[metrics.index(after: colon)...]), (1...65535).contains(port) else {
-                throw ValidationError("--metrics: expected HOST:PORT, got '\(metrics)'")
-            }
-            configuration.metrics = (String(metrics[..<colon]), port)
-        }
+        if let listen { configuration.listen = try endpoint(listen, "--listen") }
+        if let metrics { configuration.metrics = try endpoint(metrics, "--metrics") }
         var logger = Logger(label: "plexus.node") { label in StreamLogHandler.standardError(label: label) }
         logger.logLevel = level
         logger[metadataKey: "node"] = "\(id)"

@@ -161,14 +161,14 @@ struct Simulate: ParsableCommand {
             return
         }
         print("\(topology.networkName): \(summary.peers.count) peers, \(plan.model.rawValue), \(plan.rounds) rounds, codec \(plan.codec), seed \(seed)")
-        print("wall \(fixed2(summary.seconds)) s (\(fixed2(summary.secondsPerRound * 1000)) ms per round), virtual \(summary.outcome.virtualTime), \(summary.bytesSent) envelope bytes sent, peak memory \(Int(peakMB)) MB")
+        print("wall \(fixed(summary.seconds, 2)) s (\(fixed(summary.secondsPerRound * 1000, 2)) ms per round), virtual \(summary.outcome.virtualTime), \(summary.bytesSent) envelope bytes sent, peak memory \(Int(peakMB)) MB")
         if summary.outcome.messagesLost + summary.outcome.messagesCutByPartition > 0 {
             print("messages: \(summary.outcome.messagesSent) sent, \(summary.outcome.messagesLost) lost, \(summary.outcome.messagesCutByPartition) cut")
         }
         if !summary.test.isEmpty {
             print("final models on the test set:")
             for peer in summary.peers {
-                let metrics = metricPairs(summary.test[peer]!).map { "\($0.0) \(fixed2($0.1, 4))" }.joined(separator: "  ")
+                let metrics = metricPairs(summary.test[peer]!).map { "\($0.0) \(fixed($0.1, 4))" }.joined(separator: "  ")
                 print("  \(peer.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)) \(metrics)")
             }
         }
@@ -241,7 +241,6 @@ func parseSeeds(_ text: String) throws -> [UInt64] {
     return list.map { $0! }
 }
 
-func fixed2(_ v: Double, _ digits: Int = 2) -> String { fixed(v, digits) }
 
 /// Peak resident set size of this process (getrusage), in bytes.
 func peakResidentBytes() -> Int {

@@ -170,7 +170,5 @@ enum TrainReportText {
         s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
     }
 
-    static func fixed(_ x: Double, _ digits: Int) -> String {
-        x.isFinite ? String(format: "%.\(digits)f", x) : "\(x)"
-    }
+    static func fixed(_ x: Double, _ digits: Int) -> String { Format.fixed(x, decimals: digits) }
 }
