@@ -203,8 +203,10 @@ public struct LoadedData: Sendable {
 
 /// Maps a ``CSVTable`` to a ``Dataset`` by the plan: features, targets, filters, missing values.
 public enum DatasetLoader {
-    /// The feature columns the plan selects from `header`: ``Plan/Features/all`` minus the targets and
-    /// ``Plan/exclude``, or exactly the listed columns.
+    /// The feature columns the plan selects from `header`, by name: with ``Plan/Features/all`` every
+    /// column but the targets and ``Plan/exclude``, sorted by name (so that column order in an export
+    /// never matters); with a list, exactly the listed columns in the plan's order (extra columns
+    /// in the export are ignored).
     public static func featureColumns(plan: Plan, table: CSVTable) throws(DataError) -> [String] {
         let targets = [plan.label, plan.time, plan.event].compactMap { $0 }
         for name in plan.exclude {
@@ -212,7 +214,10 @@ public enum DatasetLoader {
         }
         switch plan.features {
         case .all:
+            // The canonical order: by name (UTF-8 bytes), so every site resolves the same list
+            // whatever the column order of its export.
             let names = table.header.filter { !targets.contains($0) && !plan.exclude.contains($0) }
+                .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
             guard !names.isEmpty else {
                 throw DataError(.badPlan, file: table.file, line: 1, "no feature columns left after removing targets and exclude")
             }

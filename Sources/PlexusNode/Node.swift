@@ -32,7 +32,8 @@ public struct NodeConfiguration: Sendable {
     public var logDirectory: String?
     /// Listen here instead of the topology's endpoint for this peer (e.g. 0.0.0.0:7400).
     public var listen: (host: String, port: Int)?
-    /// Where to write the final model as safetensors. Default: `<state-dir>/<peer>.safetensors`.
+    /// Where to write the final model as safetensors. Default: `<state-dir>/<peer>.safetensors`,
+    /// or `./<peer>.safetensors` without a state directory: a node always leaves a model.
     public var modelPath: String?
     /// Serve Prometheus metrics at http://HOST:PORT/metrics.
     public var metrics: (host: String, port: Int)?
@@ -43,6 +44,8 @@ public struct NodeConfiguration: Sendable {
     public var linger: Duration = .seconds(2)
     /// How often the topology file is checked for changes. Default: 1 s.
     public var reloadInterval: Duration = .seconds(1)
+    /// How long the statistics round may take before the node gives up (exit 75). Default: 120 s.
+    public var statisticsTimeout: Duration = .seconds(120)
 
     public init(topologyPath: String, peer: PeerID, keyPath: String, dataPath: String) {
         self.topologyPath = topologyPath
@@ -52,10 +55,33 @@ public struct NodeConfiguration: Sendable {
     }
 }
 
-/// A start-up problem: one clear line, and a non-zero exit.
+/// Why a node stopped without finishing: one clear line, and an exit code an init system can
+/// act on (see ``exitCode``).
 public struct NodeError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: Sendable {
+        /// The topology, a key, the data or the schema is wrong: restarting will not help.
+        case configuration
+        /// Something that may pass (a port in use, a peer that never answered): restart later.
+        case transient
+    }
+
+    public var kind: Kind
     public var description: String
-    public init(_ description: String) { self.description = description }
+
+    public init(_ description: String, kind: Kind = .configuration) {
+        self.kind = kind
+        self.description = description
+    }
+
+    /// The process exit code for this failure: 78 (`EX_CONFIG`) for configuration and data
+    /// errors, 75 (`EX_TEMPFAIL`) for transient ones; a node that finished exits 0. A systemd
+    /// unit uses `Restart=on-failure` with `RestartPreventExitStatus=78`.
+    public var exitCode: Int32 {
+        switch kind {
+        case .configuration: 78
+        case .transient: 75
+        }
+    }
 }
 
 /// A peer node: the gossip instance driven over the secure mesh, with convergence logs,
@@ -125,6 +151,13 @@ public final class PeerNode: Sendable {
         }
         guard site.count > 0 else { throw NodeError("\(configuration.dataPath): no rows match \(configuration.filters.map(\.description).joined(separator: " "))") }
         model = makeModel(plan: plan, dimension: site.dimension)
+    }
+
+    /// Where the final model goes: `--model`, else `<state-dir>/<peer>.safetensors`, else
+    /// `./<peer>.safetensors` — a node always leaves a model.
+    var modelPath: String {
+        configuration.modelPath
+            ?? (configuration.stateDirectory ?? ".") + "/" + configuration.peer.rawValue + ".safetensors"
     }
 
     /// The largest frame a session accepts: a lossless keyframe of this model plus slack.

@@ -28,12 +28,15 @@ actor NodeDriver: Service {
     private(set) var failure: NodeError?
     private var lastTopologyStamp: (Int, Int)?
 
-    // The statistics round: every site's signed statistics, flooded over the topology.
-    private let ownStatistics: [UInt8]
-    private var statistics: [PeerID: FeatureStatistics] = [:]
-    private var statisticsMessages: [PeerID: [UInt8]] = [:]
+    // The statistics round (a state machine of PlexusGossip): every site's signed schema and
+    // statistics, flooded over the topology, before the first round.
+    private var statisticsRound: StatisticsRound
+    private let summary: SiteSummary
+    private let statisticsPath: String?
     private var standardization: Standardization?
     private var restoredSnapshot: GossipInstance<PlanLearner>.Snapshot?
+    /// Operator warnings about refused messages: at most one per neighbour and reason per interval.
+    private var warningLimiter = RateLimiter(interval: .seconds(10))
     private var round: Int { instance.round }
 
     let metrics: NodeMetrics
@@ -68,23 +71,74 @@ actor NodeDriver: Service {
         } else {
             log = nil
         }
-        let stats = FeatureStatistics(node.site)
-        ownStatistics = StatisticsMessage(origin: me, statistics: stats).sealed(planHash: node.planHash, key: node.key)
-        statistics[me] = stats
-        statisticsMessages[me] = ownStatistics
+        summary = SiteSummary(node.site, plan: node.plan)
+        var roundSettings = StatisticsRound.Settings(
+            me: me, planHash: node.planHash, peers: Self.pinnedKeys(node.topology),
+            neighbours: node.topology.neighbours(of: me)
+        )
+        roundSettings.timeout = node.configuration.statisticsTimeout
+        statisticsRound = StatisticsRound(settings: roundSettings, key: node.key, payload: summary.encoded()) { _, payload in
+            do throws(SiteSummary.Error) {
+                _ = try SiteSummary(decoding: payload)
+                return nil
+            } catch {
+                return (error.reason, error.description)
+            }
+        }
         if let directory = node.configuration.stateDirectory {
             if mkdir(directory, 0o700) != 0 && errno != EEXIST {
                 throw NodeError("\(directory): cannot create the state directory: \(String(cString: strerror(errno)))")
             }
             statePath = directory + "/" + me.rawValue + ".state"
+            statisticsPath = directory + "/" + me.rawValue + ".statistics"
             do {
                 if let bytes = try StateFile.read(statePath!) {
                     restoredSnapshot = try StateFile.decode(bytes, planHash: node.planHash, parameterCount: node.model.layout.count, as: PlanLearner.self)
                 }
-            } catch { throw NodeError(error.description) }
+                if let bytes = try StateFile.read(statisticsPath!) {
+                    let saved: CompletedStatistics
+                    do { saved = try CompletedStatistics(decoding: bytes, planHash: node.planHash) } catch {
+                        throw NodeError("\(statisticsPath!): \(error.description); delete it to run the statistics round again")
+                    }
+                    standardization = try Self.pooled(saved.basis, mine: summary, me: me)
+                    statisticsRound.restoreCompleted(basis: saved.basis, messages: saved.messages)
+                }
+            } catch let error as NodeError {
+                throw error
+            } catch { throw NodeError("\(error)") }
         } else {
             statePath = nil
+            statisticsPath = nil
         }
+    }
+
+    static func pinnedKeys(_ topology: Topology) -> [PeerID: Ed25519.PublicKey] {
+        Dictionary(uniqueKeysWithValues: topology.peers.map { ($0.id, $0.publicKey) })
+    }
+
+    /// The pooled standardization of the basis (merged in peer-id order: the same bits on every
+    /// peer and in the simulator), after checking that every site resolved this site's schema.
+    static func pooled(_ payloads: [PeerID: [UInt8]], mine: SiteSummary, me: PeerID) throws(NodeError) -> Standardization {
+        var merged = FeatureStatistics(dimension: mine.features.count)
+        var mismatches: [String] = []
+        for origin in payloads.keys.sorted() {
+            let summary: SiteSummary
+            do { summary = try SiteSummary(decoding: payloads[origin]!) } catch {
+                throw NodeError("statistics of '\(origin)': \(error.description)")
+            }
+            if let difference = mine.schemaDifference(from: summary) {
+                mismatches.append("site '\(origin)' \(difference)")
+                continue
+            }
+            merged = merged.merged(with: summary.statistics)
+        }
+        guard mismatches.isEmpty else {
+            throw NodeError("schema mismatch: the sites do not resolve the same columns from the plan (this site, '\(me)', has features \(mine.features.joined(separator: ", ")); targets \(mine.targets.joined(separator: ", "))): \(mismatches.joined(separator: "; "))")
+        }
+        guard merged.mean.allSatisfy(\.isFinite), merged.sumOfSquaredDeviations.allSatisfy(\.isFinite) else {
+            throw NodeError("the pooled statistics are not finite; a site sent implausible statistics")
+        }
+        return Standardization(merged)
     }
 
     // MARK: Service
@@ -97,13 +151,23 @@ actor NodeDriver: Service {
         }
         for peer in topology.neighbours(of: me) { openQueue(to: peer) }
         node.logger.info("Node starting", metadata: ["peer": "\(me)", "neighbours": "\(topology.neighbours(of: me).map(\.rawValue).joined(separator: ","))", "round": "\(round)"])
-        checkStatisticsComplete()
+        if let snapshot = restoredSnapshot, snapshot.round > node.plan.rounds {
+            node.logger.notice("This node already finished its plan (\(node.plan.rounds) rounds); the final model is \(node.modelPath)")
+            if standardization == nil { return }
+        }
+        if let standardization {
+            // The statistics round completed in an earlier run: train on at once.
+            startTraining(standardization)
+        } else {
+            carryOut(statisticsRound.start(now: elapsed()))
+        }
         let stop = self.stop
         await withTaskCancellationOrGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await self.watchTopology() }
                 group.addTask { for await event in self.mesh.events { await self.handle(event) } }
                 group.addTask { for await _ in stop.stream {} }
+                group.addTask { await self.statisticsTicker() }
                 // Whichever ends first — the stop signal, or the mesh — ends the node.
                 await group.next()
                 group.cancelAll()
@@ -127,8 +191,8 @@ actor NodeDriver: Service {
         case .sessionOpened(let peer):
             metrics.update { $0.openSessions += 1 }
             log?.write(ConvergenceLog.session("session_opened", peer: node.configuration.peer, other: peer.rawValue, reason: nil, round: round, time: now()))
-            // Every new session: all the statistics known, then a keyframe.
-            for (_, bytes) in statisticsMessages.sorted(by: { $0.key < $1.key }) { enqueue(bytes, to: peer) }
+            // Every new session: the statistics round's blobs, then a keyframe.
+            carryOut(statisticsRound.sessionOpened(with: peer, now: elapsed()))
             carryOut(instance.sessionOpened(with: peer))
         case .sessionClosed(let peer, let reason):
             metrics.update { $0.openSessions = max(0, $0.openSessions - 1) }
@@ -137,45 +201,92 @@ actor NodeDriver: Service {
             metrics.update { $0.handshakeFailures[reason, default: 0] += 1 }
             log?.write(ConvergenceLog.session("refused", peer: node.configuration.peer, other: peer ?? "?", reason: reason, round: round, time: now()))
         case .message(let peer, let bytes):
-            if bytes.first == StatisticsMessage.type {
-                receiveStatistics(bytes, from: peer)
+            if let type = bytes.first, (StatisticsRound.statisticsType...StatisticsRound.basisType).contains(type) {
+                carryOut(statisticsRound.receive(bytes, from: peer, now: elapsed()))
             } else {
                 carryOut(instance.receive(bytes, from: peer))
             }
         }
     }
 
-    private func receiveStatistics(_ bytes: [UInt8], from peer: PeerID) {
-        let message: StatisticsMessage
-        do {
-            message = try StatisticsMessage(
-                verifying: bytes, planHash: node.planHash, dimension: node.site.dimension,
-                publicKey: { [topology] in topology.peer($0)?.publicKey }
-            )
-        } catch {
-            carryOut([.event(.rejected(from: peer, reason: error.reason, message: error.description))])
-            return
+    /// The statistics round's timer: re-requests, warnings naming the missing peers, its deadline.
+    private func statisticsTicker() async {
+        while !_Concurrency.Task.isCancelled && !finished {
+            try? await _Concurrency.Task.sleep(for: .seconds(1))
+            carryOut(statisticsRound.tick(now: elapsed()))
         }
-        guard statistics[message.origin] == nil else { return }
-        statistics[message.origin] = message.statistics
-        statisticsMessages[message.origin] = bytes
-        // Flood: pass it on to every other neighbour.
-        for neighbour in topology.neighbours(of: node.configuration.peer) where neighbour != peer {
-            enqueue(bytes, to: neighbour)
-        }
-        checkStatisticsComplete()
     }
 
-    /// Once every peer's statistics are in: standardize this site's rows and start (or resume).
-    private func checkStatisticsComplete() {
-        guard standardization == nil, topology.peers.allSatisfy({ statistics[$0.id] != nil }) else { return }
-        let pooled = StatisticsMessage.pooled(statistics, dimension: node.site.dimension)
+    private func carryOut(_ directives: [StatisticsRound.Directive]) {
+        let me = node.configuration.peer
+        for directive in directives {
+            switch directive {
+            case .send(let peer, let bytes):
+                enqueue(bytes, to: peer)
+            case .rejected(let from, let reason, let message):
+                log?.write(ConvergenceLog.event(.rejected(from: from, reason: reason.rawValue, message: message), peer: me, round: round, time: now()))
+                metrics.update { $0.rejected[reason.rawValue, default: 0] += 1 }
+                warnRejected(from: from, reason: reason.rawValue, message: message)
+            case .waiting(let missing, let elapsed):
+                node.logger.warning(
+                    "Waiting for the statistics of \(missing.count) peer\(missing.count == 1 ? "" : "s") before training",
+                    metadata: ["missing": "\(missing.map(\.rawValue).joined(separator: ","))", "waited": "\(elapsed)", "timeout": "\(node.configuration.statisticsTimeout)"]
+                )
+                log?.write(ConvergenceLog.session("statistics_waiting", peer: me, other: missing.map(\.rawValue).joined(separator: ","), reason: nil, round: round, time: now()))
+            case .timedOut(let missing):
+                fail(NodeError(
+                    "the statistics round did not complete within \(node.configuration.statisticsTimeout): no statistics from \(missing.map { "'\($0)'" }.joined(separator: ", ")) (not started, unreachable, or silent)",
+                    kind: .transient
+                ))
+            case .basisConflict(let a, let b):
+                fail(NodeError("'\(a)' and '\(b)' train with different pooled standardizations; this site cannot join both (was the network restarted with other sites?)"))
+            case .completed(let payloads):
+                do {
+                    let pooled = try Self.pooled(payloads, mine: summary, me: me)
+                    persistStatistics()
+                    node.logger.info("Pooled statistics complete; training", metadata: ["sites": "\(payloads.count)"])
+                    startTraining(pooled)
+                } catch {
+                    fail(error)
+                }
+            }
+        }
+    }
+
+    private func persistStatistics() {
+        guard let statisticsPath, let completed = statisticsRound.completed else { return }
+        do {
+            try StateFile.writeAtomically(completed.encoded(planHash: node.planHash), to: statisticsPath)
+        } catch {
+            node.logger.error("Cannot persist the statistics", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Standardize this site's rows with the network's pooled standardization and start (or resume).
+    private func startTraining(_ pooled: Standardization) {
         standardization = pooled
         let data = pooled.applied(to: node.site)
         instance.withLearner { $0.data = data }
-        node.logger.info("Pooled statistics complete; training", metadata: ["sites": "\(statistics.count)"])
         carryOut(restoredSnapshot != nil ? instance.resume() : instance.start())
     }
+
+    /// Stops the node with `error` (its exit code tells an init system whether to restart).
+    private func fail(_ error: NodeError) {
+        guard failure == nil else { return }
+        failure = error
+        node.logger.error("\(error.description)")
+        log?.write(ConvergenceLog.session("failed", peer: node.configuration.peer, other: "", reason: error.description, round: round, time: now()))
+        stop.continuation.finish()
+    }
+
+    private func warnRejected(from peer: PeerID, reason: String, message: String) {
+        guard let suppressed = warningLimiter.admit("\(peer)/\(reason)", now: elapsed()) else { return }
+        var metadata: Logger.Metadata = ["from": "\(peer)", "reason": "\(reason)", "detail": "\(message)"]
+        if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
+        node.logger.warning("Dropped a message", metadata: metadata)
+    }
+
+    private func elapsed() -> Duration { ContinuousClock.now - NodeClock.epoch }
 
     private func deadline(_ round: Int) {
         carryOut(instance.deadlinePassed(round: round))
@@ -215,8 +326,8 @@ actor NodeDriver: Service {
                 }
             case .event(let event):
                 log?.write(ConvergenceLog.event(event, peer: node.configuration.peer, round: round, time: now()))
-                if case .rejected(let from, let reason, _) = event {
-                    node.logger.info("Dropped a message", metadata: ["from": "\(from)", "reason": "\(reason)"])
+                if case .rejected(let from, let reason, let message) = event {
+                    warnRejected(from: from, reason: reason, message: message)
                 }
             case .finished:
                 finished = true
@@ -263,8 +374,7 @@ actor NodeDriver: Service {
 
     private func saveModel() {
         guard let standardization else { return }
-        let path = node.configuration.modelPath ?? node.configuration.stateDirectory.map { $0 + "/" + node.configuration.peer.rawValue + ".safetensors" }
-        guard let path else { return }
+        let path = node.modelPath
         let trained = TrainedModel(model: node.model, parameters: instance.parameters, standardization: standardization)
         let bytes = trained.safetensors(featureNames: node.site.featureNames, extraMetadata: [
             "plexus.peer": node.configuration.peer.rawValue, "plexus.plan_hash": PlanHash.hex(node.planHash),
@@ -349,10 +459,12 @@ actor NodeDriver: Service {
             return
         }
         guard updated.peer(me)?.publicKey == node.key.publicKey else {
-            node.logger.warning("Topology reload drops or re-keys this peer; refused")
+            node.logger.warning("Topology reload drops or re-keys this peer; refused until this node restarts with its new key")
+            log?.write(ConvergenceLog.session("reload_rejected", peer: me, other: "", reason: "this peer's key changed", round: round, time: now()))
             return
         }
         topology = updated
+        carryOut(statisticsRound.updatePeers(Self.pinnedKeys(updated), neighbours: updated.neighbours(of: me), now: elapsed()))
         let neighbours = node.neighbours(updated)
         for peer in outbound.keys where neighbours[peer] == nil { closeQueue(to: peer) }
         for peer in neighbours.keys { openQueue(to: peer) }

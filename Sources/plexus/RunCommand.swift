@@ -19,6 +19,11 @@ struct Run: AsyncParsableCommand {
             a crash, the same command resumes from the last completed round. The topology file is \
             re-read on SIGHUP and when it changes on disk.
 
+            Exit codes: 0 finished (also when restarted after its last round); 78 a configuration \
+            or data error (topology, key, CSV, a schema mismatch between sites: restarting will \
+            not help); 75 a transient failure (a port in use, the statistics round timed out: \
+            restart later); 64 bad command-line arguments.
+
             Example:
               plexus run --topology net.toml --peer hospital-a --key hospital-a.key \\
                   --data cohort.csv --state-dir state --log-dir logs
@@ -70,6 +75,9 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Keep serving the latest model to neighbours after the last round.")
     var forever = false
 
+    @Option(help: "Give up (exit 75) when the statistics round has not completed after this many seconds.")
+    var statisticsTimeout: Double = 120
+
     @Option(help: "Operator log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -98,6 +106,10 @@ struct Run: AsyncParsableCommand {
         configuration.logDirectory = logDir
         configuration.modelPath = model
         configuration.forever = forever
+        guard statisticsTimeout.isFinite, statisticsTimeout >= 1, statisticsTimeout <= 86_400 else {
+            throw ValidationError("--statistics-timeout must be between 1 and 86400 seconds")
+        }
+        configuration.statisticsTimeout = .milliseconds(Int(statisticsTimeout * 1000))
         func endpoint(_ text: String, _ option: String) throws -> (host: String, port: Int) {
             switch Endpoint.parse(text) {
             case .success(let endpoint): return (endpoint.host, endpoint.port)
@@ -109,8 +121,16 @@ struct Run: AsyncParsableCommand {
         var logger = Logger(label: "plexus.node") { label in StreamLogHandler.standardError(label: label) }
         logger.logLevel = level
         logger[metadataKey: "node"] = "\(id)"
-        let node: PeerNode
-        do { node = try PeerNode(configuration: configuration, logger: logger) } catch { throw CLIError(error.description) }
-        do { try await node.run() } catch { throw CLIError("\(error)") }
+        do {
+            let node = try PeerNode(configuration: configuration, logger: logger)
+            try await node.run()
+        } catch let error as NodeError {
+            StandardStream.error.write("error: \(error.description)\n")
+            throw ExitCode(error.exitCode)
+        } catch {
+            // Anything else (a port in use, the network) may pass: an init system should retry.
+            StandardStream.error.write("error: \(error)\n")
+            throw ExitCode(NodeError("", kind: .transient).exitCode)
+        }
     }
 }

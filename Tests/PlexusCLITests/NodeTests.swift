@@ -203,7 +203,19 @@ import Testing
             #expect(log.events.contains { $0.event == "reloaded" }, "\(log.peer) reloaded the file")
             #expect(log.rounds.last?.staleness.keys.contains(ids[3].rawValue) == true, "\(log.peer) mixes with the newcomer")
         }
-        let accuracies = logs.map { $0.rounds.last!.test["accuracy"]! }
+        // The newcomer trains with the network's standardization (pooled over the three sites
+        // that started it), not one recomputed over four.
+        let model = makeModel(plan: plan, dimension: 30)
+        func standardization(_ peer: PeerID) throws -> String? {
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/state/\(peer).safetensors"))
+            let metadata = try Safetensors.decode(Array(bytes), layout: model.layout).metadata
+            return metadata["standardization.mean"].map { $0 + "|" + (metadata["standardization.scale"] ?? "") }
+        }
+        let network = try standardization(ids[0])
+        #expect(network != nil)
+        for peer in ids.dropFirst() { #expect(try standardization(peer) == network, "\(peer) standardizes as the network does") }
+        let accuracies = logs.compactMap { $0.rounds.last?.test["accuracy"] }
+        try #require(accuracies.count == 4, "every node logged a last round with a test accuracy")
         #expect(accuracies.max()! - accuracies.min()! <= 0.02, "converged: \(accuracies)")
         #expect(accuracies.min()! >= 0.93)
     }

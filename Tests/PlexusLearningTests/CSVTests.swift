@@ -80,14 +80,35 @@ private func error(_ body: () throws -> Void) -> DataError? {
         return plan
     }
 
+    /// Two exports of the same rows with their columns in another order load to the same dataset,
+    /// bit for bit: features are bound by name, never by position.
+    @Test func columnOrderOfTheExportNeverMatters() throws {
+        let a = try parse("id,x1,\"x 2\",zeta,time,event\nA,1,2,9,5,1\nB,3,4,8,6,0\nC,5,6,7,7,1\n")
+        let b = try parse("event,zeta,time,\"x 2\",id,x1\n1,9,5,2,A,1\n0,8,6,4,B,3\n1,7,7,6,C,5\n")
+        var plan = survivalPlan()
+        plan.exclude = ["id"]
+        let fromA = try DatasetLoader.load(a, plan: plan).dataset
+        let fromB = try DatasetLoader.load(b, plan: plan).dataset
+        #expect(fromA.featureNames == ["x 2", "x1", "zeta"])
+        #expect(fromB.featureNames == fromA.featureNames)
+        #expect(fromB.features == fromA.features)
+        #expect(fromB.times == fromA.times)
+        #expect(fromB.events == fromA.events)
+        // An explicit list keeps the plan's order and ignores extra columns.
+        plan.features = .columns(["zeta", "x1"])
+        #expect(try DatasetLoader.load(b, plan: plan).dataset.featureNames == ["zeta", "x1"])
+        #expect(try DatasetLoader.load(b, plan: plan).dataset.features == DatasetLoader.load(a, plan: plan).dataset.features)
+    }
+
     @Test func featuresAllMinusTargetsAndExclude() throws {
         let table = try parse("id,x1,\"x 2\",time,event,site\nA,1,2,5,1,west\nB,3,4,6,0,east\nC,5,6,7,1,west\n")
         var plan = survivalPlan()
         plan.exclude = ["id", "site"]
         let loaded = try DatasetLoader.load(table, plan: plan, filters: [RowFilter(column: "site", value: "west")])
-        #expect(loaded.dataset.featureNames == ["x1", "x 2"])
+        // Features in the canonical order, by name (UTF-8 bytes: " " sorts before "1").
+        #expect(loaded.dataset.featureNames == ["x 2", "x1"])
         // Survival rows are stored by decreasing time.
-        #expect(loaded.dataset.features == [5, 6, 1, 2])
+        #expect(loaded.dataset.features == [6, 5, 2, 1])
         #expect(loaded.dataset.times == [7, 5])
         #expect(loaded.dataset.events == [1, 1])
         #expect(loaded.dataset.sourceRows == [2, 0])
