@@ -133,7 +133,7 @@ actor NodeDriver: Service {
             merged = merged.merged(with: summary.statistics)
         }
         guard mismatches.isEmpty else {
-            throw NodeError("schema mismatch: the sites do not resolve the same columns from the plan (this site, '\(me)', has features \(mine.features.joined(separator: ", ")); targets \(mine.targets.joined(separator: ", "))): \(mismatches.joined(separator: "; "))")
+            throw NodeError("schema mismatch with this site ('\(me)', \(mine.features.count) features): \(mismatches.joined(separator: "; ")); every site's export must have the plan's columns, by name")
         }
         guard merged.mean.allSatisfy(\.isFinite), merged.sumOfSquaredDeviations.allSatisfy(\.isFinite) else {
             throw NodeError("the pooled statistics are not finite; a site sent implausible statistics")
@@ -274,7 +274,7 @@ actor NodeDriver: Service {
     private func fail(_ error: NodeError) {
         guard failure == nil else { return }
         failure = error
-        node.logger.error("\(error.description)")
+        // `plexus run` prints it as its one error line; the convergence log keeps it too.
         log?.write(ConvergenceLog.session("failed", peer: node.configuration.peer, other: "", reason: error.description, round: round, time: now()))
         stop.continuation.finish()
     }

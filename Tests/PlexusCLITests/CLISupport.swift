@@ -74,11 +74,12 @@ final class Background {
     let process = Process()
     let output: String
 
-    init(_ arguments: [String], output: String) throws {
+    init(_ arguments: [String], output: String, workingDirectory: String? = nil) throws {
         self.output = output
         _ = FileManager.default.createFile(atPath: output, contents: nil)
         process.executableURL = plexusExecutable
         process.arguments = arguments
+        if let workingDirectory { process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
         process.standardOutput = handle
         process.standardError = handle

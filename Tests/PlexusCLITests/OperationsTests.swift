@@ -1,0 +1,127 @@
+import Foundation
+import PlexusCore
+import PlexusLearning
+import PlexusTopology
+import Testing
+
+/// What a consortium does to a running network, with real `plexus run` processes on 127.0.0.1:
+/// exports that differ in column order or schema, restarts after the end. Every wait is bounded.
+@Suite(.serialized) struct OperationsTests {
+    let node = NodeTests()
+    let data = repositoryRoot + "/Topologies/data/wdbc.csv"
+    let split = repositoryRoot + "/Topologies/data/splits/wdbc_seed0.json"
+
+    /// A copy of wdbc.csv with `transform` applied to every line's fields (header included).
+    func export(_ name: String, in directory: String, _ transform: ([String], Bool) -> [String]) throws -> String {
+        let lines = try String(contentsOfFile: data, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: true)
+        let out = lines.enumerated().map { index, line in
+            transform(line.split(separator: ",", omittingEmptySubsequences: false).map(String.init), index == 0).joined(separator: ",")
+        }
+        let path = directory + "/" + name
+        try (out.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// Runs consortium-3 with site `i` reading `exports[i]` (default: wdbc.csv); returns each
+    /// node's exit status and output.
+    func runNetwork(_ label: String, exports: [Int: String] = [:], timeout: TimeInterval = 120) throws -> (directory: String, topology: Topology, status: [Int32?], output: [String]) {
+        let directory = temporaryDirectory(label)
+        let (path, topology) = try node.network("consortium-3.toml", in: directory)
+        let nodes = try topology.peers.enumerated().map { index, peer in
+            var arguments = node.runArguments(path, peer.id, directory, ["--split", split, "--site", String(index)])
+            if let csv = exports[index] {
+                arguments[arguments.firstIndex(of: "--data")! + 1] = csv
+            }
+            return try Background(arguments, output: "\(directory)/\(peer.id).out")
+        }
+        defer { for n in nodes where n.process.isRunning { n.kill9() } }
+        let status = nodes.map { $0.wait(timeout: timeout) }
+        return (directory, topology, status, nodes.map(\.log))
+    }
+
+    /// A site whose export has the same columns in another order trains the same model: the
+    /// final models of every node equal, bit for bit, those of the run with unshuffled columns.
+    @Test func shuffledColumnsGiveTheSameModelsBitForBit() throws {
+        let plain = try runNetwork("columns-plain")
+        let shuffledPath = try export("shuffled.csv", in: temporaryDirectory("columns-csv")) { fields, _ in
+            // Reverse the columns, then swap the first two: the label is no longer last either.
+            var reversed = Array(fields.reversed())
+            reversed.swapAt(0, 1)
+            return reversed
+        }
+        let shuffled = try runNetwork("columns-shuffled", exports: [1: shuffledPath])
+        #expect(plain.status == [0, 0, 0], "\(plain.output)")
+        #expect(shuffled.status == [0, 0, 0], "\(shuffled.output)")
+        let model = makeModel(plan: plain.topology.plan, dimension: 30)
+        for (a, b) in zip(plain.topology.peers, shuffled.topology.peers) {
+            let x = try node.finalModel(plain.directory, a.id, model: model)
+            let y = try node.finalModel(shuffled.directory, b.id, model: model)
+            #expect(x.map(\.bitPattern) == y.map(\.bitPattern), "\(a.id)")
+        }
+    }
+
+    /// A site with an extra column (the plan takes every column) or without one: every node
+    /// stops within 30 s with exit 78 and an error naming that site and the column.
+    @Test(arguments: ["extra", "missing"])
+    func aSchemaMismatchStopsEveryNodeWithOneClearError(_ kind: String) throws {
+        let csv = try export("\(kind).csv", in: temporaryDirectory("schema-csv")) { fields, header in
+            if kind == "extra" { return fields + [header ? "site code" : "7"] }
+            var fields = fields
+            fields.remove(at: 3)  // "mean area"
+            return fields
+        }
+        let started = Date()
+        let run = try runNetwork("schema-\(kind)", exports: [1: csv], timeout: 30)
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(elapsed < 30)
+        let odd = run.topology.peers[1].id
+        for (index, status) in run.status.enumerated() {
+            #expect(status == 78, "node \(index): \(run.output[index])")
+            let error = run.output[index].split(separator: "\n").filter { $0.hasPrefix("error: ") }
+            #expect(error.count == 1, "one error line: \(run.output[index])")
+            let line = String(error.first ?? "")
+            #expect(line.contains("schema mismatch"), "\(line)")
+            let column = kind == "extra" ? "'site code'" : "'mean area'"
+            #expect(line.contains(column), "\(line)")
+            if index != 1 { #expect(line.contains("site '\(odd)'"), "\(line)") }
+        }
+    }
+
+    /// A node restarted after its last round exits 0 at once, saying it already finished and
+    /// where the model is (a `Restart=always` unit must not hang on it).
+    @Test func aNodeRestartedAfterItsLastRoundExitsZero() throws {
+        let run = try runNetwork("restart-finished")
+        #expect(run.status == [0, 0, 0], "\(run.output)")
+        let path = run.directory + "/network.toml"
+        let peer = run.topology.peers[0].id
+        let model = run.directory + "/state/\(peer).safetensors"
+        let before = try Data(contentsOf: URL(fileURLWithPath: model))
+        let again = try Background(
+            node.runArguments(path, peer, run.directory, ["--split", split, "--site", "0", "--log-level", "notice"]),
+            output: run.directory + "/again.out"
+        )
+        let started = Date()
+        #expect(again.wait(timeout: 30) == 0, "\(again.log)")
+        #expect(Date().timeIntervalSince(started) < 10)
+        #expect(again.log.contains("already finished"), "\(again.log)")
+        #expect(again.log.contains(model), "\(again.log)")
+        // The model is the same one (resumed state, same standardization).
+        #expect(try Data(contentsOf: URL(fileURLWithPath: model)) == before)
+    }
+
+    /// With neither --state-dir nor --model, the node writes ./<peer>.safetensors.
+    @Test func aNodeAlwaysLeavesAModel() throws {
+        let directory = temporaryDirectory("default-model")
+        let (path, topology) = try node.network("consortium-3.toml", in: directory)
+        let nodes = try topology.peers.enumerated().map { index, peer in
+            let arguments = ["run", "--topology", path, "--peer", peer.id.rawValue, "--key", "\(directory)/keys/\(peer.id).key",
+                             "--data", data, "--split", split, "--site", String(index), "--log-level", "warning"]
+            return try Background(arguments, output: "\(directory)/\(peer.id).out", workingDirectory: directory)
+        }
+        defer { for n in nodes where n.process.isRunning { n.kill9() } }
+        for (n, peer) in zip(nodes, topology.peers) {
+            #expect(n.wait(timeout: 120) == 0, "\(n.log)")
+            #expect(FileManager.default.fileExists(atPath: "\(directory)/\(peer.id).safetensors"), "\(peer.id)")
+        }
+    }
+}
