@@ -122,6 +122,14 @@ public final class PeerNode: Sendable {
         }
         plan = topology.plan
         planHash = topology.planHash
+        (site, test) = try Self.loadData(configuration, plan: plan)
+        model = makeModel(plan: plan, dimension: site.dimension)
+    }
+
+    /// This site's rows (and the optional common test set), read by column name under `plan`.
+    static func loadData(_ configuration: NodeConfiguration, plan: Plan) throws(NodeError) -> (site: Dataset, test: Dataset?) {
+        let site: Dataset
+        let test: Dataset?
         do {
             let table = try CSV.read(path: configuration.dataPath)
             var rows: [Int]? = nil
@@ -150,7 +158,79 @@ public final class PeerNode: Sendable {
             throw NodeError("\(error)")
         }
         guard site.count > 0 else { throw NodeError("\(configuration.dataPath): no rows match \(configuration.filters.map(\.description).joined(separator: " "))") }
-        model = makeModel(plan: plan, dimension: site.dimension)
+        return (site, test)
+    }
+
+    /// Everything `run` would check before opening a socket — the topology, the key (and that it
+    /// is the one pinned for this peer), the data against the plan (columns by name, types,
+    /// missing values, rows), the state files, the ports — as one line per problem (empty when
+    /// all is well) and one line per fact checked.
+    public static func check(configuration: NodeConfiguration) -> (problems: [String], facts: [String]) {
+        var problems: [String] = []
+        var facts: [String] = []
+        let topology: Topology
+        do {
+            topology = try Topology.load(path: configuration.topologyPath, spectralAnalysis: false)
+        } catch {
+            return (["\(configuration.topologyPath): invalid topology:\n\(error.description)"], facts)
+        }
+        guard let me = topology.peer(configuration.peer) else {
+            return (["\(configuration.topologyPath): no peer '\(configuration.peer)' (peers: \(topology.peers.map(\.id.rawValue).joined(separator: ", ")))"], facts)
+        }
+        facts.append("topology: \(configuration.topologyPath): network '\(topology.networkName)', \(topology.peers.count) peers, plan \(PlanHash.hex(topology.planHash).prefix(16)), neighbours \(topology.neighbours(of: me.id).map(\.rawValue).joined(separator: ", "))")
+        do {
+            let loaded = try KeyFile.read(from: configuration.keyPath)
+            if let warning = loaded.warning { problems.append(warning.description) }
+            if loaded.key.publicKey != me.publicKey {
+                problems.append("\(configuration.keyPath): this key's public key \(loaded.key.publicKey.base64) is not the one pinned for '\(me.id)' in \(configuration.topologyPath) (\(me.publicKey.base64))")
+            } else {
+                facts.append("key: \(configuration.keyPath): the key pinned for '\(me.id)'")
+            }
+        } catch {
+            problems.append(error.description)
+        }
+        var dimension: Int?
+        do {
+            let (site, test) = try loadData(configuration, plan: topology.plan)
+            dimension = site.dimension
+            facts.append("data: \(configuration.dataPath): \(site.count) rows × \(site.dimension) features by name (\(site.featureNames.prefix(3).joined(separator: ", "))\(site.dimension > 3 ? ", …" : "")), targets \(topology.plan.targetColumns.joined(separator: ", "))\(test.map { "; test set \($0.count) rows" } ?? "")")
+        } catch {
+            problems.append(error.description)
+        }
+        if let directory = configuration.stateDirectory, let dimension {
+            let statePath = directory + "/" + me.id.rawValue + ".state"
+            let statisticsPath = directory + "/" + me.id.rawValue + ".statistics"
+            let model = makeModel(plan: topology.plan, dimension: dimension)
+            do {
+                if let bytes = try StateFile.read(statePath) {
+                    let snapshot = try StateFile.decode(bytes, planHash: topology.planHash, parameterCount: model.layout.count, as: PlanLearner.self)
+                    facts.append("state: \(statePath): resumes at round \(snapshot.round) of \(topology.plan.rounds)")
+                } else {
+                    facts.append("state: none yet in \(directory); the node starts at round 1")
+                }
+            } catch {
+                problems.append("\(statePath): \(error.description)")
+            }
+            do {
+                if let bytes = try StateFile.read(statisticsPath) {
+                    let saved = try CompletedStatistics(decoding: bytes, planHash: topology.planHash)
+                    facts.append("statistics: \(statisticsPath): completed over \(saved.basis.count) sites; no statistics round needed")
+                }
+            } catch {
+                problems.append("\(statisticsPath): \(error)")
+            }
+        }
+        let listen = configuration.listen ?? (me.endpoint.host, me.endpoint.port)
+        var endpoints = [("listen", listen)]
+        if let metrics = configuration.metrics { endpoints.append(("metrics", metrics)) }
+        for (what, endpoint) in endpoints {
+            if let problem = PortProbe.problem(host: endpoint.host, port: endpoint.port) {
+                problems.append("cannot \(what == "listen" ? "listen" : "serve metrics") on \(endpoint.host):\(endpoint.port): \(problem)")
+            } else {
+                facts.append("\(what): \(endpoint.host):\(endpoint.port) is free")
+            }
+        }
+        return (problems, facts)
     }
 
     /// Where the final model goes: `--model`, else `<state-dir>/<peer>.safetensors`, else

@@ -75,6 +75,9 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Keep serving the latest model to neighbours after the last round.")
     var forever = false
 
+    @Flag(help: "Check everything the node needs (topology, key, data, state files, ports), print one line per problem, and exit 0 or 1 without starting.")
+    var check = false
+
     @Option(help: "Give up (exit 75) when the statistics round has not completed after this many seconds.")
     var statisticsTimeout: Double = 120
 
@@ -118,6 +121,16 @@ struct Run: AsyncParsableCommand {
         }
         if let listen { configuration.listen = try endpoint(listen, "--listen") }
         if let metrics { configuration.metrics = try endpoint(metrics, "--metrics") }
+        if check {
+            let (problems, facts) = PeerNode.check(configuration: configuration)
+            for fact in facts { StandardStream.output.write("ok: \(fact)\n") }
+            for problem in problems { StandardStream.error.write("error: \(problem)\n") }
+            if problems.isEmpty {
+                StandardStream.output.write("ready: '\(id)' can start\n")
+                return
+            }
+            throw ExitCode(1)
+        }
         var logger = Logger(label: "plexus.node") { label in StreamLogHandler.standardError(label: label) }
         logger.logLevel = level
         logger[metadataKey: "node"] = "\(id)"

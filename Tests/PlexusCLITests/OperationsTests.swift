@@ -124,4 +124,51 @@ import Testing
             #expect(FileManager.default.fileExists(atPath: "\(directory)/\(peer.id).safetensors"), "\(peer.id)")
         }
     }
+
+    /// `plexus run --check`: exit 0 and `ready` when everything is in place; otherwise exit 1
+    /// with one line per problem — a key that is not the pinned one, a port in use, a torn state
+    /// file, a CSV without the plan's label — each naming the file or address.
+    @Test func runCheckGivesOneLinePerProblem() throws {
+        let directory = temporaryDirectory("check")
+        let (path, topology) = try node.network("consortium-3.toml", in: directory)
+        let peer = topology.peers[0]
+        func check(key: String? = nil, data: String? = nil) throws -> CommandResult {
+            try plexus(["run", "--check", "--topology", path, "--peer", peer.id.rawValue,
+                        "--key", key ?? "\(directory)/keys/\(peer.id).key", "--data", data ?? self.data, "--state-dir", "\(directory)/state"])
+        }
+        let good = try check()
+        #expect(good.status == 0, "\(good.stderr)")
+        #expect(good.stdout.contains("ready: '\(peer.id)' can start"))
+        #expect(good.stdout.contains("569 rows × 30 features by name"))
+        let wrongKey = try check(key: "\(directory)/keys/\(topology.peers[1].id).key")
+        #expect(wrongKey.status == 1)
+        #expect(wrongKey.stderr.contains("is not the one pinned for '\(peer.id)'"), "\(wrongKey.stderr)")
+        // A port in use.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(peer.endpoint.port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        #expect(bound)
+        listen(listener, 1)
+        let busy = try check()
+        close(listener)
+        #expect(busy.status == 1)
+        #expect(busy.stderr.contains("cannot listen on 127.0.0.1:\(peer.endpoint.port): address already in use"), "\(busy.stderr)")
+        // A torn state file, and data without the label: two problems, two lines.
+        try FileManager.default.createDirectory(atPath: "\(directory)/state", withIntermediateDirectories: true)
+        try "torn".write(toFile: "\(directory)/state/\(peer.id).state", atomically: true, encoding: .utf8)
+        let noLabel = try export("nolabel.csv", in: directory) { fields, _ in Array(fields.dropLast()) }
+        let both = try check(data: noLabel)
+        #expect(both.status == 1)
+        let lines = both.stderr.split(separator: "\n").filter { $0.hasPrefix("error: ") }
+        #expect(lines.count == 1, "the data problem hides the state check (it needs the model size): \(both.stderr)")
+        #expect(both.stderr.contains("diagnosis"), "\(both.stderr)")
+        let torn = try check()
+        #expect(torn.status == 1)
+        #expect(torn.stderr.contains("\(peer.id).state: state file is truncated"), "\(torn.stderr)")
+    }
 }
