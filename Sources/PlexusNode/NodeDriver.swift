@@ -150,7 +150,10 @@ actor NodeDriver: Service {
             node.logger.info("Resuming from the state file", metadata: ["round": "\(snapshot.round)", "state": "\(statePath ?? "")"])
         }
         for peer in topology.neighbours(of: me) { openQueue(to: peer) }
-        node.logger.info("Node starting", metadata: ["peer": "\(me)", "neighbours": "\(topology.neighbours(of: me).map(\.rawValue).joined(separator: ","))", "round": "\(round)"])
+        node.logger.info("Node starting", metadata: [
+            "peer": "\(me)", "neighbours": "\(topology.neighbours(of: me).map(\.rawValue).joined(separator: ","))", "round": "\(round)",
+            "topology.fingerprint": "\(topology.fingerprintHex)", "plan": "\(PlanHash.hex(node.planHash).prefix(16))",
+        ])
         if let snapshot = restoredSnapshot, snapshot.round > node.plan.rounds {
             node.logger.notice("This node already finished its plan (\(node.plan.rounds) rounds); the final model is \(node.modelPath)")
             if standardization == nil { return }
@@ -463,6 +466,7 @@ actor NodeDriver: Service {
             log?.write(ConvergenceLog.session("reload_rejected", peer: me, other: "", reason: "this peer's key changed", round: round, time: now()))
             return
         }
+        let diff = TopologyDiff(from: topology, to: updated)
         topology = updated
         carryOut(statisticsRound.updatePeers(Self.pinnedKeys(updated), neighbours: updated.neighbours(of: me), now: elapsed()))
         let neighbours = node.neighbours(updated)
@@ -472,8 +476,12 @@ actor NodeDriver: Service {
         let peers = node.meshPeers(updated)
         let mesh = self.mesh
         _Concurrency.Task { await mesh.updatePeers(peers) }
-        node.logger.info("Topology reloaded", metadata: ["reason": "\(reason)", "neighbours": "\(neighbours.keys.sorted().map(\.rawValue).joined(separator: ","))"])
-        log?.write(ConvergenceLog.session("reloaded", peer: me, other: neighbours.keys.sorted().map(\.rawValue).joined(separator: ","), reason: reason, round: round, time: now()))
+        // The consortium's record of who changed what: the diff, at notice level.
+        node.logger.notice("Topology reloaded", metadata: [
+            "reason": "\(reason)", "neighbours": "\(neighbours.keys.sorted().map(\.rawValue).joined(separator: ","))",
+            "topology.fingerprint": "\(updated.fingerprintHex)", "diff": "\(diff.isEmpty ? "nothing a node acts on" : diff.description)",
+        ])
+        log?.write(ConvergenceLog.session("reloaded", peer: me, other: neighbours.keys.sorted().map(\.rawValue).joined(separator: ","), reason: diff.isEmpty ? reason : reason + ": " + diff.description, round: round, time: now()))
     }
 
     private func now() -> Double { Date().timeIntervalSince1970 }

@@ -71,6 +71,14 @@ public struct Topology: Sendable {
     /// The graph facts computed while loading with spectral analysis (`nil` otherwise), so a
     /// caller need not repeat the eigen-decomposition.
     public internal(set) var facts: GraphFacts?
+    /// BLAKE2b-256 of the whole file's text (comments and layout included), when it was parsed
+    /// from text: admins compare it to see that every site runs the same file.
+    public internal(set) var fingerprint: [UInt8]?
+
+    /// The first 16 hex digits of ``fingerprint``, as logs, metrics and `topology check` show it.
+    public var fingerprintHex: String {
+        fingerprint.map { $0.prefix(8).map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined() } ?? "none"
+    }
 
     private let indexOfPeer: [PeerID: Int]
     /// Neighbour indices of each peer, ascending.
@@ -214,6 +222,8 @@ extension Topology {
     /// - Parameter spectralAnalysis: compute the spectral gap (an O(n³) eigen-decomposition)
     ///   to warn about slow mixing. Default: true.
     public static func parse(source: String, path: String, spectralAnalysis: Bool = true) throws(TopologyError) -> Topology {
-        try TopologyParser.parse(source: source, path: path, spectralAnalysis: spectralAnalysis)
+        var topology = try TopologyParser.parse(source: source, path: path, spectralAnalysis: spectralAnalysis)
+        topology.fingerprint = BLAKE2b.hash256(Array(source.utf8))
+        return topology
     }
 }

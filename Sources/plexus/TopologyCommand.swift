@@ -88,7 +88,7 @@ extension TopologyCommand {
             case .text:
                 for d in diagnostics { StandardStream.error.write("\(d)\n") }
                 if let topology, let facts {
-                    print("\(file): ok: network '\(topology.networkName)', plan hash \(PlanHash.hex(topology.planHash))")
+                    print("\(file): ok: network '\(topology.networkName)', plan hash \(PlanHash.hex(topology.planHash)), file fingerprint \(topology.fingerprintHex)")
                     for line in facts.summary { print("  \(line)") }
                 }
             }
