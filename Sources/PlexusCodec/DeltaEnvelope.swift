@@ -37,7 +37,7 @@ public import PlexusCrypto
 /// - Ranges, checked before the signature (a violation is rejected as `outOfRange`):
 ///   `sample count` ≤ 2⁴⁰ (``maximumSampleCount``), `neighbourhood sample count` ≤ 2⁵²
 ///   (``maximumNeighbourhoodSampleCount``: 2⁴⁰ for each of up to 4096 sites of a closed
-///   neighbourhood), `round` ≤ 2³² (``maximumRound``; plans run at most 10⁷ rounds). Sums of
+///   neighbourhood) and, unless 0, ≥ `sample count`, `round` ≤ 2³² (``maximumRound``; plans run at most 10⁷ rounds). Sums of
 ///   counts that pass these checks cannot overflow a 64-bit integer, and are exact in a Double.
 /// - `codec`: a receiver that knows its plan (``EnvelopeVerifier/init(planHash:parameterCount:codec:)``)
 ///   accepts a delta only in the plan's codec and a keyframe only as lossless — a keyframe is
@@ -329,6 +329,11 @@ public struct EnvelopeVerifier: Sendable {
             }
             guard neighbourhood <= DeltaEnvelope.maximumNeighbourhoodSampleCount else {
                 throw DeltaError(.outOfRange, "envelope from '\(origin)' declares a neighbourhood of \(neighbourhood) samples; the maximum is 2^52")
+            }
+            // S_j counts n_j itself: a smaller S_j (other than 0, "unused") would let a sender
+            // claim a mixing weight above 1.
+            guard neighbourhood == 0 || neighbourhood >= samples else {
+                throw DeltaError(.outOfRange, "envelope from '\(origin)' declares a neighbourhood of \(neighbourhood) samples, fewer than its own \(samples)")
             }
             guard round <= DeltaEnvelope.maximumRound else {
                 throw DeltaError(.outOfRange, "envelope from '\(origin)' is for round \(round); the maximum is 2^32")

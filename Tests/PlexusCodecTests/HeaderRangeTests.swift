@@ -33,6 +33,9 @@ import Testing
         #expect(Self.code(seal(delta, header: Self.header(neighbourhood: maxHood + 1))) == .outOfRange)
         #expect(Self.code(seal(delta, header: Self.header(neighbourhood: .max))) == .outOfRange)
         #expect(Self.code(seal(delta, header: Self.header(round: maxRound + 1))) == .outOfRange)
+        // S_j includes n_j: a neighbourhood smaller than the site itself (but 0, unused) is a lie.
+        #expect(Self.code(seal(delta, header: Self.header(samples: 341, neighbourhood: 340))) == .outOfRange)
+        #expect(Self.code(seal(delta, header: Self.header(samples: 341, neighbourhood: 341))) == nil)
         // Checked before the signature: an unsigned (garbage-signature) envelope gets the same code.
         var forged = seal(delta, header: Self.header(samples: 1 << 63))
         forged[forged.count - 1] ^= 1
