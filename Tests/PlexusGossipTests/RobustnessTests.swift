@@ -136,6 +136,8 @@ import Testing
             if case .deadlineMissed(let round, let missing) = event, peer == peerID(0) { missed[round] = missing }
         })
         #expect(outcome.finished)
+        #expect(outcome.snapshotsPersisted == 4 * (5 + 1), "one persist per round and one at the end, per peer")
+        #expect(outcome.disconnects.isEmpty)
         #expect(missed.count == 5)
         #expect(missed[5] == [peerID(3)])
         #expect(outcome.messagesCutByPartition > 0)
