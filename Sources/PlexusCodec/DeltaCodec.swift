@@ -92,7 +92,7 @@ public final class DeltaEncoder {
     ///
     /// - Parameter reconstruct: when given (same count as `values`), receives exactly what a
     ///   decoder will produce — what CHOCO-Gossip adds to the sender's own public copy.
-    /// - Throws: ``DeltaError/Code/badInput`` when a value is NaN or infinite, or there are more
+    /// - Throws: ``Reason/badInput`` when a value is NaN or infinite, or there are more
     ///   than ``DeltaDecoder/maximumParameterCount`` values.
     public func encode(
         _ values: UnsafeBufferPointer<Float>,
@@ -153,10 +153,7 @@ public final class DeltaEncoder {
         guard values.count <= DeltaDecoder.maximumParameterCount else {
             throw DeltaError(.badInput, "\(values.count) parameters exceed the maximum of \(DeltaDecoder.maximumParameterCount)")
         }
-        var nonFinite: UInt32 = 0
-        for v in values { nonFinite |= (v.bitPattern & 0x7F80_0000 == 0x7F80_0000) ? 1 : 0 }
-        if nonFinite != 0 {
-            let i = values.firstIndex { !$0.isFinite }!
+        if let i = FiniteVector.firstNonFinite(values) {
             throw DeltaError(.badInput, "value \(i) is NaN or infinite; only finite deltas can be sent")
         }
     }
@@ -295,14 +292,19 @@ public final class DeltaDecoder {
     public func decode(_ delta: EncodedDelta) throws(DeltaError) -> [Float] {
         try DeltaDecoder.validate(codec: delta.codec, parameterCount: delta.parameterCount, rawLength: delta.rawLength)
         var values = [Float](repeating: 0, count: delta.parameterCount)
-        try rethrowingDeltaError {
-            try delta.payload.withUnsafeBytes { p in
-                try values.withUnsafeMutableBufferPointer { v in
-                    try decode(p, codec: delta.codec, rawLength: delta.rawLength, into: v)
-                }
-            }
-        }
+        try rethrowingDeltaError { try values.withUnsafeMutableBufferPointer { v in try decode(delta, into: v) } }
         return values
+    }
+
+    /// Decodes `delta` into `values`, a caller's reusable buffer of ``EncodedDelta/parameterCount``
+    /// values (no allocation on the receive path). When decoding fails, `values` is unspecified.
+    public func decode(_ delta: EncodedDelta, into values: UnsafeMutableBufferPointer<Float>) throws(DeltaError) {
+        guard values.count == delta.parameterCount else {
+            throw DeltaError(.wrongParameterCount, "delta of \(delta.parameterCount) values for a buffer of \(values.count)")
+        }
+        try rethrowingDeltaError {
+            try delta.payload.withUnsafeBytes { p in try decode(p, codec: delta.codec, rawLength: delta.rawLength, into: values) }
+        }
     }
 }
 

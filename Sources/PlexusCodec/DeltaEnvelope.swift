@@ -34,6 +34,14 @@ public import PlexusCrypto
 /// - `sample count` is the origin's number of training rows n_j; `neighbourhood sample count`
 ///   is S_j = n_j + Σ n_k over the origin's neighbours k. Receivers weight the origin's model by
 ///   p_ij = n_j ÷ max(S_i, S_j) (PlexusGossip's `MixingWeights`).
+/// - Ranges, checked before the signature (a violation is rejected as `outOfRange`):
+///   `sample count` ≤ 2⁴⁰ (``maximumSampleCount``), `neighbourhood sample count` ≤ 2⁵²
+///   (``maximumNeighbourhoodSampleCount``: 2⁴⁰ for each of up to 4096 sites of a closed
+///   neighbourhood) and, unless 0, ≥ `sample count`, `round` ≤ 2³² (``maximumRound``; plans run at most 10⁷ rounds). Sums of
+///   counts that pass these checks cannot overflow a 64-bit integer, and are exact in a Double.
+/// - `codec`: a receiver that knows its plan (``EnvelopeVerifier/init(planHash:parameterCount:codec:)``)
+///   accepts a delta only in the plan's codec and a keyframe only as lossless — a keyframe is
+///   the whole public copy and MUST be bit-exact — and rejects anything else as `wrongCodec`.
 /// - `raw length` is the size of the codec's layout before zstd; the zstd frame MUST declare
 ///   exactly this content size and be the whole payload.
 /// - The signature is Ed25519 (RFC 8032, pure) by the origin's key over
@@ -54,6 +62,14 @@ public struct DeltaEnvelope: Hashable, Sendable {
     public static let formatVersion: UInt8 = 1
     /// The signature's domain separation string.
     public static let domain = "plexus/delta/v1"
+    /// The largest sample count (training rows of one site) an envelope may declare: 2⁴⁰.
+    public static let maximumSampleCount: UInt64 = 1 << 40
+    /// The largest neighbourhood sample count an envelope may declare: 2⁵² = 2⁴⁰ × 4096, room for
+    /// a closed neighbourhood of 4096 sites at the maximum sample count each.
+    public static let maximumNeighbourhoodSampleCount: UInt64 = 1 << 52
+    /// The largest round an envelope may carry: 2³² (a plan has at most 10⁷ rounds).
+    public static let maximumRound: UInt64 = 1 << 32
+
     /// Header bytes besides the origin id.
     public static let fixedHeaderByteCount = 45 + 52
     public static let signatureByteCount = Ed25519.signatureByteCount
@@ -181,10 +197,14 @@ public struct DeltaEnvelope: Hashable, Sendable {
 public struct EnvelopeVerifier: Sendable {
     public var planHash: [UInt8]
     public var parameterCount: Int
+    /// The plan's codec, when known: deltas MUST use it and keyframes MUST be lossless
+    /// (otherwise `wrongCodec`). `nil` accepts any codec (tools that read foreign envelopes).
+    public var codec: CodecSpec?
 
-    public init(planHash: [UInt8], parameterCount: Int) {
+    public init(planHash: [UInt8], parameterCount: Int, codec: CodecSpec? = nil) {
         self.planHash = planHash
         self.parameterCount = parameterCount
+        self.codec = codec
     }
 
     /// Parses the header of `bytes` and checks the structure and signature.
@@ -297,6 +317,26 @@ public struct EnvelopeVerifier: Sendable {
             }
             guard count == parameterCount else {
                 throw DeltaError(.wrongParameterCount, "envelope from '\(origin)' carries \(count) parameters, the plan has \(parameterCount)")
+            }
+            if let planCodec = self.codec {
+                let expected = kind == .keyframe ? WireCodec.lossless : WireCodec(planCodec, count: count)
+                guard codec == expected else {
+                    throw DeltaError(.wrongCodec, "\(kind == .keyframe ? "keyframe" : "delta") from '\(origin)' uses codec \(codec); expected \(expected)")
+                }
+            }
+            guard samples <= DeltaEnvelope.maximumSampleCount else {
+                throw DeltaError(.outOfRange, "envelope from '\(origin)' declares \(samples) samples; the maximum is 2^40")
+            }
+            guard neighbourhood <= DeltaEnvelope.maximumNeighbourhoodSampleCount else {
+                throw DeltaError(.outOfRange, "envelope from '\(origin)' declares a neighbourhood of \(neighbourhood) samples; the maximum is 2^52")
+            }
+            // S_j counts n_j itself: a smaller S_j (other than 0, "unused") would let a sender
+            // claim a mixing weight above 1.
+            guard neighbourhood == 0 || neighbourhood >= samples else {
+                throw DeltaError(.outOfRange, "envelope from '\(origin)' declares a neighbourhood of \(neighbourhood) samples, fewer than its own \(samples)")
+            }
+            guard round <= DeltaEnvelope.maximumRound else {
+                throw DeltaError(.outOfRange, "envelope from '\(origin)' is for round \(round); the maximum is 2^32")
             }
             guard sequence >= 1 else { throw DeltaError(.badSequence, "sequence 0 is never used") }
             switch kind {

@@ -239,8 +239,9 @@ enum RawCodecs {
         let q = (raw.baseAddress! + 4 * chunks).assumingMemoryBound(to: Int8.self)
         for c in 0..<chunks {
             let scale = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * c, as: UInt32.self)))
-            guard scale.isFinite, scale >= 0 else {
-                throw DeltaError(.nonFinite, "int8 scale of chunk \(c) is \(scale); expected a finite value ≥ 0")
+            // |q| ≤ 127, so every q · scale is finite exactly when 127 · scale is.
+            guard scale.isFinite, scale >= 0, (127 * scale).isFinite else {
+                throw DeltaError(.nonFinite, "int8 scale of chunk \(c) is \(scale); expected a finite value ≥ 0 with 127 · scale finite")
             }
             let lo = c * chunk
             let hi = Swift.min(n, lo + chunk)
@@ -431,8 +432,8 @@ enum RawCodecs {
             case .int8:
                 if k > 0 {
                     let scale = try reader.readFloat32("top-k int8 scale")
-                    guard scale.isFinite, scale >= 0 else {
-                        throw DeltaError(.nonFinite, "top-k int8 scale is \(scale); expected a finite value ≥ 0")
+                    guard scale.isFinite, scale >= 0, (127 * scale).isFinite else {
+                        throw DeltaError(.nonFinite, "top-k int8 scale is \(scale); expected a finite value ≥ 0 with 127 · scale finite")
                     }
                     for j in 0..<k {
                         let q = Int8(bitPattern: try reader.readByte("top-k value \(j)"))

@@ -10,7 +10,7 @@ public struct ReplayWindow: Hashable, Sendable {
 
     public init(lastAccepted: [PeerID: UInt64] = [:]) { self.lastAccepted = lastAccepted }
 
-    /// Throws ``DeltaError/Code/replay`` unless `sequence` from `origin` is new. Does not record it.
+    /// Throws ``Reason/replay`` unless `sequence` from `origin` is new. Does not record it.
     public func check(origin: PeerID, sequence: UInt64) throws(DeltaError) {
         if let last = lastAccepted[origin], sequence <= last {
             throw DeltaError(.replay, "sequence \(sequence) from '\(origin)' is not above the last accepted, \(last)")

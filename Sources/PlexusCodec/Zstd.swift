@@ -1,4 +1,5 @@
 internal import CZstd
+import PlexusCore
 
 /// One zstd compression context, reused across calls. Not thread-safe: one per task.
 final class ZstdCompressor {

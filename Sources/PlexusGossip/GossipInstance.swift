@@ -13,11 +13,19 @@ public protocol LocalLearner {
     mutating func train(_ parameters: inout [Float], round: Int) -> Double
 }
 
-/// What the instance asks its shell to do.
+/// What the instance asks its shell to do, in order.
 public enum GossipDirective: Sendable {
     /// Send these bytes (an encoded ``GossipMessage``) to a neighbour. Dropped by the shell when
     /// there is no session.
     case send(to: PeerID, bytes: [UInt8])
+    /// Write this snapshot to stable storage (atomically, durably) before carrying out any
+    /// `.send` that follows it in the same list. The instance emits one after sealing each
+    /// round's envelope and ahead of that round's sends, and one when the plan's last round is
+    /// done, so that every version a neighbour ever receives is covered by a persisted snapshot
+    /// (the rule ``GossipInstance/restore(_:)``'s version jump relies on). Keyframes need none:
+    /// they carry the current version, whose contents a restore reproduces. A shell without
+    /// storage (the simulator) ignores it.
+    case persist(GossipSnapshot)
     /// Call ``GossipInstance/deadlinePassed(round:)`` after this long, unless the round
     /// completes first (synchronous mode).
     case scheduleDeadline(round: Int, after: Duration)
@@ -25,14 +33,20 @@ public enum GossipDirective: Sendable {
     case roundCompleted(RoundReport)
     /// Something worth a log line of its own.
     case event(GossipEvent)
+    /// Close the session with this neighbour and back it off before redialling. Emitted once
+    /// per round per neighbour, when it exceeds ``GossipSettings/rejectionBudgetPerRound``
+    /// (`reason` ``Reason/rejectionBudget``).
+    case disconnect(PeerID, reason: Reason)
     /// The plan's last round is done.
     case finished
 }
 
 /// A notable event, for the convergence log.
 public enum GossipEvent: Sendable, Equatable {
-    /// A message was dropped; `reason` is a stable code (e.g. `badSignature`, `replay`, `gap`).
-    case rejected(from: PeerID, reason: String, message: String)
+    /// A message was dropped (or, `from` this peer itself, a step refused: ``Reason/nonFiniteModel``).
+    /// At most one per (peer, reason) per round: the rest are only counted in
+    /// ``RoundReport/rejected``, so no flood of bad messages can flood the log.
+    case rejected(from: PeerID, reason: Reason, message: String)
     case keyframeSent(to: PeerID, version: UInt64)
     case keyframeRequested(from: PeerID, heldVersion: UInt64)
     /// A synchronous round completed at its deadline without these neighbours' deltas.
@@ -53,7 +67,8 @@ public struct RoundReport: Sendable {
     /// float32 bytes of the model ÷ bytes of this round's envelope.
     public var compressionRatio: Double
     public var accepted: Int
-    public var rejected: [String: Int]
+    /// Every message dropped this round, by reason (events report only the first of each).
+    public var rejected: [Reason: Int]
     /// Rounds each neighbour's copy lags this round (0 = up to date).
     public var staleness: [PeerID: Int]
     /// Wall-clock seconds spent training, encoding and applying, from the injected clock.
@@ -79,6 +94,23 @@ public struct RoundReport: Sendable {
 ///   messages never corrupt a copy.
 /// - Synchronous mode holds envelopes from future rounds until this peer reaches them, so the
 ///   result does not depend on message timing: the simulator and real nodes agree bit for bit.
+///
+/// Validly signed messages are still outside input. The instance MUST NOT trap or go silent on
+/// any of them:
+/// - header counts and rounds are range-checked by the verifier (`outOfRange`), the codec must
+///   be the plan's (keyframes lossless; `wrongCodec`), and sums of counts saturate;
+/// - a delta is decoded into a scratch buffer and added to a copy of x̂_j there; only a finite
+///   result replaces the copy (`nonFinite`, `nonFiniteResult`), so a rejected message changes
+///   nothing;
+/// - a training or consensus step that would make x non-finite is refused (x keeps its last
+///   good value, event `nonFiniteModel`) and the round's envelope is still sent;
+/// - synchronous envelopes more than ``GossipSettings/maxBufferedPerNeighbour`` rounds ahead
+///   are refused (`tooFarAhead`; a joining peer, at round 0, accepts keyframes of any round of
+///   the plan), and rounds beyond the plan are refused in both modes (`outOfRange`); a
+///   neighbour counts as ready for round r only once an envelope of round r was delivered;
+/// - one keyframe answer per neighbour per round (`keyframeBudget`), one `.rejected` event
+///   per (neighbour, reason) per round, and a `.disconnect` once a neighbour exceeds
+///   ``GossipSettings/rejectionBudgetPerRound``.
 public struct GossipInstance<Learner: LocalLearner> {
     public private(set) var settings: GossipSettings
     public private(set) var learner: Learner
@@ -100,7 +132,12 @@ public struct GossipInstance<Learner: LocalLearner> {
     private let encoder: DeltaEncoder
     private let decoder = DeltaDecoder()
     private let verifier: EnvelopeVerifier
+    /// Model-sized scratch buffers, reused so that the receive path allocates nothing per
+    /// message: `scratch` holds q and the consensus step's candidate x, `incoming` a decoded
+    /// delta (then the candidate copy it gives), `lastGood` x before training.
     private var scratch: [Float]
+    private var incoming: [Float]
+    private var lastGood: [Float]
     private var lastLoss: Double = .nan
     private var roundStats = RoundStats()
     private var lastEnvelope: [UInt8] = []
@@ -111,9 +148,17 @@ public struct GossipInstance<Learner: LocalLearner> {
     private var advertisedKnown: Set<PeerID> = []
     private var started = false
 
-    /// S_i = n_i + the sample counts of the neighbours heard from so far.
+    /// S_i = n_i + the sample counts of the neighbours heard from so far, saturating at
+    /// ``DeltaEnvelope/maximumNeighbourhoodSampleCount`` (never reached with ≤ 4095 neighbours,
+    /// whose counts are each ≤ 2⁴⁰; the cap keeps this peer's own envelopes in range).
     private var neighbourhoodSampleCount: Int {
-        learner.sampleCount + order.compactMap { neighbourStates[$0]?.sampleCount }.reduce(0, +)
+        let cap = Int(DeltaEnvelope.maximumNeighbourhoodSampleCount)
+        var total = min(max(learner.sampleCount, 0), cap)
+        for peer in order {
+            guard let n = neighbourStates[peer]?.sampleCount else { continue }
+            total = min(total + min(max(n, 0), cap), cap)  // both ≤ 2⁵²: no overflow
+        }
+        return total
     }
 
     /// What the instance holds about one neighbour.
@@ -122,8 +167,14 @@ public struct GossipInstance<Learner: LocalLearner> {
         public var copy: [Float]?
         /// The version of ``copy`` (0 = none).
         public var version: UInt64 = 0
-        /// The round of the last envelope applied (−1 = none).
+        /// The round of the copy: the highest round of an envelope applied (−1 = none). A
+        /// keyframe may carry a round ahead of this peer's.
         public var round: Int = -1
+        /// The highest round r of which an envelope was delivered while this peer was at
+        /// round r or later (−1 = none): a synchronous round r is complete for this neighbour
+        /// only when this is ≥ r, and staleness is measured from it. A joining peer (round 0)
+        /// counts the rounds of the keyframes it adopts.
+        public var deliveredRound: Int = -1
         public var sampleCount: Int?
         /// S_j from its latest envelope: its sample count plus its neighbours'.
         public var neighbourhoodSampleCount: Int?
@@ -133,18 +184,33 @@ public struct GossipInstance<Learner: LocalLearner> {
         var keyframeRequestedInRound: Int?
     }
 
+    private struct RejectionKey: Hashable {
+        var peer: PeerID
+        var reason: Reason
+    }
+
+    /// Counters of the round in progress (reset when a round begins).
     private struct RoundStats {
         var bytesSent = 0
         var bytesReceived = 0
         var accepted = 0
-        var rejected: [String: Int] = [:]
+        var rejected: [Reason: Int] = [:]
         var applySeconds = 0.0
+        /// (peer, reason) pairs already reported by an event this round.
+        var reported: Set<RejectionKey> = []
+        /// Rejected messages per neighbour this round, against the rejection budget.
+        var rejectedBy: [PeerID: Int] = [:]
+        /// Neighbours asked to be disconnected this round.
+        var disconnected: Set<PeerID> = []
+        /// Neighbours whose keyframe request was answered this round.
+        var keyframesAnswered: Set<PeerID> = []
     }
 
     /// - Parameters:
     ///   - initialParameters: x₀; every peer of a plan starts from the same x₀.
-    ///   - version: the last version this peer ever signed (0 for a new peer); restored state
-    ///     passes its persisted value so that sequence numbers never repeat.
+    ///   - version: the last version this peer ever signed (0 for a new peer; MUST be ≤
+    ///     ``GossipSnapshot/maximumVersion``); restored state passes its persisted value so that
+    ///     sequence numbers never repeat.
     ///   - clock: a monotonic clock, read only for the phase times in ``RoundReport``.
     public init(
         settings: GossipSettings,
@@ -154,6 +220,7 @@ public struct GossipInstance<Learner: LocalLearner> {
         version: UInt64 = 0,
         clock: @escaping () -> Duration
     ) {
+        precondition(version <= GossipSnapshot.maximumVersion, "version \(version) exceeds 2^62")
         self.settings = settings
         self.key = key
         self.learner = learner
@@ -164,8 +231,10 @@ public struct GossipInstance<Learner: LocalLearner> {
         self.order = settings.neighbours.keys.sorted()
         self.neighbourStates = Dictionary(uniqueKeysWithValues: order.map { ($0, NeighbourState()) })
         self.encoder = DeltaEncoder(codec: settings.codec, zstdLevel: settings.zstdLevel)
-        self.verifier = EnvelopeVerifier(planHash: settings.planHash, parameterCount: initialParameters.count)
+        self.verifier = EnvelopeVerifier(planHash: settings.planHash, parameterCount: initialParameters.count, codec: settings.codec)
         self.scratch = [Float](repeating: 0, count: initialParameters.count)
+        self.incoming = scratch
+        self.lastGood = scratch
     }
 
     public var isFinished: Bool { round > settings.rounds }
@@ -176,41 +245,9 @@ public struct GossipInstance<Learner: LocalLearner> {
 
     // MARK: Persistence and reconfiguration
 
-    /// Everything a restart needs to resume: the round in progress, both models, the version,
-    /// the neighbours' copies and the replay window.
-    public struct Snapshot: Sendable, Equatable {
-        public var round: Int
-        public var version: UInt64
-        public var parameters: [Float]
-        public var publicCopy: [Float]
-        public var neighbours: [PeerID: PersistedNeighbour]
-        public var replayWindow: ReplayWindow
-
-        public init(round: Int, version: UInt64, parameters: [Float], publicCopy: [Float], neighbours: [PeerID: PersistedNeighbour], replayWindow: ReplayWindow) {
-            self.round = round
-            self.version = version
-            self.parameters = parameters
-            self.publicCopy = publicCopy
-            self.neighbours = neighbours
-            self.replayWindow = replayWindow
-        }
-    }
-
-    public struct PersistedNeighbour: Sendable, Equatable {
-        public var copy: [Float]?
-        public var version: UInt64
-        public var round: Int
-        public var sampleCount: Int?
-        public var neighbourhoodSampleCount: Int?
-
-        public init(copy: [Float]?, version: UInt64, round: Int, sampleCount: Int?, neighbourhoodSampleCount: Int?) {
-            self.copy = copy
-            self.version = version
-            self.round = round
-            self.sampleCount = sampleCount
-            self.neighbourhoodSampleCount = neighbourhoodSampleCount
-        }
-    }
+    /// What ``snapshot()`` returns and ``restore(_:)`` takes (the same for every learner).
+    public typealias Snapshot = GossipSnapshot
+    public typealias PersistedNeighbour = GossipSnapshot.Neighbour
 
     public func snapshot() -> Snapshot {
         Snapshot(
@@ -224,12 +261,18 @@ public struct GossipInstance<Learner: LocalLearner> {
 
     /// Resumes from `snapshot` (taken by a previous run of this peer).
     ///
+    /// The snapshot is validated first (``GossipSnapshot/validate(parameterCount:rounds:)``);
+    /// when it throws, the instance is unchanged.
+    ///
     /// The version jumps by 2 past the snapshot's, so that no sequence number this peer signed
-    /// before a crash is ever signed again with other contents: a snapshot is written before the
-    /// messages of the round it ends are sent, so at most the next version was signed after it.
-    /// Every new session starts with a keyframe, which brings neighbours to the restored copy.
-    public mutating func restore(_ snapshot: Snapshot) {
-        precondition(snapshot.parameters.count == parameters.count, "snapshot of another model")
+    /// before a crash is ever signed again with other contents: a snapshot is persisted
+    /// (``GossipDirective/persist(_:)``) before the messages of the version it holds are sent,
+    /// so at most the next version was signed after it. Every new session starts with a
+    /// keyframe, which brings neighbours to the restored copy. A neighbour's round-r delivery is
+    /// not trusted across the restart for the round in progress: its keyframe on the new
+    /// session (or the deadline) completes the round.
+    public mutating func restore(_ snapshot: Snapshot) throws(GossipSnapshot.Error) {
+        try snapshot.validate(parameterCount: parameters.count, rounds: settings.rounds)
         round = snapshot.round
         version = snapshot.version + 2
         parameters = snapshot.parameters
@@ -241,6 +284,7 @@ public struct GossipInstance<Learner: LocalLearner> {
             state.copy = saved.copy
             state.version = saved.version
             state.round = saved.round
+            state.deliveredRound = min(saved.round, round - 1)
             state.sampleCount = saved.sampleCount
             state.neighbourhoodSampleCount = saved.neighbourhoodSampleCount
             neighbourStates[peer] = state
@@ -306,7 +350,7 @@ public struct GossipInstance<Learner: LocalLearner> {
     public mutating func receive(_ bytes: [UInt8], from peer: PeerID) -> [GossipDirective] {
         var directives: [GossipDirective] = []
         guard settings.neighbours[peer] != nil else {
-            reject(from: peer, reason: "unknownPeer", "message from '\(peer)', which is not a neighbour", into: &directives)
+            reject(from: peer, .unknownPeer, "message from '\(peer)', which is not a neighbour", into: &directives)
             return directives
         }
         roundStats.bytesReceived += bytes.count
@@ -314,11 +358,15 @@ public struct GossipInstance<Learner: LocalLearner> {
         do {
             message = try GossipMessage(decoding: bytes)
         } catch {
-            reject(from: peer, reason: "badMessage", error.description, into: &directives)
+            reject(from: peer, .badMessage, error.description, into: &directives)
             return directives
         }
         switch message {
         case .keyframeRequest(let held):
+            guard roundStats.keyframesAnswered.insert(peer).inserted else {
+                reject(from: peer, .keyframeBudget, "another keyframe request in round \(round); one is answered per round", into: &directives)
+                return directives
+            }
             directives.append(.event(.keyframeRequested(from: peer, heldVersion: held)))
             sendKeyframe(to: peer, into: &directives)
         case .envelope(let envelopeBytes):
@@ -335,7 +383,7 @@ public struct GossipInstance<Learner: LocalLearner> {
             beginFirstRound(into: &directives)
             return directives
         }
-        let missing = order.filter { (neighbourStates[$0]?.round ?? -1) < round }
+        let missing = order.filter { !isReady($0) }
         if !missing.isEmpty { directives.append(.event(.deadlineMissed(round: round, missing: missing))) }
         completeRound(into: &directives)
         return directives
@@ -352,6 +400,11 @@ public struct GossipInstance<Learner: LocalLearner> {
 
     // MARK: Rounds
 
+    /// Whether `peer` delivered an envelope of the round in progress.
+    private func isReady(_ peer: PeerID) -> Bool {
+        (neighbourStates[peer]?.deliveredRound ?? -1) >= round
+    }
+
     /// Round 1 — or, for a peer joining a network that is already under way (its neighbours'
     /// keyframes come from later rounds), the neighbours' round, starting from the
     /// sample-weighted mean of their models rather than from x₀.
@@ -361,6 +414,12 @@ public struct GossipInstance<Learner: LocalLearner> {
             beginRound(1, into: &directives)
             return
         }
+        adoptNeighbourhoodMean(into: &directives)
+        beginRound(min(joinRound, settings.rounds), into: &directives)
+    }
+
+    /// x ← the sample-weighted mean of the neighbours' copies (a joining or rejoining peer).
+    private mutating func adoptNeighbourhoodMean(into directives: inout [GossipDirective]) {
         var total = 0.0
         var mean = [Double](repeating: 0, count: parameters.count)
         for peer in order {
@@ -369,49 +428,76 @@ public struct GossipInstance<Learner: LocalLearner> {
             total += weight
             for i in mean.indices { mean[i] += weight * Double(copy[i]) }
         }
-        parameters = mean.map { Float($0 / total) }
-        beginRound(min(joinRound, settings.rounds), into: &directives)
+        // Finite copies and weights ≤ 2⁴⁰ give a finite mean; keep x₀ if not (it is already good).
+        let joined = mean.map { Float($0 / total) }
+        if joined.withUnsafeBufferPointer(FiniteVector.allFinite) {
+            parameters = joined
+        } else {
+            reject(from: settings.me, .nonFiniteModel, "the mean of the neighbours' models is not finite; keeping this model", into: &directives)
+        }
     }
 
     private mutating func beginRound(_ r: Int, into directives: inout [GossipDirective]) {
         round = r
         roundStats = RoundStats()
         let t0 = clock()
+        lastGood.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: parameters) }
         lastLoss = learner.train(&parameters, round: r)
+        if !parameters.withUnsafeBufferPointer(FiniteVector.allFinite) {
+            swap(&parameters, &lastGood)
+            reject(from: settings.me, .nonFiniteModel, "training in round \(r) gave a non-finite model; it keeps the model from before the step", into: &directives)
+        }
         let t1 = clock()
-        // q = C(x − x̂_self); x̂_self += q exactly as receivers will decode it.
-        for i in parameters.indices { scratch[i] = parameters[i] - publicCopy[i] }
-        var decoded = [Float](repeating: 0, count: parameters.count)
         advertisedNeighbourhood = neighbourhoodSampleCount
         advertisedKnown = Set(order.filter { neighbourStates[$0]?.sampleCount != nil })
         let header = DeltaEnvelope.Header(
             kind: .delta, planHash: settings.planHash, origin: settings.me, sequence: version + 1,
-            round: UInt64(r), baseSequence: version, sampleCount: UInt64(learner.sampleCount),
+            round: UInt64(r), baseSequence: version, sampleCount: UInt64(clamping: learner.sampleCount),
             neighbourhoodSampleCount: UInt64(advertisedNeighbourhood)
         )
-        let envelope: [UInt8]
-        do {
-            envelope = try scratch.withUnsafeBufferPointer { q in
-                try decoded.withUnsafeMutableBufferPointer { d in try encoder.seal(q, header: header, key: key, reconstruct: d) }
-            }
-        } catch {
-            // Training produced NaN/Inf: keep the last good model, send nothing this round.
-            directives.append(.event(.rejected(from: settings.me, reason: "nonFiniteModel", message: "\(error)")))
-            parameters = publicCopy
-            roundStats.rejected["nonFiniteModel", default: 0] += 1
-            afterSend(trainSeconds: seconds(t1 - t0), encodeSeconds: 0, into: &directives)
-            return
+        // q = C(x − x̂_self); x̂_self += q exactly as receivers will decode it, computed into
+        // `incoming` and kept only if finite.
+        for i in parameters.indices { scratch[i] = parameters[i] - publicCopy[i] }
+        var envelope = sealDelta(header: header)
+        if envelope == nil {
+            // x − x̂_self or x̂_self + q is not finite: x falls back to x̂_self and this round
+            // sends an empty delta, so neighbours still hear from this peer.
+            reject(from: settings.me, .nonFiniteModel, "the round-\(r) delta or the public copy it gives is not finite; it falls back to its public copy", into: &directives)
+            parameters.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: publicCopy) }
+            scratch.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+            envelope = sealDelta(header: header)
         }
-        for i in publicCopy.indices { publicCopy[i] += decoded[i] }
-        version += 1
-        lastEnvelope = envelope
-        let message = GossipMessage.envelope(envelope).encoded()
-        for peer in order {
-            directives.append(.send(to: peer, bytes: message))
-            roundStats.bytesSent += message.count
+        if let envelope {
+            version += 1
+            lastEnvelope = envelope
+            // Persisted before the new version leaves (restore's version-jump rule).
+            directives.append(.persist(snapshot()))
+            let message = GossipMessage.envelope(envelope).encoded()
+            for peer in order {
+                directives.append(.send(to: peer, bytes: message))
+                roundStats.bytesSent += message.count
+            }
         }
         let t2 = clock()
         afterSend(trainSeconds: seconds(t1 - t0), encodeSeconds: seconds(t2 - t1), into: &directives)
+    }
+
+    /// Seals `scratch` (q) under `header` and moves x̂_self by what receivers will decode;
+    /// `nil`, with nothing changed, when q or the new x̂_self would not be finite.
+    private mutating func sealDelta(header: DeltaEnvelope.Header) -> [UInt8]? {
+        let sealed: [UInt8]
+        let (encoder, key) = (self.encoder, self.key)
+        do {
+            sealed = try scratch.withUnsafeBufferPointer { q in
+                try incoming.withUnsafeMutableBufferPointer { d in try encoder.seal(q, header: header, key: key, reconstruct: d) }
+            }
+        } catch {
+            return nil
+        }
+        let finite = publicCopy.withUnsafeBufferPointer { s in incoming.withUnsafeMutableBufferPointer { FiniteVector.add(s, into: $0) } }
+        guard finite else { return nil }
+        swap(&publicCopy, &incoming)
+        return sealed
     }
 
     private var phaseTimes = (train: 0.0, encode: 0.0)
@@ -431,14 +517,15 @@ public struct GossipInstance<Learner: LocalLearner> {
             if order.allSatisfy({ neighbourStates[$0]?.copy != nil }) { beginFirstRound(into: &directives) }
             return
         }
-        if order.allSatisfy({ (neighbourStates[$0]?.round ?? -1) >= round }) {
+        if order.allSatisfy(isReady) {
             completeRound(into: &directives)
         }
     }
 
     private mutating func completeRound(into directives: inout [GossipDirective]) {
         let t0 = clock()
-        // Consensus step: x ← x + γ Σ_j p_ij (x̂_j − x̂_self), neighbours in id order.
+        // Consensus step: x ← x + γ Σ_j p_ij (x̂_j − x̂_self), neighbours in id order, computed
+        // into `scratch` and kept only if finite.
         let row = MixingWeights.row(
             selfSamples: learner.sampleCount,
             selfNeighbourhood: advertisedNeighbourhood,
@@ -455,16 +542,22 @@ public struct GossipInstance<Learner: LocalLearner> {
             mixing: settings.mixing
         )
         let gamma = Float(settings.consensusStep)
+        scratch.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: parameters) }
         for peer in order {
             guard let weight = row[peer], weight > 0, let copy = neighbourStates[peer]?.copy else { continue }
             let w = gamma * Float(weight)
-            parameters.withUnsafeMutableBufferPointer { x in
+            scratch.withUnsafeMutableBufferPointer { x in
                 copy.withUnsafeBufferPointer { c in
                     publicCopy.withUnsafeBufferPointer { s in
                         for i in 0..<x.count { x[i] += w * (c[i] - s[i]) }
                     }
                 }
             }
+        }
+        if scratch.withUnsafeBufferPointer(FiniteVector.allFinite) {
+            swap(&parameters, &scratch)
+        } else {
+            reject(from: settings.me, .nonFiniteModel, "the consensus step of round \(round) gave a non-finite model; it keeps the model from before the step", into: &directives)
         }
         let t1 = clock()
         // Consensus distance: ‖x − mean of neighbours' copies‖.
@@ -494,7 +587,7 @@ public struct GossipInstance<Learner: LocalLearner> {
             compressionRatio: lastEnvelope.isEmpty ? 0 : Double(4 * parameters.count) / Double(lastEnvelope.count),
             accepted: roundStats.accepted,
             rejected: roundStats.rejected,
-            staleness: Dictionary(uniqueKeysWithValues: order.map { ($0, max(0, round - (neighbourStates[$0]?.round ?? 0))) }),
+            staleness: Dictionary(uniqueKeysWithValues: order.map { ($0, max(0, round - (neighbourStates[$0]?.deliveredRound ?? 0))) }),
             trainSeconds: phaseTimes.train,
             encodeSeconds: phaseTimes.encode,
             applySeconds: roundStats.applySeconds + seconds(t1 - t0),
@@ -503,6 +596,7 @@ public struct GossipInstance<Learner: LocalLearner> {
         directives.append(.roundCompleted(report))
         if round >= settings.rounds {
             round = settings.rounds + 1
+            directives.append(.persist(snapshot()))
             directives.append(.finished)
         } else {
             beginRound(round + 1, into: &directives)
@@ -516,34 +610,64 @@ public struct GossipInstance<Learner: LocalLearner> {
         do {
             envelope = try verifier.verify(bytes, publicKey: { [settings] in settings.neighbours[$0]?.publicKey })
         } catch {
-            reject(from: peer, reason: error.code.description, error.message, into: &directives)
+            reject(from: peer, error.code, error.message, into: &directives)
             return
         }
-        guard envelope.header.origin == peer else {
-            reject(from: peer, reason: "originMismatch", "envelope signed by '\(envelope.header.origin)' arrived from '\(peer)'", into: &directives)
+        let header = envelope.header
+        guard header.origin == peer else {
+            reject(from: peer, .originMismatch, "envelope signed by '\(header.origin)' arrived from '\(peer)'", into: &directives)
             return
         }
         do {
-            try replayWindow.check(origin: peer, sequence: envelope.header.sequence)
+            try replayWindow.check(origin: peer, sequence: header.sequence)
         } catch {
-            reject(from: peer, reason: error.code.description, error.message, into: &directives)
+            reject(from: peer, error.code, error.message, into: &directives)
             return
         }
-        let envelopeRound = Int(clamping: envelope.header.round)
-        // Deltas from rounds ahead wait until this peer gets there; a keyframe is a whole copy
-        // and applies at once (a restarted or newly joined peer catches up from it).
-        if settings.synchrony == .synchronous && envelopeRound > round && envelope.header.kind == .delta {
-            var state = neighbourStates[peer]!
-            if state.held.count >= settings.maxBufferedPerNeighbour {
-                reject(from: peer, reason: "tooFarAhead", "round \(envelopeRound) is too far ahead of round \(round)", into: &directives)
+        let envelopeRound = Int(clamping: header.round)
+        guard envelopeRound <= settings.rounds else {
+            reject(from: peer, .outOfRange, "round \(envelopeRound) is beyond the plan's \(settings.rounds) rounds", into: &directives)
+            return
+        }
+        if settings.synchrony == .synchronous && header.kind == .delta {
+            // No delta further ahead than the held-envelope window is taken. A keyframe of any
+            // round of the plan is (a joining or restarted peer catches up from it), but it
+            // counts as a delivery for at most the window's rounds (see `apply`).
+            guard envelopeRound - round <= settings.maxBufferedPerNeighbour else {
+                reject(from: peer, .tooFarAhead, "round \(envelopeRound) is more than \(settings.maxBufferedPerNeighbour) rounds ahead of round \(round)", into: &directives)
                 return
             }
-            state.held.append((envelope.header, envelope.delta))
-            neighbourStates[peer] = state
-            return
+            // Deltas from rounds ahead wait until this peer gets there.
+            if envelopeRound > round {
+                guard neighbourStates[peer]!.held.count < settings.maxBufferedPerNeighbour else {
+                    reject(from: peer, .tooFarAhead, "\(settings.maxBufferedPerNeighbour) envelopes from rounds ahead are already held", into: &directives)
+                    return
+                }
+                neighbourStates[peer]!.held.append((header, envelope.delta))
+                return
+            }
         }
-        apply(envelope.header, envelope.delta, from: peer, into: &directives)
+        apply(header, envelope.delta, from: peer, into: &directives)
+        catchUpIfFarBehind(into: &directives)
         completeIfReady(into: &directives)
+    }
+
+    /// A peer restarted after a long outage (synchronous mode): when every neighbour's copy is
+    /// more than the held-envelope window ahead, waiting round by round would cost a deadline
+    /// per round — on both sides. It rejoins instead, as a joining peer does: at the lowest of
+    /// its neighbours' rounds, from the sample-weighted mean of their copies. One hostile
+    /// neighbour cannot trigger it while another is near this peer's round.
+    private mutating func catchUpIfFarBehind(into directives: inout [GossipDirective]) {
+        guard settings.synchrony == .synchronous, started, round >= 1, !isFinished, !order.isEmpty else { return }
+        var lowest = Int.max
+        for peer in order {
+            guard let state = neighbourStates[peer], state.copy != nil else { return }
+            lowest = min(lowest, state.round)
+        }
+        guard lowest > round + settings.maxBufferedPerNeighbour else { return }
+        for peer in order { neighbourStates[peer]!.deliveredRound = neighbourStates[peer]!.round }
+        adoptNeighbourhoodMean(into: &directives)
+        beginRound(min(lowest, settings.rounds), into: &directives)
     }
 
     private mutating func applyHeld(from peer: PeerID, into directives: inout [GossipDirective]) {
@@ -552,13 +676,15 @@ public struct GossipInstance<Learner: LocalLearner> {
             do {
                 try replayWindow.check(origin: peer, sequence: first.header.sequence)
             } catch {
-                reject(from: peer, reason: error.code.description, error.message, into: &directives)
+                reject(from: peer, error.code, error.message, into: &directives)
                 continue
             }
             apply(first.header, first.delta, from: peer, into: &directives)
         }
     }
 
+    /// Applies a verified envelope: decodes into `incoming`, forms the candidate copy there,
+    /// and only when it is finite swaps it in — a rejected envelope changes nothing.
     private mutating func apply(
         _ header: DeltaEnvelope.Header,
         _ delta: EncodedDelta,
@@ -567,43 +693,60 @@ public struct GossipInstance<Learner: LocalLearner> {
     ) {
         let t0 = clock()
         defer { roundStats.applySeconds += seconds(clock() - t0) }
-        var state = neighbourStates[peer]!
-        if header.kind == .delta && (state.copy == nil || header.baseSequence != state.version) {
+        let heldVersion = neighbourStates[peer]!.version
+        let hasCopy = neighbourStates[peer]!.copy != nil
+        if header.kind == .delta && (!hasCopy || header.baseSequence != heldVersion) {
             // A gap: this delta does not apply to the copy held. Ask for a keyframe, at most
             // once a round (the request itself may be lost).
             reject(
-                from: peer, reason: "gap",
-                "delta \(header.sequence) applies to version \(header.baseSequence), this peer holds \(state.version)",
+                from: peer, .gap, "delta \(header.sequence) applies to version \(header.baseSequence), this peer holds \(heldVersion)",
                 into: &directives
             )
-            if state.keyframeRequestedInRound.map({ $0 < round }) ?? true {
-                state.keyframeRequestedInRound = round
-                neighbourStates[peer] = state
-                directives.append(.send(to: peer, bytes: GossipMessage.keyframeRequest(heldVersion: state.version).encoded()))
+            if neighbourStates[peer]!.keyframeRequestedInRound.map({ $0 < round }) ?? true {
+                neighbourStates[peer]!.keyframeRequestedInRound = round
+                directives.append(.send(to: peer, bytes: GossipMessage.keyframeRequest(heldVersion: heldVersion).encoded()))
             }
             return
         }
-        let values: [Float]
+        let decoder = self.decoder
         do {
-            values = try decoder.decode(delta)
+            try incoming.withUnsafeMutableBufferPointer { v throws(DeltaError) in try decoder.decode(delta, into: v) }
         } catch {
-            reject(from: peer, reason: error.code.description, error.message, into: &directives)
+            reject(from: peer, error.code, error.message, into: &directives)
             return
         }
         switch header.kind {
         case .keyframe:
-            state.copy = values
-            state.keyframeRequestedInRound = nil
-        case .delta:
-            state.copy!.withUnsafeMutableBufferPointer { c in
-                for i in 0..<c.count { c[i] += values[i] }
+            // Decoded values are finite (the decoder checks); the keyframe replaces the copy.
+            if hasCopy {
+                swap(&incoming, &neighbourStates[peer]!.copy!)
+            } else {
+                neighbourStates[peer]!.copy = incoming
+                incoming = [Float](repeating: 0, count: parameters.count)
             }
+            neighbourStates[peer]!.keyframeRequestedInRound = nil
+        case .delta:
+            let finite = neighbourStates[peer]!.copy!.withUnsafeBufferPointer { c in
+                incoming.withUnsafeMutableBufferPointer { FiniteVector.add(c, into: $0) }
+            }
+            guard finite else {
+                reject(from: peer, .nonFiniteResult, "delta \(header.sequence) would make the copy of '\(peer)' non-finite", into: &directives)
+                return
+            }
+            swap(&incoming, &neighbourStates[peer]!.copy!)
         }
-        state.version = header.sequence
-        state.round = max(state.round, Int(clamping: header.round))
-        state.sampleCount = Int(clamping: header.sampleCount)
-        state.neighbourhoodSampleCount = Int(clamping: header.neighbourhoodSampleCount)
-        neighbourStates[peer] = state
+        let r = Int(clamping: header.round)
+        neighbourStates[peer]!.version = header.sequence
+        neighbourStates[peer]!.round = max(neighbourStates[peer]!.round, r)
+        // A keyframe of a later round says the neighbour is already there: it will not send the
+        // rounds in between, so it counts as delivered through its round — but for at most the
+        // held-envelope window ahead, so no envelope buys readiness for the rounds beyond.
+        let credited = settings.synchrony == .asynchronous || round == 0 ? r : min(r, round + settings.maxBufferedPerNeighbour)
+        if settings.synchrony == .asynchronous || round == 0 || header.kind == .keyframe || r <= round {
+            neighbourStates[peer]!.deliveredRound = max(neighbourStates[peer]!.deliveredRound, credited)
+        }
+        neighbourStates[peer]!.sampleCount = Int(clamping: header.sampleCount)
+        neighbourStates[peer]!.neighbourhoodSampleCount = Int(clamping: header.neighbourhoodSampleCount)
         replayWindow.record(origin: peer, sequence: header.sequence)
         roundStats.accepted += 1
     }
@@ -611,10 +754,11 @@ public struct GossipInstance<Learner: LocalLearner> {
     private mutating func sendKeyframe(to peer: PeerID, into directives: inout [GossipDirective]) {
         let header = DeltaEnvelope.Header(
             kind: .keyframe, planHash: settings.planHash, origin: settings.me, sequence: version,
-            round: UInt64(max(round, 0)), baseSequence: 0, sampleCount: UInt64(learner.sampleCount),
+            round: UInt64(min(max(round, 0), settings.rounds)), baseSequence: 0, sampleCount: UInt64(clamping: learner.sampleCount),
             neighbourhoodSampleCount: UInt64(neighbourhoodSampleCount)
         )
-        // The public copy is always finite: it only ever moves by decoded, checked deltas.
+        // Keyframes are always lossless (receivers accept nothing else). The public copy is
+        // always finite: it only ever moves by checked deltas.
         let keyframeEncoder = DeltaEncoder(codec: .lossless, zstdLevel: settings.zstdLevel)
         guard let envelope = try? publicCopy.withUnsafeBufferPointer({ try keyframeEncoder.seal($0, header: header, key: key) })
         else { return }
@@ -624,9 +768,24 @@ public struct GossipInstance<Learner: LocalLearner> {
         directives.append(.event(.keyframeSent(to: peer, version: version)))
     }
 
-    private mutating func reject(from peer: PeerID, reason: String, _ message: String, into directives: inout [GossipDirective]) {
+    /// Counts a rejection; reports it by an event only the first time this round for the pair
+    /// (peer, reason); asks for a disconnect once a neighbour exceeds its rejection budget.
+    private mutating func reject(
+        from peer: PeerID,
+        _ reason: Reason,
+        _ message: String,
+        into directives: inout [GossipDirective]
+    ) {
         roundStats.rejected[reason, default: 0] += 1
-        directives.append(.event(.rejected(from: peer, reason: reason, message: message)))
+        if roundStats.reported.insert(RejectionKey(peer: peer, reason: reason)).inserted {
+            directives.append(.event(.rejected(from: peer, reason: reason, message: message)))
+        }
+        guard peer != settings.me, settings.neighbours[peer] != nil else { return }
+        let count = roundStats.rejectedBy[peer, default: 0] + 1
+        roundStats.rejectedBy[peer] = count
+        if count > settings.rejectionBudgetPerRound && roundStats.disconnected.insert(peer).inserted {
+            directives.append(.disconnect(peer, reason: .rejectionBudget))
+        }
     }
 
     private func seconds(_ d: Duration) -> Double {

@@ -4,7 +4,9 @@ import PlexusCore
 ///
 ///     type 1  envelope          the body is a signed delta envelope (PlexusCodec's DeltaEnvelope)
 ///     type 2  keyframe request  the body is a u64 LE: the version of the sender's copy of the
-///                               receiver's model (0 = none); the receiver answers with a keyframe
+///                               receiver's model (0 = none); the receiver answers with a keyframe,
+///                               at most one per requester per round (further requests are
+///                               counted as `keyframeBudget`)
 ///
 /// The network shell seals these bytes in an authenticated session; the simulator carries them
 /// as they are. Decoding is bounded: nothing is allocated beyond the input.

@@ -42,8 +42,14 @@ public struct GossipSettings: Sendable {
     /// consensus step (its weight stays with the peer itself). Default: 5.
     public var maxStaleness: Int = 5
     /// Envelopes from a neighbour that are ahead of this peer's round are held, at most this
-    /// many per neighbour; more are dropped (the neighbour will be asked for a keyframe). Default: 8.
+    /// many per neighbour; more are dropped (the neighbour will be asked for a keyframe). It is
+    /// also the synchronous look-ahead window: an envelope (keyframes included) more than this
+    /// many rounds ahead is refused as `tooFarAhead`, except a keyframe reaching a peer that is
+    /// joining (round 0). MUST be ≥ 1. Default: 8.
     public var maxBufferedPerNeighbour: Int = 8
+    /// Rejected messages one neighbour may cause in one round; the next one makes the instance
+    /// emit ``GossipDirective/disconnect(_:reason:)`` (once per round). MUST be ≥ 1. Default: 64.
+    public var rejectionBudgetPerRound: Int = 64
     public var weighting: SiteWeighting = .samples
     /// Where the base weights came from: Metropolis–Hastings (the default) lets sample
     /// weighting use the neighbourhood form of ``MixingWeights``; explicit weights are kept as

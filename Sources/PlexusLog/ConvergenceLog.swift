@@ -52,7 +52,7 @@ public enum ConvergenceLog {
             ("bytes_sent", .integer(report.bytesSent)), ("bytes_received", .integer(report.bytesReceived)),
             ("compression_ratio", .number(report.compressionRatio)),
             ("accepted", .integer(report.accepted)),
-            ("rejected", .object(report.rejected.sorted { $0.key < $1.key }.map { ($0.key, .integer($0.value)) })),
+            ("rejected", .object(report.rejected.sorted { $0.key.rawValue < $1.key.rawValue }.map { ($0.key.rawValue, .integer($0.value)) })),
             ("staleness", .object(report.staleness.sorted { $0.key < $1.key }.map { ($0.key.rawValue, .integer($0.value)) })),
             ("seconds", .object([
                 ("train", .number(report.trainSeconds)), ("encode", .number(report.encodeSeconds)),
@@ -69,7 +69,7 @@ public enum ConvergenceLog {
         members += [("peer", .string(peer.rawValue)), ("round", .integer(round))]
         switch event {
         case .rejected(let from, let reason, let message):
-            members += [("event", .string("rejected")), ("from", .string(from.rawValue)), ("reason", .string(reason)), ("message", .string(message))]
+            members += [("event", .string("rejected")), ("from", .string(from.rawValue)), ("reason", .string(reason.rawValue)), ("message", .string(message))]
         case .keyframeSent(let to, let version):
             members += [("event", .string("keyframe_sent")), ("to", .string(to.rawValue)), ("version", .integer(Int(clamping: version)))]
         case .keyframeRequested(let from, let held):

@@ -146,7 +146,7 @@ actor NodeDriver: Service {
     func run() async throws {
         let me = node.configuration.peer
         if let snapshot = restoredSnapshot {
-            instance.restore(snapshot)
+            do { try instance.restore(snapshot) } catch { throw NodeError("\(statePath ?? "state file"): \(error)") }
             node.logger.info("Resuming from the state file", metadata: ["round": "\(snapshot.round)", "state": "\(statePath ?? "")"])
         }
         for peer in topology.neighbours(of: me) { openQueue(to: peer) }
@@ -227,9 +227,9 @@ actor NodeDriver: Service {
             case .send(let peer, let bytes):
                 enqueue(bytes, to: peer)
             case .rejected(let from, let reason, let message):
-                log?.write(ConvergenceLog.event(.rejected(from: from, reason: reason.rawValue, message: message), peer: me, round: round, time: now()))
+                log?.write(ConvergenceLog.event(.rejected(from: from, reason: reason, message: message), peer: me, round: round, time: now()))
                 metrics.update { $0.rejected[reason.rawValue, default: 0] += 1 }
-                warnRejected(from: from, reason: reason.rawValue, message: message)
+                warnRejected(from: from, reason: reason, message: message)
             case .waiting(let missing, let elapsed):
                 node.logger.warning(
                     "Waiting for the statistics of \(missing.count) peer\(missing.count == 1 ? "" : "s") before training",
@@ -282,7 +282,7 @@ actor NodeDriver: Service {
         stop.continuation.finish()
     }
 
-    private func warnRejected(from peer: PeerID, reason: String, message: String) {
+    private func warnRejected(from peer: PeerID, reason: Reason, message: String) {
         guard let suppressed = warningLimiter.admit("\(peer)/\(reason)", now: elapsed()) else { return }
         var metadata: Logger.Metadata = ["from": "\(peer)", "reason": "\(reason)", "detail": "\(message)"]
         if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
@@ -298,11 +298,15 @@ actor NodeDriver: Service {
     // MARK: Directives
 
     private func carryOut(_ directives: [GossipDirective]) {
-        var completed = false
         for directive in directives {
             switch directive {
+            case .persist(let snapshot):
+                persist(snapshot)
+            case .disconnect(let peer, let reason):
+                // PeerMesh has no per-session close yet: the request is logged for the operator.
+                node.logger.warning("Neighbour exceeded its budget; disconnect requested", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
+                log?.write(ConvergenceLog.session("disconnect_requested", peer: node.configuration.peer, other: peer.rawValue, reason: reason.rawValue, round: round, time: now()))
             case .roundCompleted(let report):
-                completed = true
                 var test: [(String, Double)] = []
                 if let testSet = node.test, let standardization {
                     test = metricPairs(Evaluation(model: node.model, parameters: report.parameters, data: standardization.applied(to: testSet)))
@@ -324,7 +328,7 @@ actor NodeDriver: Service {
                     m.consensusDistance = report.consensusDistance
                     m.bytesSent += report.bytesSent
                     m.bytesReceived += report.bytesReceived
-                    for (reason, count) in report.rejected { m.rejected[reason, default: 0] += count }
+                    for (reason, count) in report.rejected { m.rejected[reason.rawValue, default: 0] += count }
                     if let first = test.first { m.metric = (first.0, first.1) }
                 }
             case .event(let event):
@@ -348,9 +352,8 @@ actor NodeDriver: Service {
                 break
             }
         }
-        // The state is persisted at the end of every round, before that round's messages leave:
-        // whatever a neighbour ever receives is covered by a state file.
-        if completed { persist() }
+        // `.persist` directives were carried out above, before any send below: whatever a
+        // neighbour ever receives is covered by a state file.
         for directive in directives {
             switch directive {
             case .send(let peer, let bytes):
@@ -366,10 +369,10 @@ actor NodeDriver: Service {
         }
     }
 
-    private func persist() {
+    private func persist(_ snapshot: GossipSnapshot? = nil) {
         guard let statePath else { return }
         do {
-            try StateFile.writeAtomically(StateFile.encode(instance.snapshot(), planHash: node.planHash), to: statePath)
+            try StateFile.writeAtomically(StateFile.encode(snapshot ?? instance.snapshot(), planHash: node.planHash), to: statePath)
         } catch {
             node.logger.error("Cannot persist the state", metadata: ["error": "\(error)"])
         }

@@ -21,7 +21,7 @@ public enum StateFile {
         public var description: String
     }
 
-    public static func encode(_ s: GossipInstance<some LocalLearner>.Snapshot, planHash: [UInt8]) -> [UInt8] {
+    public static func encode(_ s: GossipSnapshot, planHash: [UInt8]) -> [UInt8] {
         var w = ByteWriter(capacity: 64 + 8 * s.parameters.count)
         w.write(contentsOf: magic)
         w.write(1)

@@ -61,6 +61,11 @@ public struct SimulationOutcome: Sendable {
     public var messagesLost = 0
     public var messagesCutByPartition = 0
     public var bytesDelivered = 0
+    /// ``GossipDirective/persist(_:)`` directives seen (the simulator keeps no state files).
+    public var snapshotsPersisted = 0
+    /// ``GossipDirective/disconnect(_:reason:)`` directives seen, by reason (the simulated
+    /// links stay up: the simulator only counts them).
+    public var disconnects: [Reason: Int] = [:]
     /// Whether every peer finished its rounds.
     public var finished: Bool
     /// Each peer's final model.
@@ -185,6 +190,10 @@ public final class Simulator<Learner: LocalLearner> {
                 report(r, now)
             case .event(let e):
                 event(peer, e, now)
+            case .persist:
+                outcome.snapshotsPersisted += 1
+            case .disconnect(_, let reason):
+                outcome.disconnects[reason, default: 0] += 1
             case .finished:
                 break
             }

@@ -106,7 +106,7 @@ import Testing
             sim.links.jitter = .milliseconds(20)
             var log: [String] = []
             let outcome = sim.run(report: { r, t in
-                log.append("\(t) \(r.peer) \(r.round) \(r.trainingLoss) \(r.consensusDistance) \(r.bytesSent) \(r.rejected.sorted { $0.key < $1.key })")
+                log.append("\(t) \(r.peer) \(r.round) \(r.trainingLoss) \(r.consensusDistance) \(r.bytesSent) \(r.rejected.sorted { $0.key.rawValue < $1.key.rawValue })")
             })
             return (outcome.parameters.mapValues { $0.map(\.bitPattern) }, log)
         }

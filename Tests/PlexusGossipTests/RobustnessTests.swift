@@ -16,7 +16,7 @@ import Testing
         sim.links.loss = 0.15
         sim.links.duplication = 0.1
         sim.links.jitter = .milliseconds(30)
-        var rejected: [String: Int] = [:]
+        var rejected: [Reason: Int] = [:]
         let outcome = sim.run(event: { _, event, _ in
             if case .rejected(_, let reason, _) = event { rejected[reason, default: 0] += 1 }
         })
@@ -34,10 +34,11 @@ import Testing
             }
         }
         #expect(compared >= graph.count, "most copies should be current after the final deliveries")
-        // Losses show up as gaps (then keyframes), duplicates as replays — counted, never applied.
-        #expect(rejected["gap", default: 0] > 0)
-        #expect(rejected["replay", default: 0] > 0)
-        #expect(Set(rejected.keys).isSubset(of: ["gap", "replay"]))
+        // Losses show up as gaps (then keyframes), duplicates as replays — counted, never applied;
+        // a duplicated keyframe request gets no second answer in the same round (keyframeBudget).
+        #expect(rejected[.gap, default: 0] > 0)
+        #expect(rejected[.replay, default: 0] > 0)
+        #expect(Set(rejected.keys).isSubset(of: [.gap, .replay, .keyframeBudget]))
     }
 
     /// Invalid messages are dropped with a reason and counted; the round goes on.
@@ -62,32 +63,32 @@ import Testing
             let delta = try! DeltaEncoder(codec: .lossless).encode(values)
             return GossipMessage.envelope(DeltaEnvelope(header: header, delta: delta).sealed(by: key ?? bKey)).encoded()
         }
-        func reasons(_ directives: [GossipDirective]) -> [String] {
+        func reasons(_ directives: [GossipDirective]) -> [Reason] {
             directives.compactMap { if case .event(.rejected(_, let reason, _)) = $0 { reason } else { nil } }
         }
-        #expect(reasons(a.receive(envelope(sequence: 1, key: Ed25519.PrivateKey()), from: b)) == ["badSignature"])
-        #expect(reasons(a.receive(envelope(sequence: 1, plan: BLAKE2b.hash256([9])), from: b)) == ["planMismatch"])
-        #expect(reasons(a.receive(envelope(sequence: 1, values: [1, 2, 3]), from: b)) == ["wrongParameterCount"])
-        #expect(reasons(a.receive(envelope(sequence: 1, origin: PeerID("mallory")!), from: b)) == ["unknownOrigin"])
-        #expect(reasons(a.receive(envelope(sequence: 1), from: PeerID("mallory")!)) == ["unknownPeer"])
-        #expect(reasons(a.receive([7, 1, 2], from: b)) == ["badMessage"])
+        #expect(reasons(a.receive(envelope(sequence: 1, key: Ed25519.PrivateKey()), from: b)) == [.badSignature])
+        #expect(reasons(a.receive(envelope(sequence: 1, plan: BLAKE2b.hash256([9])), from: b)) == [.planMismatch])
+        #expect(reasons(a.receive(envelope(sequence: 1, values: [1, 2, 3]), from: b)) == [.wrongParameterCount])
+        #expect(reasons(a.receive(envelope(sequence: 1, origin: PeerID("mallory")!), from: b)) == [.unknownOrigin])
+        #expect(reasons(a.receive(envelope(sequence: 1), from: PeerID("mallory")!)) == [.unknownPeer])
+        #expect(reasons(a.receive([7, 1, 2], from: b)) == [.badMessage])
         // A NaN payload, validly signed: built by hand, since the encoder refuses NaN.
         var raw = [UInt8](repeating: 0, count: 16)
         raw[2 * 4 + 1] = 0xC0
         raw[3 * 4 + 1] = 0x7F
         let nanDelta = EncodedDelta(codec: .lossless, parameterCount: 4, rawLength: 16, payload: ZstdOneShot.compress(raw))
         let nanHeader = DeltaEnvelope.Header(kind: .keyframe, planHash: testPlanHash, origin: b, sequence: 1, round: 1, baseSequence: 0, sampleCount: 10)
-        #expect(reasons(a.receive(GossipMessage.envelope(DeltaEnvelope(header: nanHeader, delta: nanDelta).sealed(by: bKey)).encoded(), from: b)) == ["nonFinite"])
+        #expect(reasons(a.receive(GossipMessage.envelope(DeltaEnvelope(header: nanHeader, delta: nanDelta).sealed(by: bKey)).encoded(), from: b)) == [.nonFinite])
         #expect(a.round == 1, "nothing rejected moved the round")
         // A good keyframe, then its replay.
         let good = envelope(sequence: 1)
         let accepted = a.receive(good, from: b)
         #expect(reasons(accepted).isEmpty)
         #expect(accepted.contains { if case .roundCompleted = $0 { true } else { false } }, "b's round-1 copy completes round 1")
-        #expect(reasons(a.receive(good, from: b)) == ["replay"])
+        #expect(reasons(a.receive(good, from: b)) == [.replay])
         // A delta that skips a version: dropped, and a keyframe is requested.
         let gap = a.receive(envelope(sequence: 5, kind: .delta, base: 4, round: 2), from: b)
-        #expect(reasons(gap) == ["gap"])
+        #expect(reasons(gap) == [.gap])
         #expect(gap.contains { if case .send(let to, let bytes) = $0 { to == b && bytes.first == 2 } else { false } })
         #expect(a.neighbourStates[b]!.copy == [1, 2, 3, 4])
     }
@@ -135,6 +136,8 @@ import Testing
             if case .deadlineMissed(let round, let missing) = event, peer == peerID(0) { missed[round] = missing }
         })
         #expect(outcome.finished)
+        #expect(outcome.snapshotsPersisted == 4 * (5 + 1), "one persist per round and one at the end, per peer")
+        #expect(outcome.disconnects.isEmpty)
         #expect(missed.count == 5)
         #expect(missed[5] == [peerID(3)])
         #expect(outcome.messagesCutByPartition > 0)
@@ -151,7 +154,7 @@ import Testing
         var restarted = GossipInstance(
             settings: peers[0].settings, key: peers[0].key, learner: peers[0].learner, initialParameters: peers[0].initialParameters, clock: { .zero }
         )
-        restarted.restore(done.snapshot())
+        try restarted.restore(done.snapshot())
         #expect(restarted.version == done.version + 2)
         #expect(restarted.parameters == done.parameters)
         #expect(restarted.neighbourStates[peerID(1)]?.copy == done.neighbourStates[peerID(1)]?.copy)
@@ -164,7 +167,7 @@ import Testing
         var resumed = GossipInstance(
             settings: peers[0].settings, key: peers[0].key, learner: peers[0].learner, initialParameters: peers[0].initialParameters, clock: { .zero }
         )
-        resumed.restore(midway)
+        try resumed.restore(midway)
         let next = resumed.resume()
         #expect(resumed.round == 3)
         #expect(next.contains { if case .scheduleDeadline(3, _) = $0 { true } else { false } })
