@@ -130,12 +130,12 @@ actor NodeDriver: Service {
             // Every new session: all the statistics known, then a keyframe.
             for (_, bytes) in statisticsMessages.sorted(by: { $0.key < $1.key }) { enqueue(bytes, to: peer) }
             carryOut(instance.sessionOpened(with: peer))
-        case .sessionClosed(let peer, let reason):
+        case .sessionClosed(let peer, let reason, _):
             metrics.update { $0.openSessions = max(0, $0.openSessions - 1) }
-            log?.write(ConvergenceLog.session("session_closed", peer: node.configuration.peer, other: peer.rawValue, reason: reason, round: round, time: now()))
-        case .refused(let peer, let reason):
-            metrics.update { $0.handshakeFailures[reason, default: 0] += 1 }
-            log?.write(ConvergenceLog.session("refused", peer: node.configuration.peer, other: peer ?? "?", reason: reason, round: round, time: now()))
+            log?.write(ConvergenceLog.session("session_closed", peer: node.configuration.peer, other: peer.rawValue, reason: reason.rawValue, round: round, time: now()))
+        case .refused(let peer, let reason, _):
+            metrics.update { $0.handshakeFailures[reason.rawValue, default: 0] += 1 }
+            log?.write(ConvergenceLog.session("refused", peer: node.configuration.peer, other: peer ?? "?", reason: reason.rawValue, round: round, time: now()))
         case .message(let peer, let bytes):
             if bytes.first == StatisticsMessage.type {
                 receiveStatistics(bytes, from: peer)

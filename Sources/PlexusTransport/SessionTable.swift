@@ -341,8 +341,11 @@ package struct SessionTable: Hashable, Sendable {
         return actions
     }
 
-    package mutating func unblock(_ peer: PeerID) {
+    /// The backoff of a ``disconnect(_:reason:detail:backoff:)`` elapsed: the peer may connect again.
+    @discardableResult
+    package mutating func unblock(_ peer: PeerID) -> [Action] {
         blocked.remove(peer)
+        return []
     }
 
     // MARK: Helpers
