@@ -131,6 +131,8 @@ import Testing
         let restarted = await RunningMesh.start(bIdentity, port: port, peers: [a.id: a.peerEntry()], logs: logs)
         #expect(await eventually(timeout: .seconds(10)) { a.recorder.opened(bIdentity.id) == 2 })
         let reconnect = clock.now - restartedAt
+        // The follower opens when the authority's select arrives, a moment later.
+        #expect(await eventually { restarted.recorder.opened(a.id) == 1 })
         // b's first dial authenticated: no failed handshake on b's side.
         let bCounters = await restarted.mesh.counters
         #expect(bCounters.totalHandshakeFailures == 0, "\(bCounters.handshakeFailures)")
@@ -149,7 +151,7 @@ import Testing
             "idle-connection attack: \(attack.opened) connections from 10 addresses, a refused \(refused) (\(counters.handshakeFailures)); restarted b reconnected after \(reconnect); \(summaries.count) summary lines, \(individual.count) individual lines in \(elapsed)"
         )
         #expect(refused >= 50)
-        #expect(counters.handshakeFailures[.handshakeTimeout, default: 0] >= 32, "idle connections are dropped by the hello timeout")
+        #expect(counters.handshakeFailures[.handshakeTimeout, default: 0] >= 5, "idle connections are dropped by the hello timeout (most are evicted first)")
         // At most one summary per second of attack (plus the last), and individual lines only for
         // the first of each reason per interval.
         let seconds = Int(elapsed.components.seconds) + 2
