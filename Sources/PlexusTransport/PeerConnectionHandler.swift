@@ -333,7 +333,12 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
 @available(*, unavailable)
 extension PeerConnectionHandler: Sendable {}
 
+/// `duration` in nanoseconds, saturating (a `disconnect` backoff of years must not trap).
 func nanoseconds(_ duration: Duration) -> Int64 {
     let (seconds, attoseconds) = duration.components
-    return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+    guard !overflow else { return seconds < 0 ? Int64.min / 2 : Int64.max / 2 }
+    let (total, overflowAgain) = scaled.addingReportingOverflow(attoseconds / 1_000_000_000)
+    guard !overflowAgain else { return seconds < 0 ? Int64.min / 2 : Int64.max / 2 }
+    return total
 }

@@ -206,11 +206,7 @@ package struct SessionTable: Hashable, Sendable {
         state.order.append(connection)
         actions.append(.select(connection, SelectToken(incarnation: incarnation, sequence: state.sequence)))
         if let old = state.current { actions.append(.supersede(old)) }
-        state.current = connection
-        if !state.isOpen {
-            state.isOpen = true
-            actions.append(.sessionOpened(peer))
-        }
+        makeSession(connection, of: peer, &state, &actions)
         peers[peer] = state
         return actions
     }
@@ -238,12 +234,7 @@ package struct SessionTable: Hashable, Sendable {
         // overtake what it holds from the newer one.
         if state.highest.map({ generation > $0 }) ?? true {
             state.highest = generation
-            state.current = connection
-            state.handover = nil
-            if !state.isOpen {
-                state.isOpen = true
-                actions.append(.sessionOpened(peer))
-            }
+            makeSession(connection, of: peer, &state, &actions)
         }
         peers[peer] = state
         return actions
@@ -349,6 +340,16 @@ package struct SessionTable: Hashable, Sendable {
     }
 
     // MARK: Helpers
+
+    /// `connection` is now the session (a handover ends silently; a first one is reported).
+    private func makeSession(_ connection: ConnectionID, of peer: PeerID, _ state: inout Peer, _ actions: inout [Action]) {
+        state.current = connection
+        state.handover = nil
+        if !state.isOpen {
+            state.isOpen = true
+            actions.append(.sessionOpened(peer))
+        }
+    }
 
     private mutating func forget(_ peer: PeerID, reason: Reason, detail: String) -> [Action] {
         var actions: [Action] = []

@@ -201,7 +201,7 @@ import Testing
         #expect(await eventually { await f.rejected(.decryptFailed) == 1 })
         #expect(await f.logged(reason: "decryptFailed"))
         #expect(f.a.recorder.messages(from: evil.id) == [[1, 2, 3]])
-        #expect(await eventually { f.a.recorder.all.contains { if case .sessionClosed(evil.id, .decryptFailed, _) = $0 { return true } else { return false } } })
+        #expect(await eventually { f.a.recorder.closed(evil.id, because: .decryptFailed) })
         #expect(await f.honestSessionStillWorks(7))
         await f.stop()
     }

@@ -83,7 +83,7 @@ import Testing
         let cut = clock.now
         proxy.set(.blackhole)
         func closedByIdle(_ mesh: RunningMesh, _ peer: PeerID) -> Bool {
-            mesh.recorder.all.contains { if case .sessionClosed(peer, .idleTimeout, _) = $0 { return true } else { return false } }
+            mesh.recorder.closed(peer, because: .idleTimeout)
         }
         #expect(await eventually(timeout: .seconds(5)) { closedByIdle(a, b.id) && closedByIdle(b, a.id) }, "\(a.recorder.all)")
         let detected = clock.now - cut
@@ -239,9 +239,7 @@ import Testing
         print("outbound: \(results.filter { $0 == .sent }.count) sent, \(results.filter { $0 == .peerNotReading }.count) reported not reading, then \(results.last.map { "\($0)" } ?? "-") after \(results.count) sends of 60 KiB")
         #expect(results.first == .sent)
         #expect(firstSlow != nil && overflow != nil && firstSlow! < overflow!, "\(results.suffix(5))")
-        #expect(await eventually {
-            a.recorder.all.contains { if case .sessionClosed(evil.id, .outboundOverflow, _) = $0 { return true } else { return false } }
-        })
+        #expect(await eventually { a.recorder.closed(evil.id, because: .outboundOverflow) })
         #expect(await a.mesh.send([1], to: evil.id) == .noSession)
         await client.close()
         await a.stop()
@@ -256,9 +254,7 @@ import Testing
         await connectAll([a, b])
         #expect(await eventually { a.recorder.opened(b.id) == 1 && b.recorder.opened(a.id) == 1 })
         await a.mesh.disconnect(b.id, reason: .rejectionBudget, backoff: .seconds(2))
-        #expect(await eventually {
-            a.recorder.all.contains { if case .sessionClosed(b.id, .rejectionBudget, _) = $0 { return true } else { return false } }
-        })
+        #expect(await eventually { a.recorder.closed(b.id, because: .rejectionBudget) })
         #expect(await eventually { b.recorder.closed(a.id) == 1 })
         // b redials with its 50–400 ms backoff and is refused as a stranger.
         #expect(await eventually { (await b.mesh.counters).handshakeFailures[.refusedByPeer, default: 0] >= 2 })

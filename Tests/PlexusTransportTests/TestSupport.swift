@@ -68,6 +68,11 @@ final class EventRecorder: Sendable {
         all.filter { $0 == .sessionOpened(peer) }.count
     }
 
+    /// Whether the session with `peer` was reported closed for `reason`.
+    func closed(_ peer: PeerID, because reason: Reason) -> Bool {
+        all.contains { if case .sessionClosed(peer, reason, _) = $0 { return true } else { return false } }
+    }
+
     func closed(_ peer: PeerID) -> Int {
         all.filter { if case .sessionClosed(peer, _, _) = $0 { return true } else { return false } }.count
     }
