@@ -74,13 +74,19 @@ package struct SelectToken: Hashable, Sendable, CustomStringConvertible {
 /// handshakes complete, records arrive and connections close — the exhaustive two-table test
 /// (`SessionTableTests`) checks every interleaving of two simultaneous dials.
 ///
-/// Why the old tie-break could split: each end decided alone, from the order in which
-/// connections completed *at that end* ("the lower id's dial wins, otherwise the newest"), and a
-/// side that received `superseded` dropped its session and let its dial loop redial in the gap.
-/// The initiator completes a handshake one flight after the responder, and two TCP connections
-/// are not ordered with respect to each other, so "newest" is not the same connection at both
-/// ends; once the two ends had picked different survivors, each superseded (or drained) the
-/// connection the other kept, and nothing told them apart again.
+/// Why the old table lost links. It kept the decision inline in the shell, per end, under a
+/// lock that a close crossed twice: `channelInactive` first removed the connection from the
+/// draining set, then (in a second critical section) from the session slot. A handshake that
+/// completed on another event loop in between still saw the dying connection as the session,
+/// replaced it and put it into the draining set *after* its close had been processed; nothing
+/// ever removed it again, so every later message from that peer on the surviving connection was
+/// held back "until the drain ends" — forever, and without bound. The race window is exactly a
+/// simultaneous dial: the follower supersedes its duplicate and, a moment later on the other
+/// connection, the last handshake flight arrives. On top of that each end applied the tie-break
+/// alone ("the lower id's dial wins, otherwise the newest"), and "newest" is judged from the
+/// local completion order, which two ends do not share once a redial lands in a handover gap.
+/// Here a close is one input that removes the connection from every set at once, and only the
+/// authority chooses.
 ///
 /// ## Order of messages across a handover
 ///

@@ -10,25 +10,20 @@ import Testing
 /// Real sockets on loopback: simultaneous starts, partitions (through ``TCPProxy``), idle
 /// connections from attackers, back-pressure and disconnects. Durations are printed, never asserted.
 @Suite(.serialized, .timeLimit(.minutes(5))) struct ResilienceTests {
-    /// Four meshes learn of each other at the same moment, 100 times: every one of the 6 links
-    /// opens and carries a message both ways every time.
-    @Test func fourMeshesStartedTogetherConnectEveryLinkBothWaysEveryTime() async throws {
+    /// Four meshes start at the same moment, 100 times each way: learning of each other by
+    /// `updatePeers` at once, and starting with their peers configured on ports chosen up front
+    /// (so early dials also hit ports not yet listening). Every one of the 6 links opens and
+    /// carries a message both ways every time.
+    @Test(arguments: [StartMode.updatePeersAtOnce, .configuredPeers])
+    func fourMeshesStartedTogetherConnectEveryLinkBothWaysEveryTime(mode: StartMode) async throws {
         let starts = 100
         var problems: [String] = []
         let clock = ContinuousClock()
         let began = clock.now
+        let identities = ["n1", "n2", "n3", "n4"].map(Identity.init)
         for round in 0..<starts {
             let logs = LogCapture()
-            var meshes: [RunningMesh] = []
-            for name in ["n1", "n2", "n3", "n4"] { meshes.append(await RunningMesh.start(Identity(name), logs: logs)) }
-            let all = meshes
-            await withDiscardingTaskGroup { group in
-                for mesh in all {
-                    var peers: [PeerID: MeshPeer] = [:]
-                    for other in all where other.id != mesh.id { peers[other.id] = other.peerEntry() }
-                    group.addTask { [peers] in await mesh.mesh.updatePeers(peers) }
-                }
-            }
+            let all = try await Self.startTogether(identities, mode: mode, logs: logs)
             let opened = await eventually(timeout: .seconds(10)) {
                 all.allSatisfy { mesh in all.allSatisfy { $0.id == mesh.id || mesh.recorder.opened($0.id) >= 1 } }
             }
@@ -51,8 +46,56 @@ import Testing
             }
             for mesh in all { await mesh.stop() }
         }
-        print("4-mesh simultaneous starts: \(starts - problems.count)/\(starts) delivered on all 6 links both ways in \(clock.now - began)")
+        print("4-mesh simultaneous starts (\(mode)): \(starts - problems.count)/\(starts) delivered on all 6 links both ways in \(clock.now - began)")
         #expect(problems.isEmpty, "\(problems)")
+    }
+
+    enum StartMode: Sendable, CustomStringConvertible {
+        case updatePeersAtOnce, configuredPeers
+        var description: String { self == .updatePeersAtOnce ? "updatePeers at once" : "configured peers" }
+    }
+
+    static func startTogether(_ identities: [Identity], mode: StartMode, logs: LogCapture) async throws -> [RunningMesh] {
+        switch mode {
+        case .updatePeersAtOnce:
+            var meshes: [RunningMesh] = []
+            for identity in identities { meshes.append(await RunningMesh.start(identity, logs: logs)) }
+            let all = meshes
+            await withDiscardingTaskGroup { group in
+                for mesh in all {
+                    var peers: [PeerID: MeshPeer] = [:]
+                    for other in all where other.id != mesh.id { peers[other.id] = other.peerEntry() }
+                    group.addTask { [peers] in await mesh.mesh.updatePeers(peers) }
+                }
+            }
+            return all
+        case .configuredPeers:
+            var chosen: [Int] = []
+            for _ in identities { chosen.append(try await freePort()) }
+            let ports = chosen
+            let entries = zip(identities, ports).map { identity, port in
+                (identity.id, MeshPeer(host: "127.0.0.1", port: port, publicKey: identity.key.publicKey))
+            }
+            return await withTaskGroup(of: (Int, RunningMesh).self) { group in
+                for (index, identity) in identities.enumerated() {
+                    let peers = Dictionary(uniqueKeysWithValues: entries.filter { $0.0 != identity.id })
+                    group.addTask { (index, await RunningMesh.start(identity, port: ports[index], peers: peers, logs: logs)) }
+                }
+                var started: [(Int, RunningMesh)] = []
+                for await entry in group { started.append(entry) }
+                return started.sorted { $0.0 < $1.0 }.map(\.1)
+            }
+        }
+    }
+
+    /// A loopback port free a moment ago (bound to 0, then closed).
+    static func freePort() async throws -> Int {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = channel.localAddress?.port ?? 0
+        try await channel.close()
+        return port
     }
 
     /// A partition (a proxy that drops every byte both ways) is noticed by both ends within the
