@@ -279,7 +279,17 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
 
     private func checkLiveness(context: ChannelHandlerContext) {
         let now = NIODeadline.now()
-        if case .established = state, now - lastSent >= .nanoseconds(nanoseconds(core.configuration.keepaliveInterval)) {
+        if gauge.queued > core.configuration.outboundHardLimit {
+            closeReason = (.outboundOverflow, "\(gauge.queued) bytes queued, over the limit of \(core.configuration.outboundHardLimit)")
+            state = .closed
+            context.close(promise: nil)
+            return
+        }
+        // Only onto an empty queue: queued bytes reach the peer before a keepalive would, and a
+        // peer that does not read must not make keepalives pile up.
+        if case .established = state, gauge.queued == 0,
+            now - lastSent >= .nanoseconds(nanoseconds(core.configuration.keepaliveInterval))
+        {
             sealAndFlush(.keepalive, [], context: context)
         }
         if core.isReadingPaused { lastReceived = now }

@@ -42,7 +42,14 @@ import Testing
                 }
             }
             if !(opened && queued && delivered) {
-                problems.append("start \(round): opened \(opened), queued \(queued), delivered \(delivered)")
+                var report = "start \(round): opened \(opened), queued \(queued), delivered \(delivered)"
+                for mesh in all {
+                    let counters = await mesh.mesh.counters
+                    report += "\n  \(mesh.id) port \(mesh.port): \(mesh.recorder.all.filter { if case .message = $0 { return false } else { return true } })"
+                    report += " failures \(counters.handshakeFailures) closed \(counters.sessionsClosedBy)"
+                }
+                report += "\n" + logs.all.filter { !$0.hasPrefix("trace") }.suffix(60).joined(separator: "\n")
+                problems.append(report)
             }
             for mesh in all { await mesh.stop() }
         }
@@ -71,7 +78,10 @@ import Testing
             return all
         case .configuredPeers:
             var chosen: [Int] = []
-            for _ in identities { chosen.append(try await freePort()) }
+            while chosen.count < identities.count {
+                let port = try await freePort()
+                if !chosen.contains(port) { chosen.append(port) }
+            }
             let ports = chosen
             let entries = zip(identities, ports).map { identity, port in
                 (identity.id, MeshPeer(host: "127.0.0.1", port: port, publicKey: identity.key.publicKey))
@@ -88,15 +98,24 @@ import Testing
         }
     }
 
-    /// A loopback port free a moment ago (bound to 0, then closed).
+    /// A loopback port free a moment ago, below the kernel's ephemeral range (32768 and up on
+    /// Linux), so no dial's source port can take it before the mesh binds it (a dial from port P
+    /// to 127.0.0.1:P would even connect to itself).
     static func freePort() async throws -> Int {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .bind(host: "127.0.0.1", port: 0).get()
-        let port = channel.localAddress?.port ?? 0
-        try await channel.close()
-        return port
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<100 {
+            let port = Int.random(in: 20_000..<30_000, using: &rng)
+            guard
+                let channel = try? await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .bind(host: "127.0.0.1", port: port).get()
+            else { continue }
+            try await channel.close()
+            return port
+        }
+        throw NoFreePort()
     }
+
+    struct NoFreePort: Error {}
 
     /// A partition (a proxy that drops every byte both ways) is noticed by both ends within the
     /// idle timeout, and the session reopens through the proxy once it forwards again.
