@@ -88,7 +88,11 @@ package final class MeshCore: Sendable {
         let incarnation = random.suffix(8).reduce(0) { $0 << 8 | UInt64($1) }
         self.state = Mutex(
             State(
-                peers: configuration.peers, table: SessionTable(me: configuration.me, incarnation: incarnation),
+                peers: configuration.peers,
+                table: SessionTable(
+                    me: configuration.me, incarnation: incarnation,
+                    maximumHeldBytes: max(64 << 20, 2 * configuration.maximumFrameSize)
+                ),
                 rng: SplitMix64(seed: seed)
             )
         )

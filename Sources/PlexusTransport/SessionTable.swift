@@ -96,8 +96,8 @@ package struct SelectToken: Hashable, Sendable, CustomStringConvertible {
 ///   reordered.
 /// - Follower → authority: the follower writes on its newest selected connection; the authority
 ///   delivers messages from the oldest open chosen connection and holds the others' (at most
-///   `maximumHeld`, beyond which the oldest is closed with ``Reason/drainOverflow``) until the
-///   older ones close.
+///   `maximumHeld` messages and `maximumHeldBytes` bytes, beyond which the oldest is closed with
+///   ``Reason/drainOverflow``) until the older ones close.
 package struct SessionTable: Hashable, Sendable {
     package enum Action: Hashable, Sendable {
         /// Seal `select(token)` on this connection: it is the session (authority only).
@@ -139,6 +139,7 @@ package struct SessionTable: Hashable, Sendable {
         /// The chosen connections still open, oldest choice first.
         var order: [ConnectionID] = []
         var heldCount = 0
+        var heldBytes = 0
         /// Authority: choices made so far.
         var sequence: UInt64 = 0
         /// Follower: the authority's latest incarnation seen and its rank.
@@ -151,6 +152,7 @@ package struct SessionTable: Hashable, Sendable {
     package let me: PeerID
     package let incarnation: UInt64
     package let maximumHeld: Int
+    package let maximumHeldBytes: Int
     package private(set) var connections: [ConnectionID: Connection] = [:]
     private var peers: [PeerID: Peer] = [:]
     private var blocked: Set<PeerID> = []
@@ -159,11 +161,13 @@ package struct SessionTable: Hashable, Sendable {
     /// - Parameters:
     ///   - incarnation: random per mesh instance.
     ///   - maximumHeld: messages held per peer behind a draining connection. MUST be ≥ 1.
-    package init(me: PeerID, incarnation: UInt64, maximumHeld: Int = 4096) {
-        precondition(maximumHeld >= 1, "maximumHeld must be at least 1")
+    ///   - maximumHeldBytes: their payload bytes. MUST be ≥ 1.
+    package init(me: PeerID, incarnation: UInt64, maximumHeld: Int = 4096, maximumHeldBytes: Int = 64 << 20) {
+        precondition(maximumHeld >= 1 && maximumHeldBytes >= 1, "the held-message bounds must be at least 1")
         self.me = me
         self.incarnation = incarnation
         self.maximumHeld = maximumHeld
+        self.maximumHeldBytes = maximumHeldBytes
     }
 
     package func isAuthority(toward peer: PeerID) -> Bool { me < peer }
@@ -281,8 +285,11 @@ package struct SessionTable: Hashable, Sendable {
         guard state.order.contains(connection) else { return actions }  // dropped after a drain overflow
         connections[connection]?.held.append(payload)
         state.heldCount += 1
-        if state.heldCount > maximumHeld, let oldest = state.order.first {
-            actions.append(.close(oldest, .drainOverflow, "more than \(maximumHeld) messages held behind it"))
+        state.heldBytes += payload.count
+        if state.heldCount > maximumHeld || state.heldBytes > maximumHeldBytes, let oldest = state.order.first {
+            actions.append(
+                .close(oldest, .drainOverflow, "more than \(maximumHeld) messages or \(maximumHeldBytes) bytes held behind it")
+            )
             state.order.removeFirst()
             peers[peer] = state
             flush(peer, into: &actions)
@@ -298,6 +305,7 @@ package struct SessionTable: Hashable, Sendable {
         guard let entry = connections.removeValue(forKey: connection), var state = peers[entry.peer] else { return actions }
         let peer = entry.peer
         state.heldCount -= entry.held.count
+        state.heldBytes -= entry.held.reduce(0) { $0 + $1.count }
         state.order.removeAll { $0 == connection }
         if state.current == connection {
             state.current = nil
@@ -375,6 +383,7 @@ package struct SessionTable: Hashable, Sendable {
             state.handover = nil
             state.order = []
             state.heldCount = 0
+            state.heldBytes = 0
             peers[peer] = state
         }
         return actions
@@ -387,6 +396,7 @@ package struct SessionTable: Hashable, Sendable {
         }
         connections[head]?.held = []
         state.heldCount -= held.count
+        state.heldBytes -= held.reduce(0) { $0 + $1.count }
         peers[peer] = state
         for payload in held { actions.append(.deliver(peer, payload)) }
     }

@@ -306,7 +306,7 @@ struct SessionTableTests {
         for byte: UInt8 in 1...3 { #expect(a.messageReceived(on: y, [byte]).isEmpty) }
         #expect(a.messageReceived(on: x, [0]) == [.deliver(Self.ids[1], [0])])
         let overflow = a.messageReceived(on: y, [4])
-        #expect(overflow.first == .close(x, .drainOverflow, "more than 3 messages held behind it"))
+        #expect(overflow.first == .close(x, .drainOverflow, "more than 3 messages or 67108864 bytes held behind it"))
         #expect(Array(overflow.dropFirst()) == (1...4).map { .deliver(Self.ids[1], [$0]) })
         #expect(a.connectionClosed(x, reason: .drainOverflow, detail: "").isEmpty)
         #expect(a.sendTarget(for: Self.ids[1]) == y)
