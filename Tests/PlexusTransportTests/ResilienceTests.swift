@@ -134,6 +134,32 @@ import Testing
 
     struct NoFreePort: Error {}
 
+    /// The proxy fixture itself: a pause holds bytes (nothing arrives) and releases them in
+    /// order; a delay still delivers in order.
+    @Test func proxyPauseHoldsAndReleasesInOrder() async throws {
+        let logs = LogCapture()
+        let bIdentity = Identity("b")
+        let b = await RunningMesh.start(bIdentity, logs: logs)
+        let proxy = try await TCPProxy.start(targetPort: b.port)
+        let a = await RunningMesh.start(Identity("a"), logs: logs)
+        await b.mesh.updatePeers([a.id: MeshPeer(host: "127.0.0.1", port: 1, publicKey: a.identity.key.publicKey)])
+        await a.mesh.updatePeers([b.id: MeshPeer(host: "127.0.0.1", port: proxy.port, publicKey: bIdentity.key.publicKey)])
+        #expect(await eventually { a.recorder.opened(b.id) == 1 && b.recorder.opened(a.id) == 1 })
+        proxy.set(.pause)
+        for i: UInt8 in 1...5 { #expect(await a.mesh.sendQueued([i], to: b.id)) }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(b.recorder.messages(from: a.id).isEmpty, "a paused proxy let bytes through")
+        proxy.set(.forward)
+        #expect(await eventually { b.recorder.messages(from: a.id) == (1...5).map { [$0] } })
+        proxy.setDelay(.milliseconds(30))
+        for i: UInt8 in 6...8 { #expect(await a.mesh.sendQueued([i], to: b.id)) }
+        #expect(await eventually { b.recorder.messages(from: a.id) == (1...8).map { [$0] } })
+        #expect(a.recorder.closed(b.id) == 0 && b.recorder.closed(a.id) == 0)
+        await a.stop()
+        await b.stop()
+        await proxy.stop()
+    }
+
     /// A partition (a proxy that drops every byte both ways) is noticed by both ends within the
     /// idle timeout, and the session reopens through the proxy once it forwards again.
     @Test func partitionedSessionIsClosedByTheIdleTimeoutAndReopensWhenItHeals() async throws {
