@@ -238,6 +238,28 @@ import Testing
         await f.stop()
     }
 
+    /// `a` is the pair's authority toward `evil`: keepalives from it are fine, but a `select` or
+    /// `superseded` from the follower, or a select token of the wrong size, closes the session.
+    @Test(arguments: [
+        (SessionCipher.Kind.select, SelectToken(incarnation: 1, sequence: 1).encoded),
+        (SessionCipher.Kind.superseded, []),
+    ])
+    func sessionControlRecordsFromTheFollowerCloseTheSession(kind: SessionCipher.Kind, payload: [UInt8]) async throws {
+        let f = await Fixture.make()
+        let evil = Identity("evil")
+        await f.allow(evil)
+        var (client, cipher) = try await authenticatedClient(evil, to: f.a)
+        #expect(await eventually { f.a.recorder.opened(evil.id) == 1 })
+        try await client.write(frame(cipher.seal(.keepalive, [])))
+        try await client.write(frame(cipher.seal(.message, [4])))
+        #expect(await eventually { f.a.recorder.messages(from: evil.id) == [[4]] })
+        try await client.write(frame(cipher.seal(kind, payload)))
+        #expect(await client.waitClosed())
+        #expect(await eventually { f.a.recorder.closed(evil.id, because: .malformedRecord) })
+        #expect(await f.honestSessionStillWorks(11))
+        await f.stop()
+    }
+
     @Test func pendingInboundConnectionsAreBounded() async throws {
         let f = await Fixture.make {
             $0.maximumPendingConnections = 2
