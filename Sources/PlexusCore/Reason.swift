@@ -97,6 +97,15 @@ public enum Reason: String, CaseIterable, Sendable, Hashable, CustomStringConver
     case closedByPeer
     /// The session lost the simultaneous-dial tie-break to another connection with the same peer.
     case superseded
+    /// This node closed the session (``PeerMesh/disconnect``); the peer is refused and not dialled
+    /// until its backoff elapses.
+    case disconnected
+    /// The mesh is stopping.
+    case stopping
+    /// The connection failed with an I/O error.
+    case connectionError
+    /// Messages held back behind a draining connection exceeded their bound; the draining one is closed.
+    case drainOverflow
 
     // MARK: Budgets and liveness
     /// A neighbour exceeded its budget of rejected messages in one round; the session is closed.

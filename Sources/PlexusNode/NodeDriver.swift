@@ -197,12 +197,12 @@ actor NodeDriver: Service {
             // Every new session: the statistics round's blobs, then a keyframe.
             carryOut(statisticsRound.sessionOpened(with: peer, now: elapsed()))
             carryOut(instance.sessionOpened(with: peer))
-        case .sessionClosed(let peer, let reason):
+        case .sessionClosed(let peer, let reason, _):
             metrics.update { $0.openSessions = max(0, $0.openSessions - 1) }
-            log?.write(ConvergenceLog.session("session_closed", peer: node.configuration.peer, other: peer.rawValue, reason: reason, round: round, time: now()))
-        case .refused(let peer, let reason):
-            metrics.update { $0.handshakeFailures[reason, default: 0] += 1 }
-            log?.write(ConvergenceLog.session("refused", peer: node.configuration.peer, other: peer ?? "?", reason: reason, round: round, time: now()))
+            log?.write(ConvergenceLog.session("session_closed", peer: node.configuration.peer, other: peer.rawValue, reason: reason.rawValue, round: round, time: now()))
+        case .refused(let peer, let reason, _):
+            metrics.update { $0.handshakeFailures[reason.rawValue, default: 0] += 1 }
+            log?.write(ConvergenceLog.session("refused", peer: node.configuration.peer, other: peer ?? "?", reason: reason.rawValue, round: round, time: now()))
         case .message(let peer, let bytes):
             if let type = bytes.first, (StatisticsRound.statisticsType...StatisticsRound.basisType).contains(type) {
                 carryOut(statisticsRound.receive(bytes, from: peer, now: elapsed()))

@@ -21,7 +21,8 @@ public struct MeshPeer: Sendable, Hashable {
 public struct ReconnectPolicy: Sendable, Hashable {
     /// Default: 100 ms. MUST be > 0.
     public var initialDelay: Duration
-    /// Default: 5 s. MUST be ≥ `initialDelay`.
+    /// Default: 2 s, so a healed partition or a restarted neighbour is noticed within about 2 s
+    /// of the next dial. MUST be ≥ `initialDelay`.
     public var maximumDelay: Duration
     /// The fraction of each delay that is randomised away, in [0, 1]. Default: 0.5.
     public var jitter: Double
@@ -30,7 +31,7 @@ public struct ReconnectPolicy: Sendable, Hashable {
 
     public init(
         initialDelay: Duration = .milliseconds(100),
-        maximumDelay: Duration = .seconds(5),
+        maximumDelay: Duration = .seconds(2),
         jitter: Double = 0.5,
         seed: UInt64? = nil
     ) {
@@ -75,9 +76,43 @@ public struct MeshConfiguration: Sendable {
     public var maximumFrameSize: Int
     /// A handshake not finished within this is dropped. Default: 10 s.
     public var handshakeTimeout: Duration
+    /// The other side's first handshake message (the hello for an inbound connection, the reply
+    /// for one we dialled) must arrive within this, or the connection is dropped as
+    /// ``PlexusCore/Reason/handshakeTimeout``: an idle TCP connection holds a pending slot for at
+    /// most this long. Default: 1 s. MUST be > 0 and ≤ `handshakeTimeout`.
+    public var helloTimeout: Duration
     /// Inbound connections still in their handshake beyond this are refused. Default: 32.
+    /// When it is reached, a new connection evicts the oldest pending one of the source address
+    /// with the most pending connections, unless that is its own address (then it is refused).
     public var maximumPendingConnections: Int
-    /// Reconnection backoff. Default: 100 ms doubling to 5 s, half jitter.
+    /// Inbound connections still in their handshake from one source address beyond this are
+    /// refused (``PlexusCore/Reason/tooManyPending``). Default: 4. MUST be ≥ 1.
+    public var maximumPendingPerAddress: Int
+    /// Refused and failed unauthenticated connections are counted by reason and logged as one
+    /// summary line (and one ``MeshEvent/refused(peer:reason:detail:)``) per interval, never one
+    /// per connection. Default: 10 s.
+    public var refusalSummaryInterval: Duration
+    /// A sealed keepalive record is sent on a session when nothing else was sent for this long.
+    /// Default: 1 s. MUST be > 0.
+    public var keepaliveInterval: Duration
+    /// A session (or an authenticated connection) that received nothing, not even a keepalive,
+    /// for this long is closed with ``PlexusCore/Reason/idleTimeout`` and redialled by the
+    /// backoff. Checked every half keepalive interval; suspended while inbound reading is paused
+    /// for a slow consumer. Default: 3 s. MUST be ≥ 2 × `keepaliveInterval`.
+    public var idleTimeout: Duration
+    /// Bytes sealed onto a session but not yet written to its socket above which
+    /// ``PeerMesh/send(_:to:)`` reports ``SendResult/peerNotReading``. Default: 8 MiB or two
+    /// maximum frames, whichever is larger.
+    public var outboundHighWatermark: Int
+    /// Queued outbound bytes past which the session is closed with
+    /// ``PlexusCore/Reason/outboundOverflow``. Default: 4 × `outboundHighWatermark`. MUST be ≥
+    /// `outboundHighWatermark`.
+    public var outboundHardLimit: Int
+    /// Undelivered events in ``PeerMesh/events`` above which the mesh stops reading from every
+    /// session (NIO `autoRead` off) until the consumer has taken them down to half. Default: 256.
+    /// MUST be ≥ 2.
+    public var inboundEventWatermark: Int
+    /// Reconnection backoff. Default: 100 ms doubling to 2 s, half jitter.
     public var reconnect: ReconnectPolicy
     /// How long a dial waits for TCP to connect. Default: 3 s.
     public var connectTimeout: Duration
@@ -90,7 +125,15 @@ public struct MeshConfiguration: Sendable {
         peers: [PeerID: MeshPeer],
         maximumFrameSize: Int,
         handshakeTimeout: Duration = .seconds(10),
+        helloTimeout: Duration = .seconds(1),
         maximumPendingConnections: Int = 32,
+        maximumPendingPerAddress: Int = 4,
+        refusalSummaryInterval: Duration = .seconds(10),
+        keepaliveInterval: Duration = .seconds(1),
+        idleTimeout: Duration = .seconds(3),
+        outboundHighWatermark: Int? = nil,
+        outboundHardLimit: Int? = nil,
+        inboundEventWatermark: Int = 256,
         reconnect: ReconnectPolicy = ReconnectPolicy(),
         connectTimeout: Duration = .seconds(3)
     ) {
@@ -103,8 +146,22 @@ public struct MeshConfiguration: Sendable {
         self.listen = listen
         self.peers = peers
         self.maximumFrameSize = maximumFrameSize
+        precondition(maximumPendingPerAddress >= 1, "maximumPendingPerAddress must be at least 1")
+        precondition(keepaliveInterval > .zero && idleTimeout >= keepaliveInterval * 2, "idleTimeout must be at least twice keepaliveInterval")
+        precondition(helloTimeout > .zero, "helloTimeout must be positive")
+        precondition(inboundEventWatermark >= 2, "inboundEventWatermark must be at least 2")
         self.handshakeTimeout = handshakeTimeout
+        self.helloTimeout = helloTimeout
         self.maximumPendingConnections = maximumPendingConnections
+        self.maximumPendingPerAddress = maximumPendingPerAddress
+        self.refusalSummaryInterval = refusalSummaryInterval
+        self.keepaliveInterval = keepaliveInterval
+        self.idleTimeout = idleTimeout
+        let high = outboundHighWatermark ?? max(8 << 20, 2 * maximumFrameSize)
+        self.outboundHighWatermark = high
+        self.outboundHardLimit = outboundHardLimit ?? 4 * high
+        precondition(self.outboundHardLimit >= high, "outboundHardLimit must be at least outboundHighWatermark")
+        self.inboundEventWatermark = inboundEventWatermark
         self.reconnect = reconnect
         self.connectTimeout = connectTimeout
     }
@@ -117,28 +174,57 @@ public struct MeshConfiguration: Sendable {
 public enum MeshEvent: Sendable, Equatable {
     /// A session with this neighbour is open (first one; a replaced duplicate is silent).
     case sessionOpened(PeerID)
-    /// The session with this neighbour ended.
-    case sessionClosed(PeerID, reason: String)
+    /// The session with this neighbour ended: why, and a sentence (never key material).
+    case sessionClosed(PeerID, reason: Reason, detail: String)
     /// A message from this neighbour.
     case message(PeerID, [UInt8])
-    /// A connection was refused or dropped before it authenticated. `peer` is the id it claimed, if any.
-    case refused(peer: String?, reason: String)
+    /// A connection was refused or dropped before it authenticated. `peer` is the id it claimed
+    /// when that id is a neighbour's (reported one by one); refusals of strangers are counted and
+    /// reported as one summary per ``MeshConfiguration/refusalSummaryInterval`` with `peer` `nil`,
+    /// the most frequent reason and a `detail` listing the counts.
+    case refused(peer: String?, reason: Reason, detail: String)
+}
+
+/// What ``PeerMesh/send(_:to:)`` did with a message.
+public enum SendResult: Sendable, Equatable {
+    /// Sealed and queued on the session.
+    case sent
+    /// Sealed and queued, but the session's outbound queue is above
+    /// ``MeshConfiguration/outboundHighWatermark``: the peer is not reading; slow down.
+    case peerNotReading
+    /// No open session with this peer (nothing was sent).
+    case noSession
+    /// Larger than ``MeshConfiguration/maximumMessageSize`` (nothing was sent).
+    case tooLarge
+    /// The queue was past ``MeshConfiguration/outboundHardLimit``: the session was closed with
+    /// ``PlexusCore/Reason/outboundOverflow`` (nothing was sent).
+    case overflowed
+
+    /// Whether the message was queued for the peer.
+    public var isQueued: Bool { self == .sent || self == .peerNotReading }
 }
 
 /// Counters since the mesh started.
 public struct MeshCounters: Sendable, Equatable {
-    /// Failed handshakes by reason (`unknown-peer`, `bad-signature`, `plan-mismatch`,
-    /// `handshake-timeout`, `frame-too-large`, `too-many-pending`, …).
-    public var handshakeFailures: [String: Int] = [:]
-    /// Frames rejected on established sessions, by reason (`decrypt-failed`, `frame-too-large`, …);
-    /// each also closed its session.
-    public var framesRejected: [String: Int] = [:]
+    /// Failed or refused unauthenticated connections, by reason (``PlexusCore/Reason/unknownPeer``,
+    /// ``PlexusCore/Reason/badSignature``, ``PlexusCore/Reason/handshakeTimeout``,
+    /// ``PlexusCore/Reason/tooManyPending``, …).
+    public var handshakeFailures: [Reason: Int] = [:]
+    /// Frames rejected on established sessions, by reason (``PlexusCore/Reason/decryptFailed``,
+    /// ``PlexusCore/Reason/frameTooLarge``, …); each also closed its session.
+    public var framesRejected: [Reason: Int] = [:]
+    /// Sessions closed, by reason.
+    public var sessionsClosedBy: [Reason: Int] = [:]
     public var sessionsOpened = 0
     public var sessionsClosed = 0
-    /// Connections closed because a session with the same peer won the simultaneous-dial tie-break.
+    /// Connections closed because the pair's authority chose another connection with the same peer.
     public var duplicateSessionsClosed = 0
     public var messagesSent = 0
     public var messagesReceived = 0
+    /// The most events ever buffered in ``PeerMesh/events`` for the consumer.
+    public var maximumBufferedEvents = 0
+    /// Times inbound reading was paused for a slow consumer.
+    public var readPauses = 0
 
     public init() {}
 

@@ -17,25 +17,9 @@ package struct HandshakeContext: Sendable {
     }
 }
 
-/// Why a handshake (or a session) ended. ``Reason/rawValue`` is the counter key and the `reason`
-/// log metadata value.
+/// Why a handshake failed: a ``PlexusCore/Reason`` (the counter key and the `reason` log metadata
+/// value) and a sentence.
 package struct HandshakeFailure: Error, Equatable, CustomStringConvertible {
-    package enum Reason: String, CaseIterable, Sendable {
-        case malformed = "malformed-handshake"
-        case versionMismatch = "version-mismatch"
-        case planMismatch = "plan-mismatch"
-        case unknownPeer = "unknown-peer"
-        case unexpectedPeer = "unexpected-peer"
-        case refusedByPeer = "refused-by-peer"
-        case weakKey = "weak-ephemeral-key"
-        case badSignature = "bad-signature"
-        case badMAC = "bad-mac"
-        case badConfirmation = "bad-confirmation"
-        case timeout = "handshake-timeout"
-        case tooManyPending = "too-many-pending"
-        case frameTooLarge = "frame-too-large"
-        case closed = "closed-during-handshake"
-    }
 
     package var reason: Reason
     /// The id the other side claimed, if it got that far. Unauthenticated: for logs only.
@@ -49,7 +33,7 @@ package struct HandshakeFailure: Error, Equatable, CustomStringConvertible {
         self.detail = detail
     }
 
-    package var description: String { "\(reason.rawValue): \(detail)" }
+    package var description: String { "\(reason): \(detail)" }
 }
 
 /// The Plexus handshake as a pure state machine: bytes in, actions out, no I/O and no clock.
@@ -140,7 +124,7 @@ package struct HandshakeStateMachine {
     package mutating func receive(_ frame: [UInt8]) -> [Action] {
         switch state {
         case .idle, .done:
-            return fail(.malformed, "a frame arrived before the handshake started or after it ended")
+            return fail(.malformedHandshake, "a frame arrived before the handshake started or after it ended")
         case .awaitingReady(let peer, var cipher):
             guard let record = try? cipher.open(frame), record.kind == .ready, record.payload.isEmpty else {
                 return fail(.badConfirmation, "the responder's first record did not open as the key confirmation")
@@ -160,7 +144,7 @@ package struct HandshakeStateMachine {
 
     private mutating func receiveHello(_ frame: [UInt8]) -> [Action] {
         guard case .hello(let hello) = try? HandshakeMessage.decode(frame) else {
-            return fail(.malformed, "expected a hello message")
+            return fail(.malformedHandshake, "expected a hello message")
         }
         claimedPeer = hello.initiator.rawValue
         guard hello.version == HandshakeMessage.protocolVersion else {
@@ -183,7 +167,7 @@ package struct HandshakeStateMachine {
         }
         let shared: SecureBytes
         do { shared = try ephemeral.sharedSecret(with: hello.ephemeral) } catch {
-            return fail(.weakKey, "\(error)")
+            return fail(.weakEphemeralKey, "\(error)")
         }
         var reply = HandshakeMessage.Reply(responder: context.me, ephemeral: ephemeral.publicKey, signature: [], mac: [])
         let helloBytes = HandshakeMessage.hello(hello).encoded
@@ -209,7 +193,7 @@ package struct HandshakeStateMachine {
         cipher: SessionCipher
     ) -> [Action] {
         guard case .finish(let finish) = try? HandshakeMessage.decode(frame) else {
-            return fail(.malformed, "expected a finish message")
+            return fail(.malformedHandshake, "expected a finish message")
         }
         guard let publicKey = context.peers[peer] else {
             return fail(.unknownPeer, "'\(peer)' is not a neighbour in the topology")
@@ -234,7 +218,7 @@ package struct HandshakeStateMachine {
     private mutating func receiveReply(_ frame: [UInt8], hello: [UInt8], expecting: PeerID) -> [Action] {
         let message: HandshakeMessage
         do { message = try HandshakeMessage.decode(frame) } catch {
-            return fail(.malformed, "expected a reply message: \(error)")
+            return fail(.malformedHandshake, "expected a reply message: \(error)")
         }
         switch message {
         case .refusal(let refusal):
@@ -260,7 +244,7 @@ package struct HandshakeStateMachine {
             }
             let shared: SecureBytes
             do { shared = try ephemeral.sharedSecret(with: reply.ephemeral) } catch {
-                return fail(.weakKey, "\(error)")
+                return fail(.weakEphemeralKey, "\(error)")
             }
             let core = reply.core
             guard publicKey.isValidSignature(reply.signature, for: Self.responderLabel + BLAKE2b.hash256(hello + core)) else {
@@ -284,7 +268,7 @@ package struct HandshakeStateMachine {
             )
             return [.send(HandshakeMessage.finish(.init(signature: signature, mac: mac)).encoded)]
         case .hello, .finish:
-            return fail(.malformed, "expected a reply message")
+            return fail(.malformedHandshake, "expected a reply message")
         }
     }
 
@@ -311,14 +295,14 @@ package struct HandshakeStateMachine {
 
     // MARK: Failing
 
-    private mutating func fail(_ reason: HandshakeFailure.Reason, _ detail: String) -> [Action] {
+    private mutating func fail(_ reason: Reason, _ detail: String) -> [Action] {
         state = .done
         return [.fail(HandshakeFailure(reason: reason, claimedPeer: claimedPeer, detail: detail))]
     }
 
     private mutating func refuse(
         _ code: HandshakeMessage.Refusal.Code,
-        _ reason: HandshakeFailure.Reason,
+        _ reason: Reason,
         _ detail: String
     ) -> [Action] {
         let refusal = HandshakeMessage.refusal(.init(code: code, planHash: context.planHash)).encoded

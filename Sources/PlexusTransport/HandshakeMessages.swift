@@ -20,7 +20,10 @@ package enum HandshakeMessage: Equatable {
     case refusal(Refusal)
 
     package static let magic: [UInt8] = Array("PLXS".utf8)
-    package static let protocolVersion: UInt8 = 1
+    /// 2: the session layer has `select` and `keepalive` records and only the pair's authority
+    /// supersedes (see ``SessionTable``); a version-1 peer is refused by name (`versionMismatch`)
+    /// instead of failing later on a record kind it does not know.
+    package static let protocolVersion: UInt8 = 2
 
     package struct Hello: Equatable {
         package var version: UInt8

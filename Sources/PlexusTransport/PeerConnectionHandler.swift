@@ -3,7 +3,7 @@ import PlexusCore
 import PlexusCrypto
 import Synchronization
 
-/// Set by a dialled connection's handler when its session opened; read by the dial loop to reset the backoff.
+/// Set by a dialled connection's handler when its handshake completed; read by the dial loop to reset the backoff.
 final class DialOutcome: Sendable {
     private let established = Mutex(false)
     func markEstablished() { established.withLock { $0 = true } }
@@ -12,22 +12,16 @@ final class DialOutcome: Sendable {
 
 struct SessionNotOpenError: Error {}
 
-/// Outbound user event: this established connection lost the duplicate tie-break; tell the peer
-/// (a sealed `superseded` record) and close.
-struct SupersedeEvent {}
-
-/// Outbound user event: close with this reason (e.g. the peer was removed from the topology).
-struct CloseWithReasonEvent {
-    var reason: String
-}
-
-/// One connection: drives the ``HandshakeStateMachine``, then seals and opens records.
+/// One connection: drives the ``HandshakeStateMachine``, then seals and opens records, keeps the
+/// session alive and notices when it is dead.
 ///
-/// Thin by design: every decision is the state machine's or ``MeshCore``'s; this only carries
-/// out actions, owns the handshake timer and turns errors into a logged reason and a close.
+/// Thin by design: every decision is the state machine's or the ``SessionTable``'s (through
+/// ``MeshCore``); this only carries out actions, owns the timers (hello, handshake, keepalive,
+/// idle, drain grace) and turns errors into a reason and a close.
 ///
 /// Inbound: frame bodies from ``FrameDecoder``. Outbound: plaintext messages (after the session
-/// opened), written out as sealed frame bodies to ``FrameEncoder``.
+/// opened), written out as sealed frame bodies to ``FrameEncoder``; ``ConnectionCommand``s as
+/// outbound user events.
 final class PeerConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -36,8 +30,8 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
     private enum State {
         case handshaking(HandshakeStateMachine)
         case established(PeerID, SessionCipher)
-        /// Lost the duplicate tie-break and said so: still opens and delivers what the peer sent
-        /// before it learnt, until the peer closes (or the grace period ends). Sends nothing more.
+        /// Superseded by us: still opens and delivers what the peer sent before it learnt, until
+        /// the peer closes (or the grace period ends). Sends nothing more.
         case draining(PeerID, SessionCipher)
         case closed
     }
@@ -45,43 +39,43 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
     private var state: State
     private let core: MeshCore
     private let limit: FrameLimit
+    private let connection: ConnectionID
+    private let gauge: OutboundGauge
     private let initiatedByUs: Bool
     private let outcome: DialOutcome?
-    private var holdsPendingSlot: Bool
-    private var timeout: Scheduled<Void>?
-    /// The authenticated peer, kept after close to report the session's end.
-    private var peer: PeerID?
-    private var closeReason: String?
-    /// The peer said it keeps another connection with us.
-    private var superseded = false
+    private var handshakeTimer: Scheduled<Void>?
+    private var helloTimer: Scheduled<Void>?
+    private var liveness: Scheduled<Void>?
+    private var lastSent = NIODeadline.now()
+    private var lastReceived = NIODeadline.now()
+    private var closeReason: (Reason, String)?
     private var remote = "?"
 
     init(
         role: HandshakeStateMachine.Role,
         core: MeshCore,
         limit: FrameLimit,
-        holdsPendingSlot: Bool,
+        connection: ConnectionID,
+        gauge: OutboundGauge,
         outcome: DialOutcome? = nil
     ) {
         self.state = .handshaking(HandshakeStateMachine(role: role, context: core.handshakeContext()))
         self.core = core
         self.limit = limit
+        self.connection = connection
+        self.gauge = gauge
         if case .initiator = role { initiatedByUs = true } else { initiatedByUs = false }
-        self.holdsPendingSlot = holdsPendingSlot
         self.outcome = outcome
     }
 
     func channelActive(context: ChannelHandlerContext) {
         remote = context.channel.remoteAddress.map { "\($0)" } ?? "?"
-        guard core.register(context.channel) else {
-            state = .closed
-            releasePendingSlot()
-            context.close(promise: nil)
-            return
+        let loop = context.eventLoop.assumeIsolated()
+        handshakeTimer = loop.scheduleTask(in: .nanoseconds(nanoseconds(core.configuration.handshakeTimeout))) { [self] in
+            self.handshakeTimedOut(context: context, detail: "no completed handshake within \(core.configuration.handshakeTimeout)")
         }
-        let timeoutAmount = TimeAmount.nanoseconds(nanoseconds(core.configuration.handshakeTimeout))
-        timeout = context.eventLoop.assumeIsolated().scheduleTask(in: timeoutAmount) { [self] in
-            self.handshakeTimedOut(context: context)
+        helloTimer = loop.scheduleTask(in: .nanoseconds(nanoseconds(core.configuration.helloTimeout))) { [self] in
+            self.handshakeTimedOut(context: context, detail: "no first handshake message within \(core.configuration.helloTimeout)")
         }
         if case .handshaking(var machine) = state {
             let actions = machine.start()
@@ -95,32 +89,43 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
         let buffer = unwrapInboundIn(data)
         switch state {
         case .handshaking(var machine):
+            helloTimer?.cancel()
+            helloTimer = nil
             let actions = machine.receive(Array(buffer.readableBytesView))
             state = .handshaking(machine)
             perform(actions, context: context)
         case .established(let peer, var cipher), .draining(let peer, var cipher):
             let draining: Bool
             if case .draining = state { draining = true } else { draining = false }
+            let record: (kind: SessionCipher.Kind, payload: [UInt8])
             do {
-                let record = try buffer.withUnsafeReadableBytes { raw in
+                record = try buffer.withUnsafeReadableBytes { raw in
                     Result { () throws(SessionCipher.OpenError) in try cipher.open(raw) }
                 }.get()
-                state = draining ? .draining(peer, cipher) : .established(peer, cipher)
-                switch record.kind {
-                case .message:
-                    core.deliver(record.payload, from: peer, channel: context.channel)
-                case .superseded:
-                    superseded = true
-                    closeReason = "superseded"
-                    state = .closed
-                    context.close(promise: nil)
-                case .ready:
-                    reject(peer: peer, reason: "malformed-record", detail: "a second ready record", context: context)
-                }
             } catch SessionCipher.OpenError.malformed {
-                reject(peer: peer, reason: "malformed-record", detail: "\(SessionCipher.OpenError.malformed)", context: context)
+                reject(peer: peer, reason: .malformedRecord, detail: "\(SessionCipher.OpenError.malformed)", context: context)
+                return
             } catch {
-                reject(peer: peer, reason: "decrypt-failed", detail: "\(error)", context: context)
+                reject(peer: peer, reason: .decryptFailed, detail: "\(error)", context: context)
+                return
+            }
+            state = draining ? .draining(peer, cipher) : .established(peer, cipher)
+            lastReceived = .now()
+            switch record.kind {
+            case .message:
+                core.messageReceived(connection, record.payload)
+            case .select:
+                guard let token = SelectToken(bytes: record.payload) else {
+                    reject(peer: peer, reason: .malformedRecord, detail: "a select record of \(record.payload.count) bytes", context: context)
+                    return
+                }
+                core.selectReceived(connection, token: token)
+            case .superseded:
+                core.supersededReceived(connection)
+            case .keepalive:
+                break
+            case .ready:
+                reject(peer: peer, reason: .malformedRecord, detail: "a second ready record", context: context)
             }
         case .closed:
             break
@@ -128,44 +133,55 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        guard case .established(let peer, var cipher) = state else {
+        guard case .established = state else {
             promise?.fail(SessionNotOpenError())
             return
         }
-        let sealed = unwrapOutboundIn(data).withUnsafeReadableBytes { cipher.seal(.message, $0) }
+        let message = unwrapOutboundIn(data)
+        message.withUnsafeReadableBytes { seal(.message, $0, context: context) }
+        // Queued: the caller does not wait for a slow peer's socket (the gauge reports that).
+        promise?.succeed()
+    }
+
+    /// Seals one record onto the session and writes it (the caller flushes).
+    private func seal(_ kind: SessionCipher.Kind, _ payload: UnsafeRawBufferPointer, context: ChannelHandlerContext) {
+        guard case .established(let peer, var cipher) = state else { return }
+        let sealed = cipher.seal(kind, payload)
         state = .established(peer, cipher)
-        context.write(wrapOutboundOut(ByteBuffer(bytes: sealed)), promise: promise)
+        let size = sealed.count + Framing.headerByteCount
+        gauge.add(size)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenComplete { [gauge] _ in gauge.remove(size) }
+        lastSent = .now()
+        context.write(wrapOutboundOut(ByteBuffer(bytes: sealed)), promise: written)
+    }
+
+    private func sealAndFlush(_ kind: SessionCipher.Kind, _ payload: [UInt8], context: ChannelHandlerContext) {
+        payload.withUnsafeBytes { seal(kind, $0, context: context) }
+        context.flush()
     }
 
     func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
-        if let close = event as? CloseWithReasonEvent {
-            closeReason = close.reason
-            promise?.succeed()
-            context.close(promise: nil)
-            return
-        }
-        guard event is SupersedeEvent else {
+        guard let command = event as? ConnectionCommand else {
             context.triggerUserOutboundEvent(event, promise: promise)
             return
         }
         promise?.succeed()
-        supersede(context: context)
-    }
-
-    /// Seals a `superseded` record, then closes.
-    private func supersede(context: ChannelHandlerContext) {
-        guard case .established(let peer, var cipher) = state else {
+        switch command {
+        case .select(let token):
+            sealAndFlush(.select, token.encoded, context: context)
+        case .supersede:
+            guard case .established(let peer, let cipher) = state else { return }
+            sealAndFlush(.superseded, [], context: context)
+            state = .draining(peer, cipher)
+            let channel = context.channel
+            let grace = TimeAmount.nanoseconds(nanoseconds(core.configuration.handshakeTimeout))
+            context.eventLoop.scheduleTask(in: grace) { channel.close(promise: nil) }
+        case .close(let reason, let detail):
+            closeReason = closeReason ?? (reason, detail)
+            state = .closed
             context.close(promise: nil)
-            return
         }
-        let record = cipher.seal(.superseded, [])
-        state = .draining(peer, cipher)
-        self.peer = peer
-        closeReason = "duplicate"
-        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: record)), promise: nil)
-        let channel = context.channel
-        let grace = TimeAmount.nanoseconds(nanoseconds(core.configuration.handshakeTimeout))
-        context.eventLoop.scheduleTask(in: grace) { channel.close(promise: nil) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -173,19 +189,19 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
         switch state {
         case .handshaking(let machine):
             state = .closed
-            cancelTimeout()
+            cancelTimers()
             core.handshakeFailed(
                 HandshakeFailure(
-                    reason: tooLarge ? .frameTooLarge : .malformed, claimedPeer: machine.claimedPeer, detail: "\(error)"
+                    reason: tooLarge ? .frameTooLarge : .malformedHandshake, claimedPeer: machine.claimedPeer, detail: "\(error)"
                 ),
-                remote: remote
+                remote: remote, connection: connection
             )
             context.close(promise: nil)
         case .established(let peer, _), .draining(let peer, _):
             if tooLarge {
-                reject(peer: peer, reason: "frame-too-large", detail: "\(error)", context: context)
+                reject(peer: peer, reason: .frameTooLarge, detail: "\(error)", context: context)
             } else {
-                closeReason = closeReason ?? "connection error: \(error)"
+                closeReason = closeReason ?? (.connectionError, "\(error)")
                 state = .closed
                 context.close(promise: nil)
             }
@@ -195,27 +211,23 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        cancelTimeout()
-        releasePendingSlot()
+        cancelAllTimers()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        cancelTimeout()
-        releasePendingSlot()
+        cancelAllTimers()
         if case .handshaking(let machine) = state {
             core.handshakeFailed(
-                HandshakeFailure(reason: .closed, claimedPeer: machine.claimedPeer, detail: "the connection closed during the handshake"),
-                remote: remote
+                HandshakeFailure(
+                    reason: .closedDuringHandshake, claimedPeer: machine.claimedPeer,
+                    detail: "the connection closed during the handshake"
+                ),
+                remote: remote, connection: connection
             )
         }
         state = .closed
-        if let peer {
-            core.connectionClosed(peer: peer, channel: context.channel)
-            core.sessionEnded(
-                peer: peer, channel: context.channel, reason: closeReason ?? "connection closed", superseded: superseded
-            )
-        }
-        core.unregister(context.channel)
+        let (reason, detail) = closeReason ?? (.closedByPeer, "the connection closed")
+        core.connectionClosed(connection, reason: reason, detail: detail)
         context.fireChannelInactive()
     }
 
@@ -228,25 +240,23 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
             case .send(let bytes):
                 lastWrite = context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)))
             case .established(let peer, let cipher):
-                cancelTimeout()
-                releasePendingSlot()
+                cancelTimers()
                 limit.maximum = core.configuration.maximumFrameSize
                 state = .established(peer, cipher)
-                self.peer = peer
-                switch core.established(peer: peer, channel: context.channel, initiatedByUs: initiatedByUs) {
-                case .keep:
+                lastReceived = .now()
+                lastSent = .now()
+                startLiveness(context: context)
+                if core.established(connection, peer: peer, dialledByMe: initiatedByUs) {
                     outcome?.markEstablished()
-                case .duplicate:
-                    supersede(context: context)
-                case .refuse:
-                    closeReason = "stopping or peer removed"
+                } else if case .established = state {
+                    closeReason = (core.isStopping() ? .stopping : .removed, "stopping, or the peer was removed meanwhile")
                     state = .closed
                     context.close(promise: nil)
                 }
             case .fail(let failure):
-                cancelTimeout()
+                cancelTimers()
                 state = .closed
-                core.handshakeFailed(failure, remote: remote)
+                core.handshakeFailed(failure, remote: remote, connection: connection)
                 // Let a refusal reach the peer before closing.
                 let channel = context.channel
                 if let lastWrite {
@@ -258,44 +268,87 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
         }
     }
 
-    private func reject(peer: PeerID, reason: String, detail: String, context: ChannelHandlerContext) {
+    /// Every half keepalive interval: a keepalive if nothing was sent for the interval, and the
+    /// idle check (suspended while the mesh pauses reading for a slow consumer).
+    private func startLiveness(context: ChannelHandlerContext) {
+        let period = TimeAmount.nanoseconds(max(1, nanoseconds(core.configuration.keepaliveInterval) / 2))
+        liveness = context.eventLoop.assumeIsolated().scheduleTask(in: period) { [self] in
+            self.checkLiveness(context: context)
+        }
+    }
+
+    private func checkLiveness(context: ChannelHandlerContext) {
+        let now = NIODeadline.now()
+        if gauge.queued > core.configuration.outboundHardLimit {
+            closeReason = (.outboundOverflow, "\(gauge.queued) bytes queued, over the limit of \(core.configuration.outboundHardLimit)")
+            state = .closed
+            context.close(promise: nil)
+            return
+        }
+        // Only onto an empty queue: queued bytes reach the peer before a keepalive would, and a
+        // peer that does not read must not make keepalives pile up.
+        if case .established = state, gauge.queued == 0,
+            now - lastSent >= .nanoseconds(nanoseconds(core.configuration.keepaliveInterval))
+        {
+            sealAndFlush(.keepalive, [], context: context)
+        }
+        if core.isReadingPaused { lastReceived = now }
+        switch state {
+        case .established, .draining:
+            if now - lastReceived >= .nanoseconds(nanoseconds(core.configuration.idleTimeout)) {
+                closeReason = (.idleTimeout, "nothing received for \(core.configuration.idleTimeout)")
+                state = .closed
+                context.close(promise: nil)
+            } else {
+                startLiveness(context: context)
+            }
+        case .handshaking, .closed:
+            break
+        }
+    }
+
+    private func reject(peer: PeerID, reason: Reason, detail: String, context: ChannelHandlerContext) {
         core.frameRejected(peer: peer, reason: reason, detail: detail)
-        closeReason = reason
+        closeReason = (reason, detail)
         state = .closed
         context.close(promise: nil)
     }
 
-    private func handshakeTimedOut(context: ChannelHandlerContext) {
-        timeout = nil
+    private func handshakeTimedOut(context: ChannelHandlerContext, detail: String) {
         guard case .handshaking(let machine) = state else { return }
+        cancelTimers()
         state = .closed
         core.handshakeFailed(
-            HandshakeFailure(
-                reason: .timeout, claimedPeer: machine.claimedPeer,
-                detail: "no completed handshake within \(core.configuration.handshakeTimeout)"
-            ),
-            remote: remote
+            HandshakeFailure(reason: .handshakeTimeout, claimedPeer: machine.claimedPeer, detail: detail),
+            remote: remote, connection: connection
         )
         context.close(promise: nil)
     }
 
-    private func cancelTimeout() {
-        timeout?.cancel()
-        timeout = nil
+    /// Cancels the handshake timers (hello, deadline).
+    private func cancelTimers() {
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
+        helloTimer?.cancel()
+        helloTimer = nil
     }
 
-    private func releasePendingSlot() {
-        if holdsPendingSlot {
-            holdsPendingSlot = false
-            core.releasePending()
-        }
+    private func cancelAllTimers() {
+        cancelTimers()
+        liveness?.cancel()
+        liveness = nil
     }
 }
 
 @available(*, unavailable)
 extension PeerConnectionHandler: Sendable {}
 
+/// `duration` in nanoseconds, saturating (a `disconnect` backoff of years must not trap).
 func nanoseconds(_ duration: Duration) -> Int64 {
     let (seconds, attoseconds) = duration.components
-    return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+    guard !overflow else { return seconds < 0 ? Int64.min / 2 : Int64.max / 2 }
+    let (total, overflowAgain) = scaled.addingReportingOverflow(attoseconds / 1_000_000_000)
+    guard !overflowAgain else { return seconds < 0 ? Int64.min / 2 : Int64.max / 2 }
+    return total
 }

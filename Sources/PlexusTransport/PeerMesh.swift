@@ -15,12 +15,14 @@ public final class PeerMesh: Service, Sendable {
     private let group: any EventLoopGroup
 
     public init(configuration: MeshConfiguration, logger: Logger) {
-        self.core = MeshCore(configuration: configuration, logger: logger)
         self.group = MultiThreadedEventLoopGroup.singleton
+        self.core = MeshCore(configuration: configuration, logger: logger, group: group)
     }
 
-    /// Everything that happens on the mesh. Finishes when ``run()`` returns.
-    public var events: AsyncStream<MeshEvent> { core.events }
+    /// Everything that happens on the mesh. Finishes when ``run()`` returns. Iterate it once:
+    /// while more than ``MeshConfiguration/inboundEventWatermark`` events wait in it, the mesh
+    /// stops reading from its sessions.
+    public var events: MeshEvents { MeshEvents(base: core.events, core: core) }
 
     /// The port the mesh listens on, once bound (waits until then; 0 if the mesh stopped unbound).
     public var boundPort: Int {
@@ -33,33 +35,50 @@ public final class PeerMesh: Service, Sendable {
 
     /// Seals `message` onto the session with `peer`.
     ///
-    /// While a simultaneous-dial duplicate is being resolved the session may swap connections
-    /// silently; a send in that window waits for the replacement (at most the handshake timeout).
+    /// While the session moves to another connection (a simultaneous dial resolving) a send waits
+    /// for the new one, bounded by the handover and drain timers. The message is queued, not
+    /// written, when this returns: it never waits for a slow peer.
     ///
-    /// - Returns: `false` when there is no open session with `peer`, the message is larger than
-    ///   ``MeshConfiguration/maximumMessageSize``, or the write failed.
-    public func send(_ message: [UInt8], to peer: PeerID) async -> Bool {
-        guard message.count <= core.configuration.maximumMessageSize else { return false }
-        // A write can lose the race with a handover (the connection was just superseded): it then
-        // fails without sealing anything, and is retried once on the replacement.
-        var tried: (any Channel)?
-        for _ in 0..<2 {
-            guard let channel = await core.sessionChannelAwaitingHandover(for: peer), channel !== tried else {
-                return false
+    /// - Returns: ``SendResult/sent``; ``SendResult/peerNotReading`` (queued, but the peer's
+    ///   outbound queue is above ``MeshConfiguration/outboundHighWatermark``);
+    ///   ``SendResult/overflowed`` (past ``MeshConfiguration/outboundHardLimit``: the session was
+    ///   closed with ``PlexusCore/Reason/outboundOverflow``); ``SendResult/noSession`` or
+    ///   ``SendResult/tooLarge`` (nothing was sent).
+    @discardableResult
+    public func send(_ message: [UInt8], to peer: PeerID) async -> SendResult {
+        let configuration = core.configuration
+        guard message.count <= configuration.maximumMessageSize else { return .tooLarge }
+        // A write can lose the race with a handover (the connection was just superseded): the
+        // handler then refuses it without sealing anything, and it is retried on the replacement.
+        var tried: ConnectionID?
+        for _ in 0..<3 {
+            guard let target = await core.sendTarget(for: peer), target.connection != tried else { return .noSession }
+            if target.gauge.queued > configuration.outboundHardLimit {
+                target.channel.triggerUserOutboundEvent(
+                    ConnectionCommand.close(
+                        .outboundOverflow, "\(target.gauge.queued) bytes queued, over the limit of \(configuration.outboundHardLimit)"
+                    ),
+                    promise: nil
+                )
+                return .overflowed
             }
             do {
-                try await channel.writeAndFlush(ByteBuffer(bytes: message)).get()
+                try await target.channel.writeAndFlush(ByteBuffer(bytes: message)).get()
                 core.messageSent()
-                return true
+                return target.gauge.queued > configuration.outboundHighWatermark ? .peerNotReading : .sent
             } catch {
-                tried = channel
-                // The handler refuses writes only once its connection is closing (closed, or
-                // superseded and draining, which closes within the grace period); closeFuture
-                // completes after channelInactive has reported the handover to the core.
-                try? await channel.closeFuture.get()
+                tried = target.connection
             }
         }
-        return false
+        return .noSession
+    }
+
+    /// Closes the session with `peer` (reported as ``MeshEvent/sessionClosed(_:reason:detail:)``
+    /// with `reason`), and neither accepts nor dials it again before `backoff` has elapsed; the
+    /// peer's handshakes meanwhile are refused as from a stranger. The gossip layer calls it when
+    /// a neighbour exceeds its budget of rejected messages.
+    public func disconnect(_ peer: PeerID, reason: Reason, backoff: Duration) async {
+        core.disconnect(peer, reason: reason, detail: "disconnected for \(backoff)", backoff: backoff)
     }
 
     /// Replaces the allowed neighbours: new ones are dialled, removed ones' sessions are closed,
@@ -122,13 +141,16 @@ public final class PeerMesh: Service, Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             // Lets the kernel notice a peer that vanished without closing (a half-open session).
             .childChannelOption(.socketOption(.so_keepalive), value: 1)
+            // One read per readiness event, so pausing reads for a slow consumer takes effect
+            // after at most one read's worth of frames.
+            .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelInitializer { channel in
-                let remote = channel.remoteAddress.map { "\($0)" } ?? "?"
-                guard core.admitInbound(remote: remote) else {
+                let address = channel.remoteAddress?.ipAddress ?? "?"
+                guard let id = core.admitInbound(channel, address: address) else {
                     return channel.close()
                 }
                 return channel.eventLoop.makeCompletedFuture {
-                    try Self.addHandlers(to: channel, role: .responder, core: core, holdsPendingSlot: true, outcome: nil)
+                    try Self.addHandlers(to: channel, role: .responder, core: core, connection: id, outcome: nil)
                 }
             }
     }
@@ -137,7 +159,7 @@ public final class PeerMesh: Service, Sendable {
         to channel: any Channel,
         role: HandshakeStateMachine.Role,
         core: MeshCore,
-        holdsPendingSlot: Bool,
+        connection: ConnectionID,
         outcome: DialOutcome?
     ) throws {
         let limit = FrameLimit(maximum: Framing.handshakeFrameLimit)
@@ -152,19 +174,22 @@ public final class PeerMesh: Service, Sendable {
         )
         try operations.addHandler(MessageToByteHandler(FrameEncoder()))
         try operations.addHandler(
-            PeerConnectionHandler(role: role, core: core, limit: limit, holdsPendingSlot: holdsPendingSlot, outcome: outcome)
+            PeerConnectionHandler(
+                role: role, core: core, limit: limit, connection: connection, gauge: core.gauge(connection), outcome: outcome
+            )
         )
     }
 
     // MARK: Dialling
 
-    /// Keeps one session with `peer`: dials when there is none, backs off after failures.
+    /// Keeps one session with `peer`: dials when there is none, backs off after failures, and
+    /// leaves a peer alone while it is disconnected.
     private func dialLoop(peer: PeerID, generation: Int) async {
         var attempt = 0
         while !Task.isCancelled {
             guard let target = core.dialTarget(peer, generation: generation) else { return }
-            if core.sessionChannel(for: peer) != nil {
-                await core.waitUntilNoSession(with: peer)
+            if core.needsNoDial(peer) {
+                await core.waitUntilDialNeeded(peer)
                 attempt = 0
             } else {
                 let established = await dialOnce(peer: peer, target: target)
@@ -176,7 +201,7 @@ public final class PeerMesh: Service, Sendable {
         }
     }
 
-    /// One dial; returns when the connection closed, with whether its session ever opened.
+    /// One dial; returns when the connection closed, with whether its handshake completed.
     private func dialOnce(peer: PeerID, target: MeshPeer) async -> Bool {
         let core = self.core
         let outcome = DialOutcome()
@@ -184,10 +209,12 @@ public final class PeerMesh: Service, Sendable {
             .connectTimeout(.nanoseconds(nanoseconds(core.configuration.connectTimeout)))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.socketOption(.so_keepalive), value: 1)
+            .channelOption(.maxMessagesPerRead, value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    guard let id = core.registerOutbound(channel) else { throw SessionNotOpenError() }
                     try Self.addHandlers(
-                        to: channel, role: .initiator(expecting: peer), core: core, holdsPendingSlot: false, outcome: outcome
+                        to: channel, role: .initiator(expecting: peer), core: core, connection: id, outcome: outcome
                     )
                 }
             }
@@ -199,5 +226,28 @@ public final class PeerMesh: Service, Sendable {
             return false
         }
         return outcome.wasEstablished
+    }
+}
+
+/// The mesh's events as an async sequence; taking one tells the mesh it was consumed (the
+/// inbound back-pressure counts what is still waiting).
+public struct MeshEvents: AsyncSequence, Sendable {
+    public typealias Element = MeshEvent
+    let base: AsyncStream<MeshEvent>
+    let core: MeshCore
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncStream<MeshEvent>.AsyncIterator
+        let core: MeshCore
+
+        public mutating func next() async -> MeshEvent? {
+            let event = await base.next()
+            if event != nil { core.eventConsumed() }
+            return event
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: base.makeAsyncIterator(), core: core)
     }
 }

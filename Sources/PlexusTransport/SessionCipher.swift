@@ -17,9 +17,16 @@ package struct SessionCipher {
         case ready = 1
         /// An application message.
         case message = 2
-        /// "I keep another connection with you; this one closes now." Sent by the side that
-        /// resolves a simultaneous dial, so the other side swaps sessions without reporting a close.
+        /// "I keep another connection with you; this one closes now." Sent only by the pair's
+        /// authority (the lower id, see ``SessionTable``), so the follower swaps sessions without
+        /// reporting a close. Empty payload.
         case superseded = 3
+        /// "This connection is the session": the authority's first record on a connection it
+        /// chose. Payload: a ``SelectToken`` (16 bytes).
+        case select = 4
+        /// Sent when nothing else was sent for the keepalive interval, so the other side can tell
+        /// a quiet session from a dead one. Empty payload; sealed and authenticated like a message.
+        case keepalive = 5
     }
 
     package enum OpenError: Error, Equatable, CustomStringConvertible {

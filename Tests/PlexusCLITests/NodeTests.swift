@@ -104,7 +104,7 @@ import Testing
         let log = try ConvergenceLogReader.read(directory: directory + "/logs").first { $0.peer == topology.peers[0].id.rawValue }!
         let refusals = log.events.filter { $0.event == "refused" }.compactMap(\.reason)
         #expect(refusals.count >= 2, "refusals logged: \(refusals)")
-        #expect(refusals.contains { $0.contains("frame-too-large") || $0.contains("too large") }, "\(refusals)")
+        #expect(refusals.contains { $0 == "frameTooLarge" }, "\(refusals)")
         let table = try CSV.read(path: data)
         let partitioned = try Partitioner.partition(table: table, plan: topology.plan, spec: .split(split), count: 3, seed: topology.plan.seed)
         let simulated = try Experiment.simulate(SimulationOptions(topology: topology, data: partitioned))

@@ -72,7 +72,7 @@ import Testing
         }
         guard let initiatorCipher, let responderCipher, let initiatorPeer, let responderPeer else {
             Issue.record("the handshake neither completed nor failed")
-            return .responderFailed(HandshakeFailure(reason: .closed, claimedPeer: nil, detail: "stuck"))
+            return .responderFailed(HandshakeFailure(reason: .closedDuringHandshake, claimedPeer: nil, detail: "stuck"))
         }
         return .established(initiator: responderPeer, responder: initiatorPeer, initiatorCipher, responderCipher)
     }
@@ -206,7 +206,7 @@ import Testing
             Issue.record("expected one failure, got \(actions)")
             return
         }
-        #expect(failure.reason == .malformed)
+        #expect(failure.reason == .malformedHandshake)
         #expect(responder.isFinished)
     }
 
@@ -226,7 +226,7 @@ import Testing
         hello[0] = 0
         var second = HandshakeStateMachine(role: .responder, context: context(bob, knows: [alice]))
         guard case .fail(let malformed) = second.receive(hello).last else { return }
-        #expect(malformed.reason == .malformed)
+        #expect(malformed.reason == .malformedHandshake)
     }
 
     @Test func smallOrderEphemeralIsRefused() {
@@ -241,7 +241,7 @@ import Testing
             Issue.record("expected a failure")
             return
         }
-        #expect(failure.reason == .weakKey)
+        #expect(failure.reason == .weakEphemeralKey)
     }
 
     @Test func messagesRoundTrip() throws {

@@ -33,17 +33,17 @@ import Testing
 
         /// The honest session still carries messages both ways.
         func honestSessionStillWorks(_ tag: UInt8) async -> Bool {
-            guard await a.mesh.send([tag], to: b.id), await b.mesh.send([tag], to: a.id) else { return false }
+            guard await a.mesh.sendQueued([tag], to: b.id), await b.mesh.sendQueued([tag], to: a.id) else { return false }
             return await eventually {
                 b.recorder.messages(from: a.id).last == [tag] && a.recorder.messages(from: b.id).last == [tag]
             }
         }
 
-        func failures(_ reason: String) async -> Int {
+        func failures(_ reason: Reason) async -> Int {
             (await a.mesh.counters).handshakeFailures[reason, default: 0]
         }
 
-        func rejected(_ reason: String) async -> Int {
+        func rejected(_ reason: Reason) async -> Int {
             (await a.mesh.counters).framesRejected[reason, default: 0]
         }
 
@@ -91,10 +91,10 @@ import Testing
     @Test func peerNotInTheAllowedSetIsRefused() async throws {
         let f = await Fixture.make()
         let mallory = await RunningMesh.start(Identity("mallory"), peers: [f.a.id: f.a.peerEntry()], logs: f.logs)
-        #expect(await eventually { await f.failures("unknown-peer") >= 1 })
-        #expect(await f.logged(reason: "unknown-peer"))
-        #expect(await eventually { (await mallory.mesh.counters).handshakeFailures["refused-by-peer", default: 0] >= 1 })
-        #expect(f.a.recorder.all.contains { if case .refused(peer: "mallory", _) = $0 { return true } else { return false } })
+        #expect(await eventually { await f.failures(.unknownPeer) >= 1 })
+        #expect(await f.logged(reason: "unknownPeer"))
+        #expect(await eventually { (await mallory.mesh.counters).handshakeFailures[.refusedByPeer, default: 0] >= 1 })
+        #expect(f.a.recorder.all.contains { if case .refused(peer: "mallory", _, _) = $0 { return true } else { return false } })
         #expect(f.a.recorder.opened(PeerID("mallory")!) == 0)
         #expect(await f.honestSessionStillWorks(1))
         await mallory.stop()
@@ -104,8 +104,8 @@ import Testing
     @Test func rightIdWithTheWrongKeyIsRefused() async throws {
         let f = await Fixture.make()
         let impostor = await RunningMesh.start(Identity("b"), peers: [f.a.id: f.a.peerEntry()], logs: f.logs)
-        #expect(await eventually { await f.failures("bad-signature") >= 1 })
-        #expect(await f.logged(reason: "bad-signature"))
+        #expect(await eventually { await f.failures(.badSignature) >= 1 })
+        #expect(await f.logged(reason: "badSignature"))
         #expect(f.a.recorder.opened(f.b.id) == 1)
         #expect(await f.honestSessionStillWorks(2))
         await impostor.stop()
@@ -117,8 +117,8 @@ import Testing
         let c = Identity("c")
         await f.allow(c)
         let other = await RunningMesh.start(c, planHash: otherPlan, peers: [f.a.id: f.a.peerEntry()], logs: f.logs)
-        #expect(await eventually { await f.failures("plan-mismatch") >= 1 })
-        #expect(await eventually { (await other.mesh.counters).handshakeFailures["plan-mismatch", default: 0] >= 1 })
+        #expect(await eventually { await f.failures(.planMismatch) >= 1 })
+        #expect(await eventually { (await other.mesh.counters).handshakeFailures[.planMismatch, default: 0] >= 1 })
         let ours = shortHex(testPlan)
         let theirs = shortHex(otherPlan)
         #expect(await eventually { f.logs.all.contains { $0.contains("mesh.me=a") && $0.contains("ours \(ours), theirs \(theirs)") } })
@@ -135,8 +135,8 @@ import Testing
         try await partial.write([40, 0, 0, 0, 1, 2])  // a frame header and part of its body, then nothing
         #expect(await silent.waitClosed(timeout: .seconds(3)))
         #expect(await partial.waitClosed(timeout: .seconds(3)))
-        #expect(await f.failures("handshake-timeout") >= 2)
-        #expect(await f.logged(reason: "handshake-timeout"))
+        #expect(await f.failures(.handshakeTimeout) >= 2)
+        #expect(await f.logged(reason: "handshakeTimeout"))
         #expect(await f.honestSessionStillWorks(4))
         await f.stop()
     }
@@ -153,8 +153,8 @@ import Testing
         let client = try await RawClient.connect(port: f.a.port)
         try await client.write(garbage)
         #expect(await client.waitClosed())
-        #expect(await eventually { await f.failures("frame-too-large") + f.failures("malformed-handshake") >= 1 })
-        #expect(await f.logged(reason: "frame-too-large", or: "malformed-handshake"))
+        #expect(await eventually { await f.failures(.frameTooLarge) + f.failures(.malformedHandshake) >= 1 })
+        #expect(await f.logged(reason: "frameTooLarge", or: "malformedHandshake"))
         #expect(await f.honestSessionStillWorks(5))
         await f.stop()
     }
@@ -181,8 +181,8 @@ import Testing
         writer.write(littleEndian: UInt32(64 * 1024 + 1))
         try await client.write(writer.bytes)
         #expect(await client.waitClosed())
-        #expect(await eventually { await f.rejected("frame-too-large") == 1 })
-        #expect(await f.logged(reason: "frame-too-large"))
+        #expect(await eventually { await f.rejected(.frameTooLarge) == 1 })
+        #expect(await f.logged(reason: "frameTooLarge"))
         #expect(await eventually { f.a.recorder.closed(evil.id) == 1 })
         #expect(await f.honestSessionStillWorks(6))
         await f.stop()
@@ -198,10 +198,10 @@ import Testing
         #expect(await eventually { f.a.recorder.messages(from: evil.id) == [[1, 2, 3]] })
         try await client.write(captured)
         #expect(await client.waitClosed())
-        #expect(await eventually { await f.rejected("decrypt-failed") == 1 })
-        #expect(await f.logged(reason: "decrypt-failed"))
+        #expect(await eventually { await f.rejected(.decryptFailed) == 1 })
+        #expect(await f.logged(reason: "decryptFailed"))
         #expect(f.a.recorder.messages(from: evil.id) == [[1, 2, 3]])
-        #expect(await eventually { f.a.recorder.all.contains(.sessionClosed(evil.id, reason: "decrypt-failed")) })
+        #expect(await eventually { f.a.recorder.closed(evil.id, because: .decryptFailed) })
         #expect(await f.honestSessionStillWorks(7))
         await f.stop()
     }
@@ -215,7 +215,7 @@ import Testing
         sealed[3] ^= 0x20
         try await client.write(frame(sealed))
         #expect(await client.waitClosed())
-        #expect(await eventually { await f.rejected("decrypt-failed") == 1 })
+        #expect(await eventually { await f.rejected(.decryptFailed) == 1 })
         #expect(f.a.recorder.messages(from: evil.id).isEmpty)
         #expect(await f.honestSessionStillWorks(8))
         await f.stop()
@@ -229,24 +229,54 @@ import Testing
         // Valid kind byte then garbage: fails authentication; unknown kind byte: malformed record.
         try await client.write(frame([2] + Array(repeating: 0x55, count: 64)))
         #expect(await client.waitClosed())
-        #expect(await eventually { await f.rejected("decrypt-failed") == 1 })
+        #expect(await eventually { await f.rejected(.decryptFailed) == 1 })
         let (second, _) = try await authenticatedClient(evil, to: f.a)
         try await second.write(frame(Array(repeating: 0x55, count: 64)))
         #expect(await second.waitClosed())
-        #expect(await eventually { await f.rejected("malformed-record") == 1 })
+        #expect(await eventually { await f.rejected(.malformedRecord) == 1 })
         #expect(await f.honestSessionStillWorks(9))
         await f.stop()
     }
 
+    /// `a` is the pair's authority toward `evil`: keepalives from it are fine, but a `select` or
+    /// `superseded` from the follower, or a select token of the wrong size, closes the session.
+    @Test(arguments: [
+        (SessionCipher.Kind.select, SelectToken(incarnation: 1, sequence: 1).encoded),
+        (SessionCipher.Kind.superseded, []),
+    ])
+    func sessionControlRecordsFromTheFollowerCloseTheSession(kind: SessionCipher.Kind, payload: [UInt8]) async throws {
+        let f = await Fixture.make()
+        let evil = Identity("evil")
+        await f.allow(evil)
+        var (client, cipher) = try await authenticatedClient(evil, to: f.a)
+        #expect(await eventually { f.a.recorder.opened(evil.id) == 1 })
+        try await client.write(frame(cipher.seal(.keepalive, [])))
+        try await client.write(frame(cipher.seal(.message, [4])))
+        #expect(await eventually { f.a.recorder.messages(from: evil.id) == [[4]] })
+        try await client.write(frame(cipher.seal(kind, payload)))
+        #expect(await client.waitClosed())
+        #expect(await eventually { f.a.recorder.closed(evil.id, because: .malformedRecord) })
+        #expect(await f.honestSessionStillWorks(11))
+        await f.stop()
+    }
+
     @Test func pendingInboundConnectionsAreBounded() async throws {
-        let f = await Fixture.make { $0.maximumPendingConnections = 2 }
+        let f = await Fixture.make {
+            $0.maximumPendingConnections = 2
+            $0.helloTimeout = .milliseconds(500)
+            $0.refusalSummaryInterval = .milliseconds(200)
+        }
         let first = try await RawClient.connect(port: f.a.port)
         let second = try await RawClient.connect(port: f.a.port)
         _ = await eventually(timeout: .milliseconds(200)) { false }
         let third = try await RawClient.connect(port: f.a.port)
         #expect(await third.waitClosed(timeout: .seconds(1)))
-        #expect(await f.failures("too-many-pending") >= 1)
-        #expect(await f.logged(reason: "too-many-pending"))
+        #expect(await f.failures(.tooManyPending) >= 1)
+        // Not one line per refused connection: one summary per interval.
+        #expect(await f.logged(reason: "tooManyPending"))
+        #expect(f.logs.all.filter { $0.contains("mesh.me=a") && $0.contains("reason=tooManyPending") }.allSatisfy {
+            $0.contains("Refused unauthenticated connections: refused")
+        })
         // The stalled two are dropped by the timeout, freeing their slots.
         #expect(await first.waitClosed())
         #expect(await second.waitClosed())

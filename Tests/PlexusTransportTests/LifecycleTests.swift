@@ -48,13 +48,13 @@ import Testing
         let rotated = Ed25519.PrivateKey()
         await a.mesh.updatePeers([b.id: MeshPeer(host: "127.0.0.1", port: b.port, publicKey: rotated.publicKey)])
         // The open session keeps working.
-        #expect(await a.mesh.send([1], to: b.id))
+        #expect(await a.mesh.sendQueued([1], to: b.id))
         #expect(await eventually { b.recorder.messages(from: a.id) == [[1]] })
         // b restarts with its old key: refused.
         let port = b.port
         await b.stop()
         let again = await RunningMesh.start(bIdentity, port: port, peers: [a.id: a.peerEntry()], logs: logs)
-        #expect(await eventually { (await a.mesh.counters).handshakeFailures["bad-signature", default: 0] >= 1 })
+        #expect(await eventually { (await a.mesh.counters).handshakeFailures[.badSignature, default: 0] >= 1 })
         #expect(a.recorder.opened(b.id) == 1)
         await again.stop()
         await a.stop()

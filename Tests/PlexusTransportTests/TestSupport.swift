@@ -52,7 +52,7 @@ final class LogCapture: Sendable {
 final class EventRecorder: Sendable {
     let events = Mutex<[MeshEvent]>([])
 
-    init(_ stream: AsyncStream<MeshEvent>) {
+    init(_ stream: MeshEvents) {
         Task {
             for await event in stream { self.events.withLock { $0.append(event) } }
         }
@@ -68,8 +68,13 @@ final class EventRecorder: Sendable {
         all.filter { $0 == .sessionOpened(peer) }.count
     }
 
+    /// Whether the session with `peer` was reported closed for `reason`.
+    func closed(_ peer: PeerID, because reason: Reason) -> Bool {
+        all.contains { if case .sessionClosed(peer, reason, _) = $0 { return true } else { return false } }
+    }
+
     func closed(_ peer: PeerID) -> Int {
-        all.filter { if case .sessionClosed(peer, _) = $0 { return true } else { return false } }.count
+        all.filter { if case .sessionClosed(peer, _, _) = $0 { return true } else { return false } }.count
     }
 }
 
@@ -216,5 +221,12 @@ final class RawClient: Sendable {
 
     func close() async {
         try? await channel.close()
+    }
+}
+
+extension PeerMesh {
+    /// Whether `send` queued the message (sent, or queued for a slow reader).
+    func sendQueued(_ message: [UInt8], to peer: PeerID) async -> Bool {
+        await send(message, to: peer).isQueued
     }
 }
