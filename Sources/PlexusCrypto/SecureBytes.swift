@@ -1,8 +1,13 @@
 internal import CSodium
+#if canImport(Glibc)
+internal import Glibc
+#endif
 
 /// Fixed-size storage for secret bytes.
 ///
 /// - The whole allocation is wiped with `sodium_memzero` when the last reference goes away.
+/// - It lives in pages of its own, excluded from core dumps (`madvise(MADV_DONTDUMP)`), so a
+///   crash of the node never writes a key to disk.
 /// - `==` compares in constant time (`sodium_memcmp`).
 /// - `description` and `debugDescription` never show the contents.
 ///
@@ -21,8 +26,14 @@ public final class SecureBytes: @unchecked Sendable, Equatable, CustomStringConv
     public init(count: Int, initializer: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows {
         precondition(count >= 0)
         Sodium.ensureInitialized()
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 16)
+        // Whole pages, so that MADV_DONTDUMP covers exactly this storage and nothing else.
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let size = (max(count, 1) + page - 1) / page * page
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: page)
         buffer.initializeMemory(as: UInt8.self, repeating: 0)
+        #if os(Linux)
+        _ = madvise(buffer.baseAddress, size, MADV_DONTDUMP)
+        #endif
         do {
             try initializer(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]))
         } catch {

@@ -51,6 +51,9 @@ public enum GossipEvent: Sendable, Equatable {
     case keyframeRequested(from: PeerID, heldVersion: UInt64)
     /// A synchronous round completed at its deadline without these neighbours' deltas.
     case deadlineMissed(round: Int, missing: [PeerID])
+    /// A neighbour added by a reload has never had a session: rounds go on without it until its
+    /// first session opens (a hospital added to the file before it starts holds no one up).
+    case awaitingFirstSession(PeerID)
 }
 
 /// One line of the convergence log, as the instance knows it.
@@ -147,6 +150,8 @@ public struct GossipInstance<Learner: LocalLearner> {
     private var advertisedNeighbourhood = 0
     private var advertisedKnown: Set<PeerID> = []
     private var started = false
+    /// Neighbours added by a reload that have not had a session yet: left out of the barrier.
+    private var awaitingFirstSession: Set<PeerID> = []
 
     /// S_i = n_i + the sample counts of the neighbours heard from so far, saturating at
     /// ``DeltaEnvelope/maximumNeighbourhoodSampleCount`` (never reached with ≤ 4095 neighbours,
@@ -316,8 +321,18 @@ public struct GossipInstance<Learner: LocalLearner> {
         var directives: [GossipDirective] = []
         settings.neighbours = neighbours
         order = neighbours.keys.sorted()
-        for peer in neighbourStates.keys where neighbours[peer] == nil { neighbourStates[peer] = nil }
-        for peer in order where neighbourStates[peer] == nil { neighbourStates[peer] = NeighbourState() }
+        for peer in neighbourStates.keys where neighbours[peer] == nil {
+            neighbourStates[peer] = nil
+            awaitingFirstSession.remove(peer)
+        }
+        for peer in order where neighbourStates[peer] == nil {
+            neighbourStates[peer] = NeighbourState()
+            // A neighbour added while rounds run: until its first session it holds no round.
+            if started && round >= 1 {
+                awaitingFirstSession.insert(peer)
+                directives.append(.event(.awaitingFirstSession(peer)))
+            }
+        }
         completeIfReady(into: &directives)
         return directives
     }
@@ -342,6 +357,7 @@ public struct GossipInstance<Learner: LocalLearner> {
     public mutating func sessionOpened(with peer: PeerID) -> [GossipDirective] {
         var directives: [GossipDirective] = []
         guard settings.neighbours[peer] != nil else { return directives }
+        awaitingFirstSession.remove(peer)
         sendKeyframe(to: peer, into: &directives)
         return directives
     }
@@ -400,9 +416,10 @@ public struct GossipInstance<Learner: LocalLearner> {
 
     // MARK: Rounds
 
-    /// Whether `peer` delivered an envelope of the round in progress.
+    /// Whether `peer` delivered an envelope of the round in progress — or was added by a reload
+    /// and has never had a session, so there is nothing to wait for.
     private func isReady(_ peer: PeerID) -> Bool {
-        (neighbourStates[peer]?.deliveredRound ?? -1) >= round
+        awaitingFirstSession.contains(peer) || (neighbourStates[peer]?.deliveredRound ?? -1) >= round
     }
 
     /// Round 1 — or, for a peer joining a network that is already under way (its neighbours'

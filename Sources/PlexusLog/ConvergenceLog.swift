@@ -76,6 +76,8 @@ public enum ConvergenceLog {
             members += [("event", .string("keyframe_requested")), ("from", .string(from.rawValue)), ("held_version", .integer(Int(clamping: held)))]
         case .deadlineMissed(let r, let missing):
             members += [("event", .string("deadline_missed")), ("missed_round", .integer(r)), ("missing", .array(missing.map { .string($0.rawValue) }))]
+        case .awaitingFirstSession(let neighbour):
+            members += [("event", .string("awaiting_first_session")), ("neighbour", .string(neighbour.rawValue))]
         }
         return .object(members)
     }

@@ -40,6 +40,8 @@ actor NodeDriver: Service {
     private var round: Int { instance.round }
 
     let metrics: NodeMetrics
+    /// How long a neighbour that exceeded its budget of rejected messages in a round is refused.
+    static let disconnectBackoff: Duration = .seconds(30)
 
     init(node: PeerNode, mesh: PeerMesh, metrics: NodeMetrics) throws(NodeError) {
         self.node = node
@@ -213,10 +215,11 @@ actor NodeDriver: Service {
     }
 
     /// The statistics round's timer: re-requests, warnings naming the missing peers, its deadline.
+    /// It runs until the node stops (returning earlier would end the node's task group).
     private func statisticsTicker() async {
-        while !_Concurrency.Task.isCancelled && !finished {
+        while !_Concurrency.Task.isCancelled {
             try? await _Concurrency.Task.sleep(for: .seconds(1))
-            carryOut(statisticsRound.tick(now: elapsed()))
+            if !statisticsRound.isComplete { carryOut(statisticsRound.tick(now: elapsed())) }
         }
     }
 
@@ -303,9 +306,13 @@ actor NodeDriver: Service {
             case .persist(let snapshot):
                 persist(snapshot)
             case .disconnect(let peer, let reason):
-                // PeerMesh has no per-session close yet: the request is logged for the operator.
-                node.logger.warning("Neighbour exceeded its budget; disconnect requested", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
-                log?.write(ConvergenceLog.session("disconnect_requested", peer: node.configuration.peer, other: peer.rawValue, reason: reason.rawValue, round: round, time: now()))
+                // The session is closed and the neighbour refused for the backoff; it comes back
+                // with a keyframe on its next session, like any reconnecting peer.
+                let backoff = NodeDriver.disconnectBackoff
+                node.logger.warning("Neighbour exceeded its budget of rejected messages; disconnected", metadata: ["peer": "\(peer)", "reason": "\(reason)", "backoff": "\(backoff)"])
+                log?.write(ConvergenceLog.session("disconnected", peer: node.configuration.peer, other: peer.rawValue, reason: reason.rawValue, round: round, time: now()))
+                let mesh = self.mesh
+                _Concurrency.Task { await mesh.disconnect(peer, reason: reason, backoff: backoff) }
             case .roundCompleted(let report):
                 var test: [(String, Double)] = []
                 if let testSet = node.test, let standardization {
@@ -333,8 +340,19 @@ actor NodeDriver: Service {
                 }
             case .event(let event):
                 log?.write(ConvergenceLog.event(event, peer: node.configuration.peer, round: round, time: now()))
-                if case .rejected(let from, let reason, let message) = event {
+                switch event {
+                case .rejected(let from, let reason, let message):
                     warnRejected(from: from, reason: reason, message: message)
+                case .awaitingFirstSession(let neighbour):
+                    node.logger.warning("New neighbour has not connected yet; rounds go on without it until its first session", metadata: ["neighbour": "\(neighbour)"])
+                case .deadlineMissed(let missedRound, let missing):
+                    if let suppressed = warningLimiter.admit("deadline", now: elapsed()) {
+                        var metadata: Logger.Metadata = ["round": "\(missedRound)", "missing": "\(missing.map(\.rawValue).joined(separator: ","))", "deadline": "\(node.plan.roundDeadlineMilliseconds) ms"]
+                        if suppressed > 0 { metadata["rounds_missed_since_last_warning"] = "\(suppressed)" }
+                        node.logger.warning("Round completed at its deadline without these neighbours' deltas (down, unreachable or slow)", metadata: metadata)
+                    }
+                default:
+                    break
                 }
             case .finished:
                 finished = true

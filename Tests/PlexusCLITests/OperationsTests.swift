@@ -1,5 +1,7 @@
 import Foundation
 import PlexusCore
+import PlexusCrypto
+import PlexusLog
 import PlexusLearning
 import PlexusTopology
 import Testing
@@ -170,5 +172,84 @@ import Testing
         let torn = try check()
         #expect(torn.status == 1)
         #expect(torn.stderr.contains("\(peer.id).state: state file is truncated"), "\(torn.stderr)")
+    }
+
+    /// Key rotation as an admin does it: a new key for one peer, the file edited on every node
+    /// (the others are not restarted; they reload it), the rotated node restarted with its new
+    /// key; later another peer is killed (-9) and restarted. Every node finishes within 0.005 test
+    /// accuracy of a clean run, and no round took more than two deadlines.
+    @Test func keyRotationThenARestartKeepsEveryModel() throws {
+        func network(_ label: String) throws -> (directory: String, path: String, topology: Topology) {
+            let directory = temporaryDirectory(label)
+            let generated = try plexus([
+                "topology", "generate", "--shape", "full", "--peers", "4", "--keys-dir", directory + "/keys", "--host", "127.0.0.1",
+                "--base-port", String(freePorts(4)), "--plan", repositoryRoot + "/Topologies/plans/wdbc-logistic.toml", "--out", directory + "/generated.toml",
+            ])
+            #expect(generated.status == 0, "\(generated.stderr)")
+            var topology = try Topology.load(path: directory + "/generated.toml", spectralAnalysis: false)
+            var plan = topology.plan
+            plan.rounds = 1500
+            plan.roundDeadlineMilliseconds = 2000
+            topology = Topology(networkName: "rotation", plan: plan, peers: topology.peers, links: topology.links)
+            let path = directory + "/network.toml"
+            try TopologyWriter.toml(topology).write(toFile: path, atomically: true, encoding: .utf8)
+            return (directory, path, try Topology.load(path: path, spectralAnalysis: false))
+        }
+        func start(_ net: (directory: String, path: String, topology: Topology), _ index: Int, key: String? = nil) throws -> Background {
+            var arguments = node.runArguments(net.path, net.topology.peers[index].id, net.directory, ["--split", split, "--shard", "\(index)/4"])
+            if let key { arguments[arguments.firstIndex(of: "--key")! + 1] = key }
+            return try Background(arguments, output: "\(net.directory)/\(index)-\(Date().timeIntervalSince1970).out")
+        }
+        func rounds(_ net: (directory: String, path: String, topology: Topology), _ index: Int) -> Int {
+            let text = (try? String(contentsOfFile: "\(net.directory)/logs/\(net.topology.peers[index].id).jsonl", encoding: .utf8)) ?? ""
+            return text.components(separatedBy: "\"type\":\"round\"").count - 1
+        }
+        func waitFor(_ count: Int, _ net: (directory: String, path: String, topology: Topology)) {
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline, rounds(net, 0) < count { usleep(20_000) }
+        }
+
+        let clean = try network("rotation-clean")
+        let cleanNodes = try (0..<4).map { try start(clean, $0) }
+        for n in cleanNodes { #expect(n.wait(timeout: 240) == 0, "\(n.log)") }
+        let cleanLogs = try ConvergenceLogReader.read(directory: clean.directory + "/logs")
+        let reference = Dictionary(uniqueKeysWithValues: cleanLogs.map { ($0.peer, $0.rounds.last?.test["accuracy"] ?? -1) })
+
+        let net = try network("rotation")
+        var nodes = try (0..<4).map { try start(net, $0) }
+        defer { for n in nodes where n.process.isRunning { n.kill9() } }
+        waitFor(200, net)
+        // 1. A new key for peer 1; the file edited everywhere (one file here); peer 1 restarted with it.
+        let newKey = net.directory + "/keys/rotated.key"
+        let keygen = try plexus(["keygen", "--out", newKey])
+        #expect(keygen.status == 0, "\(keygen.stderr)")
+        let publicKey = try Ed25519.PublicKey(base64: keygen.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        var peers = net.topology.peers
+        peers[1] = Topology.Peer(id: peers[1].id, endpoint: peers[1].endpoint, publicKey: publicKey)
+        let rotated = Topology(networkName: "rotation", plan: net.topology.plan, peers: peers, links: net.topology.links)
+        try TopologyWriter.toml(rotated).write(toFile: net.path, atomically: true, encoding: .utf8)
+        usleep(1_500_000)  // the others pick the edit up (they poll the file every second)
+        nodes[1].kill9()
+        nodes[1] = try start(net, 1, key: newKey)
+        // 2. Later, another peer is killed and restarted.
+        waitFor(rounds(net, 0) + 200, net)
+        nodes[2].kill9()
+        nodes[2] = try start(net, 2)
+        for (index, n) in nodes.enumerated() { #expect(n.wait(timeout: 240) == 0, "node \(index): \(n.log)") }
+
+        let logs = try ConvergenceLogReader.read(directory: net.directory + "/logs")
+        #expect(logs.count == 4)
+        let deadline = Double(net.topology.plan.roundDeadlineMilliseconds) / 1000
+        for log in logs {
+            let last = try #require(log.rounds.last, "\(log.peer)")
+            #expect(last.round == net.topology.plan.rounds, "\(log.peer)")
+            let accuracy = try #require(last.test["accuracy"])
+            let clean = try #require(reference[log.peer])
+            #expect(abs(accuracy - clean) <= 0.005, "\(log.peer): \(accuracy) after the rotation and restart, \(clean) clean")
+            let times = log.rounds.map(\.time)
+            let longest = zip(times.dropFirst(), times).map { $0 - $1 }.max() ?? 0
+            #expect(longest <= 2 * deadline, "\(log.peer): a round took \(longest) s (deadline \(deadline) s)")
+            print("rotation: \(log.peer) accuracy \(accuracy) (clean \(clean)), longest round \(longest) s")
+        }
     }
 }

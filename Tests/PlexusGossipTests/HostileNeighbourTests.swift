@@ -232,6 +232,28 @@ import Testing
         #expect(report.parameters.allSatisfy { $0 > 5 }, "\(report.parameters)")
     }
 
+    /// A hospital added to the file before it starts holds no one up: the new neighbour is left
+    /// out of the barrier (and announced once) until its first session; then rounds wait for it.
+    @Test func aNeighbourAddedByAReloadHoldsNoRoundUntilItsFirstSession() throws {
+        var p = Pair(rounds: 100)
+        p.startWithKeyframe()
+        let c = peerID(2)
+        var neighbours = p.settings.neighbours
+        neighbours[c] = Neighbour(publicKey: Ed25519.PrivateKey().publicKey, weight: 0.3)
+        let reload = p.a.updateNeighbours(neighbours)
+        #expect(reload.contains { if case .event(.awaitingFirstSession(let n)) = $0 { n == c } else { false } })
+        // b's round-1 delta alone completes round 1.
+        let one = p.a.receive(p.envelope(.delta, sequence: 2, base: 1, round: 1, delta: p.lossless([0, 0, 0, 0])), from: p.b)
+        #expect(Self.report(one)?.round == 1)
+        #expect(p.a.round == 2)
+        // c connects: from now on rounds wait for it, and its absence is a deadline miss.
+        _ = p.a.sessionOpened(with: c)
+        let two = p.a.receive(p.envelope(.delta, sequence: 3, base: 2, round: 2, delta: p.lossless([0, 0, 0, 0])), from: p.b)
+        #expect(Self.report(two) == nil, "round 2 waits for c")
+        let deadline = p.a.deadlinePassed(round: 2)
+        #expect(deadline.contains { if case .event(.deadlineMissed(2, let missing)) = $0 { missing == [c] } else { false } })
+    }
+
     /// A joining peer (round 0) accepts a keyframe of any round of the plan, not beyond.
     @Test func aJoiningPeerAcceptsKeyframesOnlyWithinThePlan() throws {
         var p = Pair(rounds: 20)
