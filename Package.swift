@@ -151,7 +151,7 @@ let package = Package(
         // Runs the built `plexus` executable as a user would.
         .testTarget(
             name: "PlexusCLITests",
-            dependencies: ["plexus", "PlexusCore", "PlexusCrypto", "PlexusEngine", "PlexusLearning", "PlexusLog", "PlexusNode", "PlexusTopology"],
+            dependencies: ["plexus", "PlexusCore", "PlexusCrypto", "PlexusCodec", "PlexusGossip", "PlexusEngine", "PlexusLearning", "PlexusLog", "PlexusNode", "PlexusTopology"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -8,6 +8,9 @@
 static inline int CSodium_blake2b_init(void *state, size_t outlen) {
     return crypto_generichash_blake2b_init((crypto_generichash_blake2b_state *)state, NULL, 0, outlen);
 }
+static inline int CSodium_blake2b_init_keyed(void *state, const void *key, size_t keylen, size_t outlen) {
+    return crypto_generichash_blake2b_init((crypto_generichash_blake2b_state *)state, (const unsigned char *)key, keylen, outlen);
+}
 static inline int CSodium_blake2b_update(void *state, const void *in, unsigned long long inlen) {
     return crypto_generichash_blake2b_update((crypto_generichash_blake2b_state *)state,
                                              (const unsigned char *)in, inlen);

@@ -1,6 +1,6 @@
 internal import CSodium
 
-/// BLAKE2b (libsodium's `crypto_generichash_blake2b`), unkeyed, incremental.
+/// BLAKE2b (libsodium's `crypto_generichash_blake2b`), incremental; unkeyed, or keyed as a MAC.
 public struct BLAKE2b: ~Copyable {
     // libsodium wants this state 64-byte aligned; allocate it raw with that alignment.
     private let state: UnsafeMutableRawBufferPointer
@@ -13,6 +13,17 @@ public struct BLAKE2b: ~Copyable {
         self.outputByteCount = outputByteCount
         self.state = .allocate(byteCount: crypto_generichash_blake2b_statebytes(), alignment: 64)
         let rc = CSodium_blake2b_init(state.baseAddress, outputByteCount)
+        precondition(rc == 0, "crypto_generichash_blake2b_init failed")
+    }
+
+    /// A keyed hasher (BLAKE2b's built-in MAC mode) with a 16…64-byte secret key.
+    public init(key: SecureBytes, outputByteCount: Int = 32) {
+        precondition(outputByteCount >= 16 && outputByteCount <= 64, "BLAKE2b output must be 16…64 bytes")
+        precondition(key.count >= 16 && key.count <= 64, "BLAKE2b keys are 16…64 bytes")
+        Sodium.ensureInitialized()
+        self.outputByteCount = outputByteCount
+        self.state = .allocate(byteCount: crypto_generichash_blake2b_statebytes(), alignment: 64)
+        let rc = key.withUnsafeBytes { CSodium_blake2b_init_keyed(state.baseAddress, $0.baseAddress, $0.count, outputByteCount) }
         precondition(rc == 0, "crypto_generichash_blake2b_init failed")
     }
 

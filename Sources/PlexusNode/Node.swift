@@ -203,7 +203,8 @@ public final class PeerNode: Sendable {
             let model = makeModel(plan: topology.plan, dimension: dimension)
             do {
                 if let bytes = try StateFile.read(statePath) {
-                    let snapshot = try StateFile.decode(bytes, planHash: topology.planHash, parameterCount: model.layout.count, as: PlanLearner.self)
+                    let key = try StateFile.stateKey(directory: directory, peer: me.id, create: false)
+                    let snapshot = try StateFile.decode(bytes, planHash: topology.planHash, parameterCount: model.layout.count, key: key, as: PlanLearner.self)
                     facts.append("state: \(statePath): resumes at round \(snapshot.round) of \(topology.plan.rounds)")
                 } else {
                     facts.append("state: none yet in \(directory); the node starts at round 1")

@@ -33,6 +33,8 @@ actor NodeDriver: Service {
     private var statisticsRound: StatisticsRound
     private let summary: SiteSummary
     private let statisticsPath: String?
+    /// The node-local key that authenticates the state file (`<state-dir>/<peer>.statekey`).
+    private var stateKey: SecureBytes?
     private var standardization: Standardization?
     private var restoredSnapshot: GossipInstance<PlanLearner>.Snapshot?
     /// Operator warnings about refused messages: at most one per neighbour and reason per interval.
@@ -94,8 +96,9 @@ actor NodeDriver: Service {
             statePath = directory + "/" + me.rawValue + ".state"
             statisticsPath = directory + "/" + me.rawValue + ".statistics"
             do {
+                stateKey = try StateFile.stateKey(directory: directory, peer: me, create: true)
                 if let bytes = try StateFile.read(statePath!) {
-                    restoredSnapshot = try StateFile.decode(bytes, planHash: node.planHash, parameterCount: node.model.layout.count, as: PlanLearner.self)
+                    restoredSnapshot = try StateFile.decode(bytes, planHash: node.planHash, parameterCount: node.model.layout.count, key: stateKey, as: PlanLearner.self)
                 }
                 if let bytes = try StateFile.read(statisticsPath!) {
                     let saved: CompletedStatistics
@@ -301,10 +304,19 @@ actor NodeDriver: Service {
     // MARK: Directives
 
     private func carryOut(_ directives: [GossipDirective]) {
+        // A round's log line is written after the state file that covers it (the `.persist` that
+        // follows it), so a `kill -9` in between never leaves a line for a round the restarted
+        // node will run — and log — again.
+        var roundLines: [JSONValue] = []
+        func writeRoundLines() {
+            for line in roundLines { log?.write(line) }
+            roundLines.removeAll()
+        }
         for directive in directives {
             switch directive {
             case .persist(let snapshot):
                 persist(snapshot)
+                writeRoundLines()
             case .disconnect(let peer, let reason):
                 // The session is closed and the neighbour refused for the backoff; it comes back
                 // with a keyframe on its next session, like any reconnecting peer.
@@ -318,7 +330,7 @@ actor NodeDriver: Service {
                 if let testSet = node.test, let standardization {
                     test = metricPairs(Evaluation(model: node.model, parameters: report.parameters, data: standardization.applied(to: testSet)))
                 }
-                log?.write(ConvergenceLog.round(report, time: now(), test: test))
+                roundLines.append(ConvergenceLog.round(report, time: now(), test: test))
                 // A progress line for the operator about every tenth of the run.
                 let every = max(1, node.plan.rounds / 10)
                 if report.round % every == 0 || report.round == node.plan.rounds {
@@ -370,6 +382,7 @@ actor NodeDriver: Service {
                 break
             }
         }
+        writeRoundLines()
         // `.persist` directives were carried out above, before any send below: whatever a
         // neighbour ever receives is covered by a state file.
         for directive in directives {
@@ -390,7 +403,8 @@ actor NodeDriver: Service {
     private func persist(_ snapshot: GossipSnapshot? = nil) {
         guard let statePath else { return }
         do {
-            try StateFile.writeAtomically(StateFile.encode(snapshot ?? instance.snapshot(), planHash: node.planHash), to: statePath)
+            guard let stateKey else { return }
+            try StateFile.writeAtomically(StateFile.encode(snapshot ?? instance.snapshot(), planHash: node.planHash, key: stateKey), to: statePath)
         } catch {
             node.logger.error("Cannot persist the state", metadata: ["error": "\(error)"])
         }

@@ -2,18 +2,23 @@
 import Glibc
 #endif
 import PlexusCodec
-import PlexusCore
-import PlexusCrypto
+public import PlexusCore
+public import PlexusCrypto
 public import PlexusGossip
 
 /// A node's durable state: one file, `<state-dir>/<peer>.state`, replaced atomically (write a
 /// temporary file, fsync it, rename it over the old one, fsync the directory) at the end of
 /// every round. A crash at any moment leaves either the old file or the new one.
 ///
-///     "PLXS" | version 1 | plan hash (32) | parameter count n (u32) | round (i64) | version (u64)
+///     "PLXS" | version 2 | plan hash (32) | parameter count n (u32) | round (i64) | version (u64)
 ///     | x: n × f32 | x̂: n × f32 | neighbours (u32) | per neighbour: L, id, flags (u8: copy, samples,
 ///       neighbourhood), version (u64), round (i64), samples (u64), neighbourhood (u64), [copy: n × f32]
-///     | replay entries (u32) | per entry: L, id, sequence (u64) | BLAKE2b-256 of everything before
+///     | replay entries (u32) | per entry: L, id, sequence (u64) | MAC
+///
+/// The MAC is keyed BLAKE2b-256 of everything before it under the node-local *state key*,
+/// `<state-dir>/<peer>.statekey` (32 random bytes, created 0600 on first run; not the identity key,
+/// which rotates). A torn write and an edit by anyone without the state key are both refused.
+/// Version-1 files (a plain BLAKE2b-256 checksum) are still read, once, and rewritten as version 2.
 public enum StateFile {
     static let magic = Array("PLXS".utf8)
 
@@ -21,10 +26,45 @@ public enum StateFile {
         public var description: String
     }
 
-    public static func encode(_ s: GossipSnapshot, planHash: [UInt8]) -> [UInt8] {
+    /// The state key of `peer` in `directory` (`<peer>.statekey`), created (32 random bytes,
+    /// 0600) when `create` and absent; `nil` when absent and not `create`.
+    public static func stateKey(directory: String, peer: PeerID, create: Bool) throws(Error) -> SecureBytes? {
+        let path = directory + "/" + peer.rawValue + ".statekey"
+        let existing = open(path, O_RDONLY | O_CLOEXEC)
+        if existing >= 0 {
+            defer { close(existing) }
+            var info = stat()
+            guard fstat(existing, &info) == 0, info.st_size == 32 else {
+                throw Error(description: "\(path): not a 32-byte state key; move it away (the state files it authenticates go with it)")
+            }
+            // Read straight into secret storage: no copy of the key outside it.
+            var complete = false
+            let key = SecureBytes(count: 32) { buffer in complete = Glibc.read(existing, buffer.baseAddress, 32) == 32 }
+            guard complete else { throw Error(description: "\(path): cannot read the state key") }
+            return key
+        }
+        guard errno == ENOENT else { throw Error(description: "\(path): cannot open the state key: \(String(cString: strerror(errno)))") }
+        guard create else { return nil }
+        let key = SecureBytes(randomCount: 32)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw Error(description: "\(path): cannot create the state key: \(String(cString: strerror(errno)))") }
+        let written = key.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard written == 32, synced else { throw Error(description: "\(path): cannot write the state key") }
+        return key
+    }
+
+    static func mac(_ body: [UInt8], key: SecureBytes) -> [UInt8] {
+        var h = BLAKE2b(key: key)
+        h.update(body)
+        return h.finalize()
+    }
+
+    public static func encode(_ s: GossipSnapshot, planHash: [UInt8], key: SecureBytes) -> [UInt8] {
         var w = ByteWriter(capacity: 64 + 8 * s.parameters.count)
         w.write(contentsOf: magic)
-        w.write(1)
+        w.write(2)
         w.write(contentsOf: planHash)
         w.write(littleEndian: UInt32(s.parameters.count))
         w.write(littleEndian: Int64(s.round))
@@ -47,7 +87,7 @@ public enum StateFile {
             writeID(peer, &w)
             w.write(littleEndian: s.replayWindow.lastAccepted[peer]!)
         }
-        w.write(contentsOf: BLAKE2b.hash256(w.bytes))
+        w.write(contentsOf: mac(w.bytes, key: key))
         return w.bytes
     }
 
@@ -59,18 +99,33 @@ public enum StateFile {
 
     /// Decodes a state file; `parameterCount` and `planHash` must match this node's plan.
     public static func decode<L: LocalLearner>(
-        _ bytes: [UInt8], planHash: [UInt8], parameterCount n: Int, as: L.Type
+        _ bytes: [UInt8], planHash: [UInt8], parameterCount n: Int, key: SecureBytes?, as: L.Type
     ) throws(Error) -> GossipInstance<L>.Snapshot {
         guard bytes.count >= 4 + 1 + 32 + 4 + 8 + 8 + 8 * n + 4 + 4 + 32 else { throw Error(description: "state file is truncated") }
         let body = Array(bytes.dropLast(32))
-        guard BLAKE2b.hash256(body) == Array(bytes.suffix(32)) else {
-            throw Error(description: "state file checksum does not match (torn or altered file)")
+        let trailer = Array(bytes.suffix(32))
+        switch bytes[4] {
+        case 2:
+            guard let key else {
+                throw Error(description: "state file is authenticated by a state key, and its state key (<peer>.statekey) is missing from the state directory")
+            }
+            let expected = mac(body, key: key)
+            let matches = expected.withUnsafeBytes { a in trailer.withUnsafeBytes { b in SecureBytes(copying: a) == SecureBytes(copying: b) } }
+            guard matches else {
+                throw Error(description: "state file does not authenticate under this node's state key (torn, altered, or another node's)")
+            }
+        case 1:
+            guard BLAKE2b.hash256(body) == trailer else {
+                throw Error(description: "state file checksum does not match (torn or altered file)")
+            }
+        default:
+            throw Error(description: "not a Plexus state file of version 1 or 2")
         }
         do {
             return try body.withUnsafeBytes { raw in
                 var r = ByteReader(raw)
-                guard try r.readSlice(4, "magic").elementsEqual(magic), try r.readByte("version") == 1 else {
-                    throw Error(description: "not a version-1 Plexus state file")
+                guard try r.readSlice(4, "magic").elementsEqual(magic), (1...2).contains(try r.readByte("version")) else {
+                    throw Error(description: "not a Plexus state file of version 1 or 2")
                 }
                 guard try r.readSlice(32, "plan hash").elementsEqual(planHash) else {
                     throw Error(description: "state file belongs to another plan; move it away to start afresh")
