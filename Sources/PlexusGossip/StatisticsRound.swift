@@ -71,9 +71,12 @@ public struct StatisticsRound: Sendable {
         case completed([PeerID: [UInt8]])
         /// The round did not complete within its timeout.
         case timedOut(missing: [PeerID])
-        /// Two neighbours announce different bases: the network does not agree on one
-        /// standardization.
-        case basisConflict(PeerID, PeerID)
+        /// Two peers (this one or a neighbour, and a neighbour) hold different bases: the network
+        /// does not agree on one standardization. `origins` are those whose statistics differ
+        /// between the two — the same origin with two digests means it signed two different
+        /// statistics (equivocation) or that one of the two peers lies about it; sites in one
+        /// basis only mean the two completed over different sets of sites.
+        case basisConflict(PeerID, PeerID, origins: [PeerID])
     }
 
     private struct Stored: Sendable {
@@ -381,11 +384,11 @@ public struct StatisticsRound: Sendable {
         }
         if let basis {
             // Already training: a neighbour on another basis trains on another standardization.
-            if basis != digests { out.append(.basisConflict(settings.me, peer)) }
+            if basis != digests { out.append(.basisConflict(settings.me, peer, origins: Self.differing(basis, digests))) }
             return
         }
         if let adopted = adoptedBasis {
-            if adopted.digests != digests { out.append(.basisConflict(adopted.from, peer)) }
+            if adopted.digests != digests { out.append(.basisConflict(adopted.from, peer, origins: Self.differing(adopted.digests, digests))) }
             return
         }
         guard digests.keys.allSatisfy({ settings.peers[$0] != nil }) else {
@@ -395,6 +398,10 @@ public struct StatisticsRound: Sendable {
         checkComplete(into: &out)
         let lacking = missing
         if !lacking.isEmpty { out.append(.send(to: peer, bytes: Self.request(lacking))) }
+    }
+
+    private static func differing(_ a: [PeerID: [UInt8]], _ b: [PeerID: [UInt8]]) -> [PeerID] {
+        Set(a.keys).union(b.keys).filter { a[$0] != b[$0] }.sorted()
     }
 
     // MARK: Completion

@@ -247,8 +247,8 @@ actor NodeDriver: Service {
                     "the statistics round did not complete within \(node.configuration.statisticsTimeout): no statistics from \(missing.map { "'\($0)'" }.joined(separator: ", ")) (not started, unreachable, or silent)",
                     kind: .transient
                 ))
-            case .basisConflict(let a, let b):
-                fail(NodeError("'\(a)' and '\(b)' train with different pooled standardizations; this site cannot join both (was the network restarted with other sites?)"))
+            case .basisConflict(let a, let b, let origins):
+                fail(NodeError("'\(a)' and '\(b)' train with different pooled standardizations (they differ on the statistics of \(origins.map { "'\($0)'" }.joined(separator: ", "))): a site signed two different statistics, or the network was restarted with other sites"))
             case .completed(let payloads):
                 do {
                     let pooled = try Self.pooled(payloads, mine: summary, me: me)

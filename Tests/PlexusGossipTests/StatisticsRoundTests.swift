@@ -221,6 +221,35 @@ import Testing
         #expect(round.missing == [net.ids[1]])
     }
 
+    /// An origin that signs different statistics for different peers is caught when the peers
+    /// exchange their bases, and named.
+    @Test func equivocationAcrossPeersIsCaughtByTheBasesAndNamesTheOrigin() {
+        let net = Network.ring(3)
+        let (a, b, x) = (net.ids[0], net.ids[1], net.ids[2])
+        var atA = net.round(a)
+        var atB = net.round(b)
+        _ = atA.start(now: .zero)
+        _ = atB.start(now: .zero)
+        let toA = StatisticsRound.seal(payload: [1], origin: x, planHash: Self.planHash, key: net.keys[x]!)
+        let toB = StatisticsRound.seal(payload: [2], origin: x, planHash: Self.planHash, key: net.keys[x]!)
+        _ = atA.receive(toA, from: x, now: .zero)
+        _ = atB.receive(toB, from: x, now: .zero)
+        // a and b exchange their own blobs; each completes, and announces its basis.
+        var announcementOfB: [UInt8]?
+        for d in atB.sessionOpened(with: a, now: .zero) { if case .send(a, let bytes) = d, bytes.first == StatisticsRound.statisticsType { _ = atA.receive(bytes, from: b, now: .zero) } }
+        for d in atA.sessionOpened(with: b, now: .zero) {
+            guard case .send(b, let bytes) = d, bytes.first == StatisticsRound.statisticsType else { continue }
+            for out in atB.receive(bytes, from: a, now: .zero) {
+                if case .send(a, let announced) = out, announced.first == StatisticsRound.basisType { announcementOfB = announced }
+            }
+        }
+        #expect(atA.isComplete && atB.isComplete)
+        let conflict = atA.receive(announcementOfB ?? [], from: b, now: .zero).compactMap { d -> [PeerID]? in
+            if case .basisConflict(a, b, let origins) = d { origins } else { nil }
+        }
+        #expect(conflict == [[x]])
+    }
+
     @Test func everyTruncationAndByteFlipIsRefused() {
         let net = Network.ring(3)
         var round = net.round(net.ids[0])
