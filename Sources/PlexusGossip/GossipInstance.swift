@@ -117,7 +117,7 @@ public struct RoundReport: Sendable {
 public struct GossipInstance<Learner: LocalLearner> {
     public private(set) var settings: GossipSettings
     public private(set) var learner: Learner
-    private let key: Ed25519.PrivateKey
+    private var key: Ed25519.PrivateKey
     private let clock: () -> Duration
 
     /// x: this peer's model.
@@ -311,6 +311,16 @@ public struct GossipInstance<Learner: LocalLearner> {
             directives.append(.scheduleDeadline(round: round, after: settings.roundDeadline))
             completeIfReady(into: &directives)
         }
+        return directives
+    }
+
+    /// This peer's key was rotated: envelopes from now on are signed with `newKey` (neighbours
+    /// that still pin the old key drop them as `badSignature` and ask for a keyframe once they
+    /// reload). Each open session gets a keyframe signed with the new key.
+    public mutating func updateKey(_ newKey: Ed25519.PrivateKey) -> [GossipDirective] {
+        key = newKey
+        var directives: [GossipDirective] = []
+        for peer in order { sendKeyframe(to: peer, into: &directives) }
         return directives
     }
 

@@ -87,7 +87,7 @@ public struct StatisticsRound: Sendable {
     }
 
     public private(set) var settings: Settings
-    private let key: Ed25519.PrivateKey
+    private var key: Ed25519.PrivateKey
     private let validate: @Sendable (PeerID, [UInt8]) -> (Reason, String)?
     private var stored: [PeerID: Stored] = [:]
     /// The basis this peer completed with (origins → digests), once complete.
@@ -235,6 +235,18 @@ public struct StatisticsRound: Sendable {
             for neighbour in settings.neighbours { out.append(.send(to: neighbour, bytes: request)) }
         }
         if !isComplete { checkComplete(into: &out) }
+        return out
+    }
+
+    /// This peer's own key was rotated (and `settings.peers` already pins the new one): its
+    /// blob is signed again and sent to every neighbour, so peers that dropped the old one get it.
+    public mutating func updateKey(_ newKey: Ed25519.PrivateKey) -> [Directive] {
+        key = newKey
+        guard let own = stored[settings.me] else { return [] }
+        let message = Self.seal(payload: own.payload, origin: settings.me, planHash: settings.planHash, key: newKey)
+        stored[settings.me] = Stored(key: newKey.publicKey, message: message, payload: own.payload, digest: own.digest)
+        var out: [Directive] = settings.neighbours.map { .send(to: $0, bytes: message) }
+        if let basis { out += settings.neighbours.map { .send(to: $0, bytes: sealBasis(basis)) } }
         return out
     }
 

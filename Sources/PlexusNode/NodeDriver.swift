@@ -42,6 +42,8 @@ actor NodeDriver: Service {
     private var round: Int { instance.round }
 
     let metrics: NodeMetrics
+    /// This peer's identity key: `--key` at start, the rotated one after a reload that re-keys it.
+    private var key: Ed25519.PrivateKey
     /// How long a neighbour that exceeded its budget of rejected messages in a round is refused.
     static let disconnectBackoff: Duration = .seconds(30)
 
@@ -50,6 +52,7 @@ actor NodeDriver: Service {
         self.mesh = mesh
         self.metrics = metrics
         self.topology = node.topology
+        self.key = node.key
         let me = node.configuration.peer
         let index = node.topology.index(of: me)!
         let settings: GossipSettings
@@ -496,10 +499,29 @@ actor NodeDriver: Service {
             log?.write(ConvergenceLog.session("reload_rejected", peer: me, other: "", reason: "plan changed", round: round, time: now()))
             return
         }
-        guard updated.peer(me)?.publicKey == node.key.publicKey else {
-            node.logger.warning("Topology reload drops or re-keys this peer; refused until this node restarts with its new key")
-            log?.write(ConvergenceLog.session("reload_rejected", peer: me, other: "", reason: "this peer's key changed", round: round, time: now()))
+        guard let pinned = updated.peer(me)?.publicKey else {
+            node.logger.warning("Topology reload removes this peer; refused", metadata: ["peer": "\(me)"])
+            log?.write(ConvergenceLog.session("reload_rejected", peer: me, other: "", reason: "this peer is not in the file", round: round, time: now()))
             return
+        }
+        var rotated: Ed25519.PrivateKey?
+        if pinned != key.publicKey {
+            // This peer's key was rotated in the file: take the new key from --key (re-read now).
+            let loaded: Ed25519.PrivateKey
+            do { loaded = try KeyFile.read(from: node.configuration.keyPath).key } catch {
+                node.logger.warning("Topology reload re-keys this peer, but its key file cannot be read; refused", metadata: ["key": "\(node.configuration.keyPath)", "error": "\(error.description)"])
+                log?.write(ConvergenceLog.session("reload_rejected", peer: me, other: "", reason: "key file unreadable", round: round, time: now()))
+                return
+            }
+            guard loaded.publicKey == pinned else {
+                node.logger.warning(
+                    "Topology reload pins a new key for this peer, but the key file holds another; refused until the new key is in place",
+                    metadata: ["key": "\(node.configuration.keyPath)", "pinned": "\(pinned.base64)", "file": "\(loaded.publicKey.base64)"]
+                )
+                log?.write(ConvergenceLog.session("reload_rejected", peer: me, other: "", reason: "this peer's pinned key is not the one in its key file", round: round, time: now()))
+                return
+            }
+            rotated = loaded
         }
         let diff = TopologyDiff(from: topology, to: updated)
         topology = updated
@@ -510,7 +532,17 @@ actor NodeDriver: Service {
         carryOut(instance.updateNeighbours(neighbours))
         let peers = node.meshPeers(updated)
         let mesh = self.mesh
-        _Concurrency.Task { await mesh.updatePeers(peers) }
+        if let rotated {
+            // Like WireGuard: sessions opened under the old key stay until they close; every
+            // handshake, envelope and statistics blob from now on is signed with the new one.
+            key = rotated
+            carryOut(instance.updateKey(rotated))
+            carryOut(statisticsRound.updateKey(rotated))
+            node.logger.notice("This peer's key was rotated; signing with the new key", metadata: ["public_key": "\(rotated.publicKey.base64)"])
+            _Concurrency.Task { await mesh.updateIdentity(rotated); await mesh.updatePeers(peers) }
+        } else {
+            _Concurrency.Task { await mesh.updatePeers(peers) }
+        }
         // The consortium's record of who changed what: the diff, at notice level.
         node.logger.notice("Topology reloaded", metadata: [
             "reason": "\(reason)", "neighbours": "\(neighbours.keys.sorted().map(\.rawValue).joined(separator: ","))",

@@ -37,6 +37,8 @@ package final class MeshCore: Sendable {
 
     struct State {
         var peers: [PeerID: MeshPeer]
+        /// This peer's identity key: the configuration's, until ``updateIdentity(_:)``.
+        var key: Ed25519.PrivateKey
         var table: SessionTable
         var connections: [ConnectionID: Connection] = [:]
         var nextConnection: UInt64 = 0
@@ -89,6 +91,7 @@ package final class MeshCore: Sendable {
         self.state = Mutex(
             State(
                 peers: configuration.peers,
+                key: configuration.key,
                 table: SessionTable(
                     me: configuration.me, incarnation: incarnation,
                     maximumHeldBytes: max(64 << 20, 2 * configuration.maximumFrameSize)
@@ -212,9 +215,9 @@ package final class MeshCore: Sendable {
     // MARK: Connections before authentication
 
     func handshakeContext() -> HandshakeContext {
-        let peers = state.withLock { state in state.peers.filter { !state.table.isBlocked($0.key) } }
+        let (peers, key) = state.withLock { state in (state.peers.filter { !state.table.isBlocked($0.key) }, state.key) }
         return HandshakeContext(
-            me: configuration.me, key: configuration.key, planHash: configuration.planHash,
+            me: configuration.me, key: key, planHash: configuration.planHash,
             peers: peers.mapValues(\.publicKey)
         )
     }
@@ -502,6 +505,12 @@ package final class MeshCore: Sendable {
             return list
         }
         for entry in initial { commands.yield(entry) }
+    }
+
+    /// A rotated identity key: every handshake from now on uses it; sessions opened under the
+    /// old one stay valid until they close (as WireGuard does).
+    func updateIdentity(_ key: Ed25519.PrivateKey) {
+        state.withLock { $0.key = key }
     }
 
     func updatePeers(_ peers: [PeerID: MeshPeer]) {

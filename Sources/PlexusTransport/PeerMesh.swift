@@ -1,5 +1,6 @@
 public import Logging
 public import PlexusCore
+public import PlexusCrypto
 public import ServiceLifecycle
 import NIOCore
 import NIOPosix
@@ -85,6 +86,12 @@ public final class PeerMesh: Service, Sendable {
     /// changed keys are enforced from the next handshake on.
     public func updatePeers(_ peers: [PeerID: MeshPeer]) async {
         core.updatePeers(peers)
+    }
+
+    /// This peer's key was rotated: the next handshakes use `key`; open sessions carry on until
+    /// they close.
+    public func updateIdentity(_ key: Ed25519.PrivateKey) async {
+        core.updateIdentity(key)
     }
 
     /// Binds, dials and serves until the task is cancelled or a graceful shutdown is triggered.
