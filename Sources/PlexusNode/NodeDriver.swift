@@ -292,6 +292,9 @@ actor NodeDriver: Service {
     }
 
     private func warnRejected(from peer: PeerID, reason: Reason, message: String) {
+        // A joining peer (round 0) hears deltas of its neighbours' later rounds before it adopts
+        // their round: expected, counted and logged in the convergence log, not a warning.
+        if reason == .tooFarAhead && round == 0 { return }
         guard let suppressed = warningLimiter.admit("\(peer)/\(reason)", now: elapsed()) else { return }
         var metadata: Logger.Metadata = ["from": "\(peer)", "reason": "\(reason)", "detail": "\(message)"]
         if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
