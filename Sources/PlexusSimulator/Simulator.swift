@@ -93,14 +93,9 @@ public final class Simulator<Learner: LocalLearner> {
     private var rng: SplitMix64
     private var queue = EventQueue()
     private var now: Duration = .zero
-    private var linkBusyUntil: [Pair: Duration] = [:]
+    private var wire = SimulatedWire()
     private var outcome = SimulationOutcome(virtualTime: .zero, finished: false, parameters: [:])
     private var periods: [PeerID: Duration] = [:]
-
-    private struct Pair: Hashable {
-        var from: PeerID
-        var to: PeerID
-    }
 
     public init(peers: [SimulatedPeer<Learner>], links: LinkConditions = LinkConditions(), partitions: [Partition] = [], seed: UInt64) {
         self.links = links
@@ -203,26 +198,55 @@ public final class Simulator<Learner: LocalLearner> {
     private func send(_ bytes: [UInt8], from: PeerID, to: PeerID) {
         outcome.messagesSent += 1
         guard instances[to] != nil else { return }
-        if partitions.contains(where: { $0.cuts(from, to, at: now) }) {
+        switch wire.fate(of: bytes.count, from: from, to: to, at: now, links: links, partitions: partitions, rng: &rng) {
+        case .cut:
             outcome.messagesCutByPartition += 1
-            return
-        }
-        if links.loss > 0 && Double.random(in: 0..<1, using: &rng) < links.loss {
+        case .lost:
             outcome.messagesLost += 1
-            return
+        case .arrives(let times):
+            for arrival in times { queue.push(at: arrival, .deliver(from, to, bytes)) }
         }
+    }
+}
+
+/// What the simulated network does to one message: the link model both simulations share, so
+/// that the same conditions and seed treat messages the same way (and draw from the RNG in the
+/// same order: partition, loss, duplication, then jitter per copy).
+struct SimulatedWire {
+    enum Fate {
+        case cut, lost
+        /// Arrival times: one, or two for a duplicated message.
+        case arrives([Duration])
+    }
+
+    private struct Pair: Hashable {
+        var from: PeerID
+        var to: PeerID
+    }
+
+    /// When each direction's link is free again (with a bandwidth limit).
+    private var busyUntil: [Pair: Duration] = [:]
+
+    mutating func fate(
+        of byteCount: Int, from: PeerID, to: PeerID, at now: Duration,
+        links: LinkConditions, partitions: [Partition], rng: inout SplitMix64
+    ) -> Fate {
+        if partitions.contains(where: { $0.cuts(from, to, at: now) }) { return .cut }
+        if links.loss > 0 && Double.random(in: 0..<1, using: &rng) < links.loss { return .lost }
         let copies = links.duplication > 0 && Double.random(in: 0..<1, using: &rng) < links.duplication ? 2 : 1
+        var arrivals: [Duration] = []
         for _ in 0..<copies {
             let pair = Pair(from: from, to: to)
-            var departure = max(now, linkBusyUntil[pair] ?? .zero)
+            var departure = max(now, busyUntil[pair] ?? .zero)
             if let bandwidth = links.bandwidth {
-                departure += .seconds(Double(bytes.count) / bandwidth)
-                linkBusyUntil[pair] = departure
+                departure += .seconds(Double(byteCount) / bandwidth)
+                busyUntil[pair] = departure
             }
             var arrival = departure + links.latency
             if links.jitter > .zero { arrival += links.jitter * Double.random(in: 0..<1, using: &rng) }
-            queue.push(at: arrival, .deliver(from, to, bytes))
+            arrivals.append(arrival)
         }
+        return .arrives(arrivals)
     }
 }
 

@@ -18,6 +18,7 @@ public final class StatisticsSimulation {
     private var rng: SplitMix64
     private var queue = EventQueue()
     private var now: Duration = .zero
+    private var wire = SimulatedWire()
 
     public struct Outcome: Sendable {
         /// When each peer completed, and the payloads it completed with.
@@ -92,20 +93,14 @@ public final class StatisticsSimulation {
     private func send(_ bytes: [UInt8], from: PeerID, to: PeerID) {
         outcome.messagesSent += 1
         guard rounds[to] != nil else { return }
-        if partitions.contains(where: { $0.cuts(from, to, at: now) }) {
+        switch wire.fate(of: bytes.count, from: from, to: to, at: now, links: links, partitions: partitions, rng: &rng) {
+        case .cut:
             outcome.messagesCut += 1
-            return
-        }
-        if links.loss > 0 && Double.random(in: 0..<1, using: &rng) < links.loss {
+        case .lost:
             outcome.messagesLost += 1
-            return
-        }
-        let copies = links.duplication > 0 && Double.random(in: 0..<1, using: &rng) < links.duplication ? 2 : 1
-        if copies == 2 { outcome.messagesDuplicated += 1 }
-        for _ in 0..<copies {
-            var arrival = now + links.latency
-            if links.jitter > .zero { arrival += links.jitter * Double.random(in: 0..<1, using: &rng) }
-            queue.push(at: arrival, .deliver(from, to, bytes))
+        case .arrives(let times):
+            if times.count > 1 { outcome.messagesDuplicated += 1 }
+            for arrival in times { queue.push(at: arrival, .deliver(from, to, bytes)) }
         }
     }
 }
