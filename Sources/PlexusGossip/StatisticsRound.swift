@@ -97,6 +97,12 @@ public struct StatisticsRound: Sendable {
     private var lastWarning: Duration?
     private var timedOut = false
     private var rejectedThisInterval: Set<String> = []
+    /// When each origin's blob was last sent to each requester: a request is answered for an
+    /// origin at most once per half ``Settings/requestInterval`` (honest peers ask once per
+    /// interval), so a flood of requests — each may name an origin 4096 times — cannot make
+    /// this peer queue unbounded answers (`requestBudget`; the first few such requests are
+    /// duplicates or a lossy link's retries, dropped silently; a flood is counted).
+    private var answered: [PeerID: [PeerID: (at: Duration, refused: Int)]] = [:]
 
     /// - Parameters:
     ///   - payload: this site's blob (its schema and statistics), signed here with `key`.
@@ -184,7 +190,19 @@ public struct StatisticsRound: Sendable {
         case Self.requestType:
             switch Self.parseRequest(bytes) {
             case .success(let origins):
-                for origin in origins { if let s = stored[origin] { out.append(.send(to: peer, bytes: s.message)) } }
+                var named: Set<PeerID> = []
+                for origin in origins where named.insert(origin).inserted {
+                    guard let s = stored[origin] else { continue }
+                    if let last = answered[peer]?[origin], now - last.at < settings.requestInterval / 2 {
+                        answered[peer]![origin]!.refused += 1
+                        if last.refused >= 4 {
+                            reject(from: peer, .requestBudget, "statistics of '\(origin)' were sent to '\(peer)' less than \(settings.requestInterval / 2) ago", into: &out)
+                        }
+                        continue
+                    }
+                    answered[peer, default: [:]][origin] = (now, 0)
+                    out.append(.send(to: peer, bytes: s.message))
+                }
             case .failure(let error):
                 reject(from: peer, error.reason, error.message, into: &out)
             }
@@ -309,7 +327,7 @@ public struct StatisticsRound: Sendable {
 
     // MARK: Requests
 
-    static func request(_ origins: [PeerID]) -> [UInt8] {
+    package static func request(_ origins: [PeerID]) -> [UInt8] {
         var w = ByteWriter()
         w.write(requestType)
         w.write(contentsOf: Array("PLXQ".utf8))

@@ -171,7 +171,8 @@ import Testing
     }
 
     /// What every attack must leave true of the honest nodes.
-    func expectSound(_ outcome: Outcome, _ label: String, accuracy: Bool = true) async throws {
+    /// - Parameter knownIssue: why the accuracy is not yet within 0.005 of the silent run (recorded as a known issue).
+    func expectSound(_ outcome: Outcome, _ label: String, knownIssue: Comment? = nil, intermittent: Bool = false) async throws {
         let baseline = try await silentBaseline()
         print("hostile-peer \(label): statuses \(outcome.statuses), accuracies \(outcome.accuracies) (silent \(baseline.accuracies)), rejected \(outcome.rejected), peak RSS \(outcome.peakKB) kB (silent \(baseline.peakKB)), log bytes \(outcome.logBytes), longest round \(outcome.longestRound) s")
         #expect(outcome.statuses == [0, 0], "\(label): \(outcome.output)")
@@ -180,9 +181,10 @@ import Testing
         #expect(outcome.accuracies.count == 2)
         for (peak, base) in zip(outcome.peakKB, baseline.peakKB) { #expect(peak < 2 * base, "\(label): peak RSS \(peak) kB vs silent \(base) kB") }
         for bytes in outcome.logBytes { #expect(bytes < 10 << 20, "\(label): log bytes \(bytes)") }
-        if accuracy {
+        let close = {
             for (a, b) in zip(outcome.accuracies, baseline.accuracies) { #expect(abs(a - b) <= 0.005, "\(label): accuracy \(a) vs silent \(b)") }
         }
+        if let knownIssue { withKnownIssue(knownIssue, isIntermittent: intermittent, close) } else { close() }
     }
 
     var honestSamples: UInt64 { 10 }
@@ -211,8 +213,10 @@ import Testing
     }
 
     /// 2b. A keyframe of zeros then two lossless deltas of +3e38 each: the second would make the
-    /// copy infinite (`nonFiniteResult`). The first is finite and accepted, so this attack is not
-    /// held to the silent run's accuracy: the honest models must stay finite and the nodes exit 0.
+    /// copy infinite (`nonFiniteResult`). The first is finite and accepted: the honest models stay
+    /// finite (every overflowing step is refused, `nonFiniteModel`) and the nodes exit 0, but
+    /// their accuracy falls (0.79–0.80 against 0.965 silent): plain Metropolis mixing has no
+    /// defence against a finite but wrong copy (robust aggregation is not implemented yet).
     @Test func twoLosslessDeltasOfHugeValues() async throws {
         let net = try network("lossless-huge")
         let outcome = try await run(net) { peer, honest in
@@ -224,7 +228,7 @@ import Testing
                 }
             }
         }
-        try await expectSound(outcome, "two lossless deltas of +3e38", accuracy: false)
+        try await expectSound(outcome, "two lossless deltas of +3e38", knownIssue: "a finite copy of 3e38 is mixed in: no robust aggregation yet")
         #expect(outcome.rejected["nonFiniteResult", default: 0] + outcome.rejected["wrongCodec", default: 0] >= 2, "\(outcome.rejected)")
     }
 
@@ -240,7 +244,9 @@ import Testing
     }
 
     /// 3b. Keyframes for round plan.rounds (the last): accepted as a delivery for a bounded window
-    /// only, so the honest nodes must not stall — no round takes more than two deadlines.
+    /// only, so the honest nodes must not stall — no round takes more than two deadlines. The
+    /// keyframes carry zeros, which the honest nodes mix in as hospital-c's model (accuracy 0.939
+    /// against 0.965 silent): a plausible lie, which only robust aggregation would bound.
     @Test func keyframesForTheLastRound() async throws {
         let net = try network("last-round")
         let rounds = UInt64(net.topology.plan.rounds)
@@ -254,7 +260,7 @@ import Testing
                 try? await _Concurrency.Task.sleep(for: .seconds(3))
             }
         }
-        try await expectSound(outcome, "keyframes for round plan.rounds", accuracy: false)
+        try await expectSound(outcome, "keyframes for round plan.rounds", knownIssue: "a zero model is mixed in: no robust aggregation yet", intermittent: true)
         #expect(outcome.longestRound <= 2 * Double(Self.deadlineMilliseconds) / 1000, "longest round \(outcome.longestRound) s")
         for log in outcome.logs { #expect(log.rounds.last?.round == Int(rounds)) }
     }

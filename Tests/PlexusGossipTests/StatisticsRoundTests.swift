@@ -187,6 +187,29 @@ import Testing
         }
     }
 
+    /// A request naming an origin 4096 times is answered once; further requests for it within
+    /// half the request interval are refused (`requestBudget`; the first four silently, as
+    /// duplicates), so requests cannot amplify.
+    @Test func requestsAreAnsweredOncePerOriginPerHalfInterval() {
+        let net = Network.ring(3)
+        var round = net.round(net.ids[0])
+        _ = round.start(now: .zero)
+        let flood = StatisticsRound.request([PeerID](repeating: net.ids[0], count: StatisticsRound.maximumOrigins))
+        func answers(_ directives: [StatisticsRound.Directive]) -> Int {
+            directives.filter { if case .send = $0 { true } else { false } }.count
+        }
+        #expect(answers(round.receive(flood, from: net.ids[1], now: .seconds(1))) == 1)
+        var refused = 0
+        for i in 1...1_000 {
+            let directives = round.receive(flood, from: net.ids[1], now: .seconds(1) + .microseconds(i))
+            #expect(answers(directives) == 0)
+            refused += directives.filter { if case .rejected(_, .requestBudget, _) = $0 { true } else { false } }.count
+        }
+        #expect(refused == 1, "one event per sender and reason per interval")
+        #expect(answers(round.receive(flood, from: net.ids[2], now: .seconds(1))) == 1, "another requester is answered")
+        #expect(answers(round.receive(flood, from: net.ids[1], now: .seconds(2))) == 1, "answered again after half an interval")
+    }
+
     @Test func floodsAreCountedNotLogged() {
         let net = Network.ring(3)
         var round = net.round(net.ids[0])
