@@ -13,7 +13,8 @@ public import PlexusCrypto
 ///   retired key never blocks a peer.
 /// - Lost messages are made up by requests: while incomplete, a peer asks every neighbour for
 ///   the origins it lacks every ``Settings/requestInterval``; a neighbour answers with what it
-///   holds, and relays every blob it accepts to its other neighbours.
+///   holds — each origin at most once per requester per half interval (`requestBudget`), so
+///   requests cannot amplify — and relays every blob it accepts to its other neighbours.
 /// - A peer that completed announces its *basis* — the origins and blob digests its pooled
 ///   standardization was computed from — signed. A peer that joins a running network adopts the
 ///   basis its neighbours announce instead of every peer of the topology, so it standardizes

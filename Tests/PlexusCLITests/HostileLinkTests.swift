@@ -24,12 +24,7 @@ import Testing
     func pair(_ label: String, endpoint: (Int, Int) async throws -> Int = { $1 }) async throws -> Pair {
         let directory = temporaryDirectory(label)
         let base = freePorts(2)
-        let generated = try plexus([
-            "topology", "generate", "--shape", "full", "--peers", "2", "--keys-dir", directory + "/keys", "--host", "127.0.0.1",
-            "--base-port", String(base), "--plan", repositoryRoot + "/Topologies/plans/wdbc-logistic.toml", "--out", directory + "/generated.toml",
-        ])
-        #expect(generated.status == 0, "\(generated.stderr)")
-        let generatedTopology = try Topology.load(path: directory + "/generated.toml", spectralAnalysis: false)
+        let generatedTopology = try generateFullMesh(peers: 2, basePort: base, directory: directory, out: directory + "/generated.toml")
         var plan = generatedTopology.plan
         plan.rounds = 1_000_000  // stopped by SIGTERM
         plan.roundDeadlineMilliseconds = Self.deadlineMilliseconds
