@@ -138,8 +138,10 @@ import Testing
         let rejoin = rejoined()
         let startUp = started()
         await stop(nodes)
-        print("hostile-link pre-auth flood: 34 sources × 2 ports, \(held) connections held at the restart, process start→first log event \(startUp.map { "\($0)" } ?? "nil") s, restart→rejoined \(rejoin.map { "\($0)" } ?? "nil") s, connections opened in all \(flood.opened)")
+        let refusals = (0..<2).map { i in log(pair, i)?.events.filter { $0.event == "refused" }.count ?? 0 }
+        print("hostile-link pre-auth flood: refusals logged \(refusals) (\(Set((0..<2).flatMap { i in log(pair, i)?.events.filter { $0.event == "refused" }.compactMap(\.reason) ?? [] }).sorted())), 34 sources × 2 ports, \(held) connections held at the restart, process start→first log event \(startUp.map { "\($0)" } ?? "nil") s, restart→rejoined \(rejoin.map { "\($0)" } ?? "nil") s, connections opened in all \(flood.opened)")
         #expect(held >= 34, "the flood held connections open")
+        #expect(refusals.reduce(0, +) > 0, "the nodes refused (and logged) flood connections")
         let bound = (startUp ?? 1) + 3
         #expect(rejoin.map { $0 <= bound } == true, "rejoined \(rejoin.map { "\($0)" } ?? "never") s after the restart; bound \(bound) s")
     }
