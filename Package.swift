@@ -135,10 +135,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "PlexusCryptoTests", dependencies: ["PlexusCrypto"], swiftSettings: swiftSettings),
+        // NOT FOR PUBLIC CONSUMPTION: fixtures shared by test targets (the TCP forwarder).
+        .target(
+            name: "PlexusTestKit",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            path: "Tests/PlexusTestKit",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PlexusTransportTests",
             dependencies: [
-                "PlexusTransport", "PlexusCore", "PlexusCrypto",
+                "PlexusTransport", "PlexusCore", "PlexusCrypto", "PlexusTestKit",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -151,7 +158,12 @@ let package = Package(
         // Runs the built `plexus` executable as a user would.
         .testTarget(
             name: "PlexusCLITests",
-            dependencies: ["plexus", "PlexusCore", "PlexusCrypto", "PlexusCodec", "PlexusGossip", "PlexusEngine", "PlexusLearning", "PlexusLog", "PlexusNode", "PlexusTopology"],
+            dependencies: [
+                "plexus", "PlexusCore", "PlexusCrypto", "PlexusEngine", "PlexusLearning", "PlexusLog", "PlexusNode", "PlexusTopology",
+                // The hostile peer (HostilePeer.swift): the real transport, envelopes and statistics messages.
+                "PlexusTransport", "PlexusCodec", "PlexusGossip", "CZstd", "PlexusTestKit",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

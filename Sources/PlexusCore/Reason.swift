@@ -112,6 +112,8 @@ public enum Reason: String, CaseIterable, Sendable, Hashable, CustomStringConver
     case rejectionBudget
     /// More keyframe requests than one answer per round.
     case keyframeBudget
+    /// More statistics requests for an origin than one answer per half request interval.
+    case requestBudget
     /// A neighbour's outbound queue is full: it is not reading; the session is closed.
     case outboundOverflow
     /// A sealed session carried nothing, not even a keepalive, for longer than the idle timeout.

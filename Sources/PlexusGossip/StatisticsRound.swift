@@ -13,7 +13,8 @@ public import PlexusCrypto
 ///   retired key never blocks a peer.
 /// - Lost messages are made up by requests: while incomplete, a peer asks every neighbour for
 ///   the origins it lacks every ``Settings/requestInterval``; a neighbour answers with what it
-///   holds, and relays every blob it accepts to its other neighbours.
+///   holds — each origin at most once per requester per half interval (`requestBudget`), so
+///   requests cannot amplify — and relays every blob it accepts to its other neighbours.
 /// - A peer that completed announces its *basis* — the origins and blob digests its pooled
 ///   standardization was computed from — signed. A peer that joins a running network adopts the
 ///   basis its neighbours announce instead of every peer of the topology, so it standardizes
@@ -69,6 +70,9 @@ public struct StatisticsRound: Sendable {
         case waiting(missing: [PeerID], elapsed: Duration)
         /// Every needed blob is in: the payloads of the basis, by origin.
         case completed([PeerID: [UInt8]])
+        /// A neighbour sent more refused messages in one tick interval than ``rejectionBudget``:
+        /// close its session and back it off (once per interval).
+        case disconnect(PeerID, reason: Reason)
         /// The round did not complete within its timeout.
         case timedOut(missing: [PeerID])
         /// Two peers (this one or a neighbour, and a neighbour) hold different bases: the network
@@ -100,6 +104,15 @@ public struct StatisticsRound: Sendable {
     private var lastWarning: Duration?
     private var timedOut = false
     private var rejectedThisInterval: Set<String> = []
+    private var rejectionsThisInterval: [PeerID: Int] = [:]
+    /// Refused statistics messages one neighbour may send per tick interval before it is cut off.
+    public static let rejectionBudget = 64
+    /// When each origin's blob was last sent to each requester: a request is answered for an
+    /// origin at most once per half ``Settings/requestInterval`` (honest peers ask once per
+    /// interval), so a flood of requests — each may name an origin 4096 times — cannot make
+    /// this peer queue unbounded answers (`requestBudget`; the first few such requests are
+    /// duplicates or a lossy link's retries, dropped silently; a flood is counted).
+    private var answered: [PeerID: [PeerID: (at: Duration, refused: Int)]] = [:]
 
     /// - Parameters:
     ///   - payload: this site's blob (its schema and statistics), signed here with `key`.
@@ -187,7 +200,19 @@ public struct StatisticsRound: Sendable {
         case Self.requestType:
             switch Self.parseRequest(bytes) {
             case .success(let origins):
-                for origin in origins { if let s = stored[origin] { out.append(.send(to: peer, bytes: s.message)) } }
+                var named: Set<PeerID> = []
+                for origin in origins where named.insert(origin).inserted {
+                    guard let s = stored[origin] else { continue }
+                    if let last = answered[peer]?[origin], now - last.at < settings.requestInterval / 2 {
+                        answered[peer]![origin]!.refused += 1
+                        if last.refused >= 4 {
+                            reject(from: peer, .requestBudget, "statistics of '\(origin)' were sent to '\(peer)' less than \(settings.requestInterval / 2) ago", into: &out)
+                        }
+                        continue
+                    }
+                    answered[peer, default: [:]][origin] = (now, 0)
+                    out.append(.send(to: peer, bytes: s.message))
+                }
             case .failure(let error):
                 reject(from: peer, error.reason, error.message, into: &out)
             }
@@ -202,6 +227,7 @@ public struct StatisticsRound: Sendable {
     /// The shell's periodic timer: re-requests, warnings, the timeout.
     public mutating func tick(now: Duration) -> [Directive] {
         rejectedThisInterval.removeAll()
+        rejectionsThisInterval.removeAll()
         guard !isComplete, let startedAt, !timedOut else { return [] }
         var out: [Directive] = []
         let lacking = missing
@@ -324,7 +350,7 @@ public struct StatisticsRound: Sendable {
 
     // MARK: Requests
 
-    static func request(_ origins: [PeerID]) -> [UInt8] {
+    package static func request(_ origins: [PeerID]) -> [UInt8] {
         var w = ByteWriter()
         w.write(requestType)
         w.write(contentsOf: Array("PLXQ".utf8))
@@ -429,6 +455,10 @@ public struct StatisticsRound: Sendable {
     }
 
     private mutating func reject(from peer: PeerID, _ reason: Reason, _ message: String, into out: inout [Directive]) {
+        // Past the budget in one tick interval the neighbour is cut off, as the gossip instance
+        // does: statistics traffic cannot be a cheaper flood than envelopes.
+        rejectionsThisInterval[peer, default: 0] += 1
+        if rejectionsThisInterval[peer] == Self.rejectionBudget + 1 { out.append(.disconnect(peer, reason: .rejectionBudget)) }
         // One event per sender and reason per tick interval: a flood is counted, not logged.
         guard rejectedThisInterval.insert("\(peer)\u{0}\(reason)").inserted else { return }
         out.append(.rejected(from: peer, reason: reason, message: message))

@@ -225,7 +225,8 @@ actor NodeDriver: Service {
     private func statisticsTicker() async {
         while !_Concurrency.Task.isCancelled {
             try? await _Concurrency.Task.sleep(for: .seconds(1))
-            if !statisticsRound.isComplete { carryOut(statisticsRound.tick(now: elapsed())) }
+            // After completion it only resets the per-interval budgets (and answers nothing).
+            carryOut(statisticsRound.tick(now: elapsed()))
         }
     }
 
@@ -250,6 +251,8 @@ actor NodeDriver: Service {
                     "the statistics round did not complete within \(node.configuration.statisticsTimeout): no statistics from \(missing.map { "'\($0)'" }.joined(separator: ", ")) (not started, unreachable, or silent)",
                     kind: .transient
                 ))
+            case .disconnect(let peer, let reason):
+                disconnect(peer, reason: reason)
             case .basisConflict(let a, let b, let origins):
                 fail(NodeError("'\(a)' and '\(b)' train with different pooled standardizations (they differ on the statistics of \(origins.map { "'\($0)'" }.joined(separator: ", "))): a site signed two different statistics, or the network was restarted with other sites"))
             case .completed(let payloads):
@@ -263,6 +266,16 @@ actor NodeDriver: Service {
                 }
             }
         }
+    }
+
+    /// Closes `peer`'s session and refuses it for ``disconnectBackoff``; it comes back with a
+    /// keyframe on its next session, like any reconnecting peer.
+    private func disconnect(_ peer: PeerID, reason: Reason) {
+        let backoff = NodeDriver.disconnectBackoff
+        node.logger.warning("Neighbour exceeded its budget of rejected messages; disconnected", metadata: ["peer": "\(peer)", "reason": "\(reason)", "backoff": "\(backoff)"])
+        log?.write(ConvergenceLog.session("disconnected", peer: node.configuration.peer, other: peer.rawValue, reason: reason.rawValue, round: round, time: now()))
+        let mesh = self.mesh
+        _Concurrency.Task { await mesh.disconnect(peer, reason: reason, backoff: backoff) }
     }
 
     private func persistStatistics() {
@@ -324,13 +337,7 @@ actor NodeDriver: Service {
                 persist(snapshot)
                 writeRoundLines()
             case .disconnect(let peer, let reason):
-                // The session is closed and the neighbour refused for the backoff; it comes back
-                // with a keyframe on its next session, like any reconnecting peer.
-                let backoff = NodeDriver.disconnectBackoff
-                node.logger.warning("Neighbour exceeded its budget of rejected messages; disconnected", metadata: ["peer": "\(peer)", "reason": "\(reason)", "backoff": "\(backoff)"])
-                log?.write(ConvergenceLog.session("disconnected", peer: node.configuration.peer, other: peer.rawValue, reason: reason.rawValue, round: round, time: now()))
-                let mesh = self.mesh
-                _Concurrency.Task { await mesh.disconnect(peer, reason: reason, backoff: backoff) }
+                disconnect(peer, reason: reason)
             case .roundCompleted(let report):
                 var test: [(String, Double)] = []
                 if let testSet = node.test, let standardization {

@@ -84,7 +84,7 @@ public final class StatisticsSimulation {
                 outcome.timedOut.insert(peer)
             case .rejected(_, let reason, _):
                 outcome.rejected[reason, default: 0] += 1
-            case .waiting, .basisConflict:
+            case .waiting, .basisConflict, .disconnect:
                 break
             }
         }

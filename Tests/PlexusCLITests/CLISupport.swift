@@ -1,5 +1,7 @@
 import Foundation
 import PlexusNode
+import PlexusTopology
+import Testing
 
 /// The result of running the `plexus` executable.
 struct CommandResult {
@@ -139,4 +141,15 @@ func sample(_ exposition: String, _ prefix: String) -> Double? {
         return Double(line.split(separator: " ").last!)
     }
     return nil
+}
+
+/// `plexus topology generate --shape full --peers count` with the wdbc logistic plan, keys in
+/// `directory/keys`, on 127.0.0.1 from `basePort`, written to `out` and loaded.
+func generateFullMesh(peers count: Int, basePort: Int, directory: String, out: String) throws -> Topology {
+    let generated = try plexus([
+        "topology", "generate", "--shape", "full", "--peers", String(count), "--keys-dir", directory + "/keys", "--host", "127.0.0.1",
+        "--base-port", String(basePort), "--plan", repositoryRoot + "/Topologies/plans/wdbc-logistic.toml", "--out", out,
+    ])
+    #expect(generated.status == 0, "\(generated.stderr)")
+    return try Topology.load(path: out, spectralAnalysis: false)
 }

@@ -165,12 +165,7 @@ import Testing
         let directory = temporaryDirectory("reload")
         let base = freePorts(4)
         let path = directory + "/network.toml"
-        let generated = try plexus([
-            "topology", "generate", "--shape", "full", "--peers", "4", "--keys-dir", directory + "/keys", "--host", "127.0.0.1",
-            "--base-port", String(base), "--plan", repositoryRoot + "/Topologies/plans/wdbc-logistic.toml", "--out", directory + "/full4.toml",
-        ])
-        #expect(generated.status == 0, "\(generated.stderr)")
-        let four = try Topology.load(path: directory + "/full4.toml", spectralAnalysis: false)
+        let four = try generateFullMesh(peers: 4, basePort: base, directory: directory, out: directory + "/full4.toml")
         var plan = four.plan
         plan.rounds = 1500
         plan.roundDeadlineMilliseconds = 2000

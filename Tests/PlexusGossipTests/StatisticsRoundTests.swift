@@ -187,6 +187,29 @@ import Testing
         }
     }
 
+    /// A request naming an origin 4096 times is answered once; further requests for it within
+    /// half the request interval are refused (`requestBudget`; the first four silently, as
+    /// duplicates), so requests cannot amplify.
+    @Test func requestsAreAnsweredOncePerOriginPerHalfInterval() {
+        let net = Network.ring(3)
+        var round = net.round(net.ids[0])
+        _ = round.start(now: .zero)
+        let flood = StatisticsRound.request([PeerID](repeating: net.ids[0], count: StatisticsRound.maximumOrigins))
+        func answers(_ directives: [StatisticsRound.Directive]) -> Int {
+            directives.filter { if case .send = $0 { true } else { false } }.count
+        }
+        #expect(answers(round.receive(flood, from: net.ids[1], now: .seconds(1))) == 1)
+        var refused = 0
+        for i in 1...1_000 {
+            let directives = round.receive(flood, from: net.ids[1], now: .seconds(1) + .microseconds(i))
+            #expect(answers(directives) == 0)
+            refused += directives.filter { if case .rejected(_, .requestBudget, _) = $0 { true } else { false } }.count
+        }
+        #expect(refused == 1, "one event per sender and reason per interval")
+        #expect(answers(round.receive(flood, from: net.ids[2], now: .seconds(1))) == 1, "another requester is answered")
+        #expect(answers(round.receive(flood, from: net.ids[1], now: .seconds(2))) == 1, "answered again after half an interval")
+    }
+
     @Test func floodsAreCountedNotLogged() {
         let net = Network.ring(3)
         var round = net.round(net.ids[0])
@@ -203,6 +226,27 @@ import Testing
         // One event per sender and reason per tick interval: 4 intervals.
         #expect(events == 4)
         #expect(round.missing.contains(net.ids[2]))
+    }
+
+    /// Past its budget of refused statistics messages in one tick interval, a neighbour is cut
+    /// off once (the shell closes its session); the budget starts again each interval.
+    @Test func aNeighbourOverItsBudgetIsDisconnectedOncePerInterval() {
+        let net = Network.ring(3)
+        var round = net.round(net.ids[0])
+        _ = round.start(now: .zero)
+        let forged = StatisticsRound.seal(payload: [1], origin: net.ids[2], planHash: Self.planHash, key: Ed25519.PrivateKey())
+        func disconnects(_ count: Int) -> Int {
+            (0..<count).reduce(0) { total, _ in
+                total + round.receive(forged, from: net.ids[1], now: .seconds(1)).filter {
+                    if case .disconnect(let peer, .rejectionBudget) = $0 { peer == net.ids[1] } else { false }
+                }.count
+            }
+        }
+        #expect(disconnects(StatisticsRound.rejectionBudget) == 0)
+        #expect(disconnects(1) == 1)
+        #expect(disconnects(1_000) == 0)
+        _ = round.tick(now: .seconds(2))
+        #expect(disconnects(StatisticsRound.rejectionBudget + 1) == 1)
     }
 
     @Test func equivocationAndInvalidPayloadsAreRefused() {

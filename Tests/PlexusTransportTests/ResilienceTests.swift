@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import PlexusCore
 import PlexusCrypto
+import PlexusTestKit
 import PlexusTransport
 import Synchronization
 import Testing

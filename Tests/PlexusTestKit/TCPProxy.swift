@@ -12,8 +12,9 @@ import Synchronization
 ///   released in order when the mode returns to `forward`.
 ///
 /// New connections are accepted and relayed in every mode. Reusable by later tests.
-final class TCPProxy: Sendable {
-    enum Mode: Sendable { case forward, blackhole, pause }
+/// NOT FOR PUBLIC CONSUMPTION: a test fixture, shared by the transport and CLI tests.
+package final class TCPProxy: Sendable {
+    package enum Mode: Sendable { case forward, blackhole, pause }
 
     /// One direction of one relayed connection.
     final class Pipe: Sendable {
@@ -23,7 +24,7 @@ final class TCPProxy: Sendable {
         init(target: any Channel) { self.target = target }
     }
 
-    let port: Int
+    package let port: Int
     private let server: any Channel
     private let control: Control
 
@@ -102,7 +103,7 @@ final class TCPProxy: Sendable {
     }
 
     /// Starts a proxy in front of `127.0.0.1:targetPort`.
-    static func start(targetPort: Int) async throws -> TCPProxy {
+    package static func start(targetPort: Int) async throws -> TCPProxy {
         let control = Control()
         let group = MultiThreadedEventLoopGroup.singleton
         let server = try await ServerBootstrap(group: group)
@@ -132,27 +133,27 @@ final class TCPProxy: Sendable {
         return proxy
     }
 
-    var mode: Mode {
+    package var mode: Mode {
         get { control.mode.withLock { $0 } }
     }
 
     /// Switches every connection (existing and new) to `mode`; back to `forward` releases what a pause held.
-    func set(_ mode: Mode) {
+    package func set(_ mode: Mode) {
         control.mode.withLock { $0 = mode }
         if mode == .forward { control.release() }
     }
 
     /// Delays every forwarded chunk by this much (order is kept).
-    func setDelay(_ delay: Duration) {
+    package func setDelay(_ delay: Duration) {
         control.delay.withLock { $0 = delay }
     }
 
     /// Closes every relayed connection (both sides).
-    func closeAll() {
+    package func closeAll() {
         for channel in control.channels.withLock({ $0 }) { channel.close(promise: nil) }
     }
 
-    func stop() async {
+    package func stop() async {
         closeAll()
         try? await server.close()
     }

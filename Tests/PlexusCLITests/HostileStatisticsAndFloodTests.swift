@@ -1,0 +1,137 @@
+import Foundation
+import PlexusCodec
+import PlexusCore
+import PlexusGossip
+import PlexusLearning
+import PlexusLog
+import PlexusTopology
+import PlexusTransport
+import Testing
+
+extension HostilePeerTests {
+    /// hospital-c's real site summary with one field made hostile, signed by its real key.
+    func corrupted(_ net: Network, _ change: (inout SiteSummary) -> Void) throws -> [UInt8] {
+        var summary = try SiteSummary(decoding: net.siteSummary)
+        change(&summary)
+        return net.hostile.statisticsMessage(summary.encoded())
+    }
+
+    func badStatistics(_ net: Network) throws -> [[UInt8]] {
+        [
+            try corrupted(net) { $0.statistics.mean[0] = .nan },
+            try corrupted(net) { $0.statistics.mean[1] = 1e300 },
+            try corrupted(net) { $0.statistics.count = 9_223_372_036_854_775_808 },  // 2⁶³
+        ]
+    }
+
+    static func rounds(in path: String) -> Int {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").components(separatedBy: "\"type\":\"round\"").count - 1
+    }
+
+    /// 4a. Statistics with NaN means, means of 1e300 and a count of 2⁶³ (validly signed type-3
+    /// messages): refused (`nonFinite`, `implausible`, `outOfRange`); the honest nodes do not
+    /// train on them — the round waits — and once hospital-c sends its valid statistics (3 s
+    /// later) they train, exit 0 and match the silent run.
+    @Test func implausibleStatisticsThenValidOnes() async throws {
+        let net = try network("bad-statistics", silentStatistics: true)
+        let bad = try badStatistics(net)
+        let valid = net.hostile.statisticsMessage(net.siteSummary)
+        let logs = net.honest.map { "\(net.directory)/logs/\($0).jsonl" }
+        let before = Locked<[Int]>([])
+        let outcome = try await run(net) { peer, honest in
+            for h in honest { for message in bad { await peer.send(message, to: h) } }
+            try? await _Concurrency.Task.sleep(for: .seconds(3))
+            before.withLock { $0 = logs.map(Self.rounds(in:)) }
+            peer.statistics = valid
+            for h in honest { await peer.send(valid, to: h) }
+        }
+        try await expectSound(outcome, "implausible statistics, then valid ones")
+        #expect(before.withLock { $0 } == [0, 0], "no round before the valid statistics: \(before.withLock { $0 })")
+        for reason in ["nonFinite", "implausible", "outOfRange"] {
+            #expect(outcome.rejected[reason, default: 0] >= 2, "\(reason): \(outcome.rejected)")
+        }
+    }
+
+    /// 4b. Only implausible statistics, then silence: the honest nodes never train on them and
+    /// give up after `--statistics-timeout` with exit 75 (a transient failure: an init system
+    /// restarts them), as README's exit codes say.
+    @Test func implausibleStatisticsOnlyTimeOut() async throws {
+        let net = try network("bad-statistics-only", silentStatistics: true)
+        let bad = try badStatistics(net)
+        let outcome = try await run(net, extra: ["--statistics-timeout", "5"], timeout: 40) { peer, honest in
+            for h in honest { for message in bad { await peer.send(message, to: h) } }
+        }
+        print("hostile-peer implausible statistics only: statuses \(outcome.statuses), rejected \(outcome.rejected)")
+        #expect(outcome.statuses == [75, 75], "\(outcome.output)")
+        for log in outcome.logs { #expect(log.rounds.isEmpty, "\(log.peer) trained") }
+        for (node, output) in zip(net.honest, outcome.output) {
+            #expect(output.contains("statistics round did not complete"), "\(node): \(output)")
+        }
+    }
+}
+
+/// Floods from hospital-c, each for a bounded time; SIGTERM is sent to both honest nodes while
+/// it lasts. Each asserts: peak RSS < 2× the silent run's, log growth (convergence log and
+/// stderr) < 10 MB, exit 0 within 2 s of SIGTERM, finite models and losses.
+extension HostilePeerTests {
+    static let floodSeconds = Double(ProcessInfo.processInfo.environment["PLEXUS_FLOOD_SECONDS"] ?? "") ?? 20
+
+    enum Flood: String, Sendable { case keyframeRequests, badSignatures, badSignaturesNotReading, statisticsRequests }
+
+    func flood(_ kind: Flood) async throws {
+        let net = try network("flood-\(kind)", rounds: 2000)
+        let counts = Locked<[String: Int]>([:])
+        let seconds = Self.floodSeconds
+        let a = net.topology.peers[0].id
+        let outcome = try await run(net, timeout: seconds + 30, sigtermAfter: seconds) { peer, honest in
+            try? await _Concurrency.Task.sleep(for: .seconds(1))  // the statistics round completes first
+            let zeros = [Float](repeating: 0, count: peer.parameterCount)
+            let message: [UInt8]
+            switch kind {
+            case .keyframeRequests:
+                message = GossipMessage.keyframeRequest(heldVersion: 0).encoded()
+            case .badSignatures, .badSignaturesNotReading:
+                message = peer.badlySigned(peer.envelope(.keyframe, sequence: 1, round: 1, samples: 10, peer.lossless(zeros)))
+            case .statisticsRequests:
+                // One request naming hospital-a as often as a request may (4096 times).
+                message = StatisticsRound.request([PeerID](repeating: a, count: StatisticsRound.maximumOrigins))
+            }
+            if kind == .badSignaturesNotReading { peer.reading = false }
+            while !_Concurrency.Task.isCancelled {
+                for h in honest {
+                    let result = await peer.send(message, to: h)
+                    counts.withLock { $0["\(result)", default: 0] += 1 }
+                    if result == .noSession { try? await _Concurrency.Task.sleep(for: .milliseconds(5)) }
+                }
+            }
+        }
+        let baseline = try await silentBaseline()
+        print("hostile-peer flood \(kind) (\(seconds) s): sends \(counts.withLock { $0 }), peak RSS \(outcome.peakKB) kB (silent \(baseline.peakKB)), log bytes \(outcome.logBytes), SIGTERM→exit \(outcome.sigtermLatency) s, rejected \(outcome.rejected), rounds \(outcome.logs.map { $0.rounds.last?.round ?? 0 })")
+        #expect(outcome.statuses == [0, 0], "\(outcome.output.map { String($0.suffix(2000)) })")
+        #expect(outcome.finalModelsFinite || outcome.logs.allSatisfy { $0.rounds.last?.round != net.topology.plan.rounds }, "models finite")
+        #expect(outcome.lossesFinite)
+        for (peak, base) in zip(outcome.peakKB, baseline.peakKB) { #expect(peak < 2 * base, "\(kind): peak RSS \(peak) kB vs silent \(base) kB") }
+        for bytes in outcome.logBytes { #expect(bytes < 10 << 20, "\(kind): log bytes \(bytes)") }
+        #expect(outcome.sigtermLatency.count == 2 && outcome.sigtermLatency.allSatisfy { $0 < 2 }, "SIGTERM→exit \(outcome.sigtermLatency)")
+        for log in outcome.logs { #expect((log.rounds.last?.round ?? 0) > 5, "\(log.peer) kept training during the flood") }
+        if kind == .statisticsRequests { #expect(outcome.rejected["requestBudget", default: 0] >= 2, "\(outcome.rejected)") }
+    }
+
+    /// 5a. Keyframe requests (type 2) as fast as the transport takes them.
+    @Test func floodOfKeyframeRequests() async throws { try await flood(.keyframeRequests) }
+
+    /// 5b. Envelopes with a bad signature as fast as the transport takes them.
+    @Test func floodOfBadSignatures() async throws { try await flood(.badSignatures) }
+
+    /// 5c. The same, from a peer that never reads its socket.
+    @Test func floodOfBadSignaturesNeverReading() async throws { try await flood(.badSignaturesNotReading) }
+
+    /// 5d. Statistics requests (type 4) each naming hospital-a 4096 times, as fast as possible.
+    /// Before the fix every request was answered with 4096 copies of hospital-a's blob (about
+    /// 100× amplification): the honest nodes' RSS grew to 210–290 MB (7–9× the silent run) and
+    /// they did not exit within 10 s of SIGTERM. Now one answer per origin per half request
+    /// interval (`requestBudget`): 54–58 MB peak over 20 s (1.8–1.9× the silent run), but 58–63
+    /// MB over 60 s (PLEXUS_FLOOD_SECONDS=60: 2.04×, over the bound) — statistics traffic counts
+    /// toward no disconnect budget, so the inbound path stays full of 45 KB requests.
+    @Test func floodOfStatisticsRequests() async throws { try await flood(.statisticsRequests) }
+}
