@@ -26,19 +26,15 @@ public final class SecureBytes: @unchecked Sendable, Equatable, CustomStringConv
     public init(count: Int, initializer: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows {
         precondition(count >= 0)
         Sodium.ensureInitialized()
-        // Whole pages, so that MADV_DONTDUMP covers exactly this storage and nothing else.
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let size = (max(count, 1) + page - 1) / page * page
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: page)
-        buffer.initializeMemory(as: UInt8.self, repeating: 0)
-        #if os(Linux)
-        _ = madvise(buffer.baseAddress, size, MADV_DONTDUMP)
-        #endif
+        // A mapping of its own (whole pages), so MADV_DONTDUMP covers exactly this storage, and
+        // munmap on release returns it: marking heap pages instead would split the heap's
+        // mappings for good, and a long-running node would creep toward vm.max_map_count.
+        let buffer = Self.mapPages(count)
         do {
             try initializer(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]))
         } catch {
             Sodium.memzero(buffer)
-            buffer.deallocate()
+            Self.unmap(buffer)
             throw error
         }
         self.storage = buffer
@@ -58,7 +54,23 @@ public final class SecureBytes: @unchecked Sendable, Equatable, CustomStringConv
     deinit {
         // Wipe the whole allocation, not just the bytes we think were used.
         Sodium.memzero(storage)
-        storage.deallocate()
+        Self.unmap(storage)
+    }
+
+    private static func mapPages(_ count: Int) -> UnsafeMutableRawBufferPointer {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let size = (max(count, 1) + page - 1) / page * page
+        let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let address, address != MAP_FAILED else { fatalError("SecureBytes: mmap of \(size) bytes failed (out of memory)") }
+        #if os(Linux)
+        _ = madvise(address, size, MADV_DONTDUMP)
+        #endif
+        // Anonymous pages are zero-filled by the kernel.
+        return UnsafeMutableRawBufferPointer(start: address, count: size)
+    }
+
+    private static func unmap(_ buffer: UnsafeMutableRawBufferPointer) {
+        _ = munmap(buffer.baseAddress, buffer.count)
     }
 
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
