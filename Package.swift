@@ -122,6 +122,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The fuzzing harness (README, "Fuzzing"): libFuzzer entry points when built with .ci/fuzz's
+        // recipe, a corpus replayer otherwise. Not a product: nothing ships it.
+        .executableTarget(
+            name: "PlexusFuzz",
+            dependencies: [
+                "PlexusCore", "PlexusCrypto", "PlexusCodec", "PlexusGossip", "PlexusLearning", "PlexusLog",
+                "PlexusNode", "PlexusTopology", "PlexusTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PlexusGossipTests",
             dependencies: ["PlexusGossip", "PlexusSimulator", "PlexusCodec", "PlexusCrypto", "PlexusCore"],

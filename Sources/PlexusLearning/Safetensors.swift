@@ -41,7 +41,8 @@ public enum Safetensors {
     }
 
     /// Decodes a file written for `layout`: every tensor of the layout must be present as F32 with
-    /// its shape; the byte ranges must lie inside the data. Returns the parameter vector and metadata.
+    /// its shape; the byte ranges must lie inside the data; every value must be finite. Returns the
+    /// parameter vector and metadata.
     public static func decode(_ bytes: [UInt8], layout: ParameterLayout) throws(FormatError) -> (parameters: [Float], metadata: [String: String]) {
         guard bytes.count >= 8 else { throw FormatError(description: "shorter than the 8-byte header length") }
         var n: UInt64 = 0
@@ -69,8 +70,9 @@ public enum Safetensors {
             guard let shape = entry["shape"] as? [Int], shape == t.shape else {
                 throw FormatError(description: "tensor '\(t.name)' has shape \(entry["shape"] ?? "?"), expected \(t.shape)")
             }
+            // offsets[1] >= offsets[0] first: a hostile negative end made the subtraction overflow.
             guard let offsets = entry["data_offsets"] as? [Int], offsets.count == 2, offsets[0] >= 0,
-                offsets[1] - offsets[0] == t.count * 4, offsets[1] <= dataCount
+                offsets[1] >= offsets[0], offsets[1] - offsets[0] == t.count * 4, offsets[1] <= dataCount
             else {
                 throw FormatError(description: "tensor '\(t.name)' has bad data_offsets \(entry["data_offsets"] ?? "?")")
             }
@@ -78,7 +80,9 @@ public enum Safetensors {
                 let base = dataStart + offsets[0] + 4 * i
                 var bits: UInt32 = 0
                 for b in 0..<4 { bits |= UInt32(bytes[base + b]) << (8 * UInt32(b)) }
-                parameters[t.offset + i] = Float(bitPattern: bits)
+                let value = Float(bitPattern: bits)
+                guard value.isFinite else { throw FormatError(description: "tensor '\(t.name)' holds a NaN or infinite value at index \(i)") }
+                parameters[t.offset + i] = value
             }
         }
         return (parameters, metadata)

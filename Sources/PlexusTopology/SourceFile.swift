@@ -103,6 +103,16 @@ enum SourceFile {
         for scalar in source.unicodeScalars {
             if let problem = textProblem(scalar, path: path, line: &line, column: &column) { return .failure(problem) }
         }
+        // toml++ skips one leading byte-order mark of the text it is given; the SourceIndex does
+        // not, so a construct toml++ asserts on could hide behind it on the first line
+        // (`\u{FEFF}[,` aborted). A file's own BOM was dropped when it was read (`decode`), so one
+        // here is a second BOM or text that never was a file: refuse it, like toml++ would not.
+        if source.unicodeScalars.first == "\u{FEFF}" {
+            return .failure(Diagnostic(
+                .error, "the text starts with a byte-order mark (U+FEFF) after the file's own one was removed; remove it",
+                path: path, at: .start
+            ))
+        }
         if let (position, message) = index.unsafeForTOMLKit {
             return .failure(Diagnostic(.error, "TOML syntax: \(message)", path: path, at: position))
         }

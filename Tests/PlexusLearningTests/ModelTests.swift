@@ -394,5 +394,13 @@ func minimumPreactivation(_ model: any Model, _ p: [Float], _ data: Dataset) -> 
         huge[7] = 0x7F
         #expect(throws: Safetensors.FormatError.self) { try Safetensors.decode(huge, layout: layout) }
         #expect(throws: Safetensors.FormatError.self) { try Safetensors.decode(good, layout: LogisticRegression(dimension: 3).layout) }
+        // A negative end offset overflowed the length check and trapped (the fuzz corpus keeps it
+        // as safetensors/regression-negative-offset); non-finite values are refused.
+        let name = layout.tensors[0].name
+        let header = Array(#"{"\#(name)":{"dtype":"F32","shape":\#(layout.tensors[0].shape),"data_offsets":[1,-9223372036854775808]}}"#.utf8)
+        let negative = (0..<8).map { UInt8(header.count >> (8 * $0) & 0xFF) } + header + [UInt8](repeating: 0, count: 32)
+        #expect(throws: Safetensors.FormatError.self) { try Safetensors.decode(negative, layout: layout) }
+        #expect(throws: Safetensors.FormatError.self) { try Safetensors.decode(Safetensors.encode([1, .nan, 3], layout: layout), layout: layout) }
+        #expect(throws: Safetensors.FormatError.self) { try Safetensors.decode(Safetensors.encode([1, 2, -.infinity], layout: layout), layout: layout) }
     }
 }

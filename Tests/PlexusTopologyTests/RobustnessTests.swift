@@ -155,6 +155,22 @@ import Testing
         #expect(throws: TopologyError.self) { try Topology.parse(source: source, path: "deep.toml") }
     }
 
+    /// toml++ skips a leading BOM that the pre-scan for its asserts did not, so `[,` behind one
+    /// aborted the process (found by the libFuzzer target topology-source). A BOM left after the
+    /// file's own was removed is refused with a diagnostic; a file's single BOM still parses.
+    @Test func aByteOrderMarkAfterTheFilesOwnIsRefused() throws {
+        for source in ["\u{FEFF}[,", "\u{FEFF}[[`x]]", "\u{FEFF}a = [}1]", "\u{FEFF}[network]\nname = \"x\"\n"] {
+            do {
+                _ = try Topology.parse(source: source, path: "bom.toml")
+                Issue.record("parsed \(source.debugDescription)")
+            } catch {
+                #expect(error.description == "bom.toml:1:1: error: the text starts with a byte-order mark (U+FEFF) after the file's own one was removed; remove it")
+            }
+        }
+        #expect(throws: TopologyError.self) { try Topology.parse(bytes: [0xEF, 0xBB, 0xBF, 0xEF, 0xBB, 0xBF] + Array("[,".utf8), path: "bom.toml") }
+        _ = try Topology.parse(bytes: [0xEF, 0xBB, 0xBF] + Self.valid, path: "explicit.toml")
+    }
+
     @Test(arguments: [
         ("10.0.0.11:7400", "10.0.0.11:7400"),
         ("node-1.hospital.example:1", "node-1.hospital.example:1"),

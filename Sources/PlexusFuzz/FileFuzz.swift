@@ -1,0 +1,100 @@
+import PlexusCodec
+import PlexusCore
+import PlexusCrypto
+import PlexusGossip
+import PlexusLearning
+import PlexusLog
+import PlexusNode
+import PlexusTopology
+
+/// State files: the fuzzer writes the body, the checksum is appended here (or not). What decodes
+/// survives re-encoding, and what a gossip instance accepts by `restore` is finite.
+enum StateFileFuzz {
+    static let dimension = 4
+
+    static func run(_ bytes: [UInt8]) {
+        guard let first = bytes.first else { return }
+        let body = Array(bytes.dropFirst())
+        let file = first & 1 == 0 ? body + BLAKE2b.hash256(body) : body
+        guard let snapshot = try? StateFile.decode(file, planHash: FuzzKeys.planHash, parameterCount: dimension, as: FuzzLearner.self) else {
+            return
+        }
+        // Neighbour order is free on the wire, so the oracle is idempotence of re-encoding
+        // (compared bit for bit: NaN != NaN).
+        let encoded = StateFile.encode(snapshot, planHash: FuzzKeys.planHash)
+        let again = try? StateFile.decode(encoded, planHash: FuzzKeys.planHash, parameterCount: dimension, as: FuzzLearner.self)
+        fuzzCheck(again.map { StateFile.encode($0, planHash: FuzzKeys.planHash) } == encoded, "state file does not survive re-encoding")
+        var instance = GossipInstance(
+            settings: GossipSettings(
+                me: GossipFuzz.me, planHash: FuzzKeys.planHash, codec: .lossless, rounds: 10,
+                neighbours: [GossipFuzz.neighbours[0]: Neighbour(publicKey: GossipFuzz.keys[0].publicKey, weight: 1)]
+            ),
+            key: FuzzKeys.key(0), learner: FuzzLearner(), initialParameters: [Float](repeating: 0, count: dimension), clock: { .zero }
+        )
+        guard (try? instance.restore(snapshot)) != nil else { return }
+        let restored = instance.snapshot()
+        fuzzCheck(allFinite(restored.parameters) && allFinite(restored.publicCopy), "restore accepted non-finite parameters")
+        for n in restored.neighbours.values { fuzzCheck(n.copy.map(allFinite) ?? true, "restore accepted a non-finite copy") }
+        _ = instance.resume()
+    }
+}
+
+/// Topology files through the library API, as bytes and as an already-decoded string.
+enum TopologyFuzz {
+    static func runBytes(_ bytes: [UInt8]) {
+        _ = try? Topology.parse(bytes: bytes, path: "fuzz.toml", spectralAnalysis: bytes.count < 2048)
+    }
+
+    static func runSource(_ bytes: [UInt8]) {
+        let source = String(decoding: bytes, as: UTF8.self)
+        _ = try? Topology.parse(source: source, path: "fuzz.toml", spectralAnalysis: bytes.count < 2048)
+    }
+}
+
+/// CSV: every row has the header's width, and the line numbers increase.
+enum CSVFuzz {
+    static func run(_ bytes: [UInt8]) {
+        guard let table = try? CSV.parse(bytes, file: "fuzz.csv") else { return }
+        fuzzCheck(table.rows.count == table.lines.count, "rows and line numbers differ in count")
+        for row in table.rows { fuzzCheck(row.count == table.header.count, "a row of \(row.count) fields under \(table.header.count) columns") }
+        fuzzCheck(zip(table.lines, table.lines.dropFirst()).allSatisfy { $0 < $1 }, "line numbers do not increase")
+    }
+}
+
+/// Key files: what parses re-encodes to the canonical line, and the line parses to the same key.
+enum KeyFileFuzz {
+    static func run(_ bytes: [UInt8]) {
+        let contents = bytes.withUnsafeBytes { SecureBytes(copying: $0) }
+        guard let key = try? KeyFile.parse(contents, length: bytes.count) else { return }
+        let line = KeyFile.encodeLine(key)
+        guard let again = try? KeyFile.parse(line, length: line.count) else {
+            fuzzCheck(false, "the canonical line of a parsed key does not parse")
+            return
+        }
+        fuzzCheck(again.publicKey == key.publicKey, "the canonical line parses to another key")
+    }
+}
+
+/// Safetensors against a fixed layout: what decodes is finite, and re-encodes and decodes to the
+/// same parameters and metadata.
+enum SafetensorsFuzz {
+    static let layout = ParameterLayout([(name: "weight", shape: [3, 2], penalized: true), (name: "bias", shape: [2], penalized: false)])
+
+    static func run(_ bytes: [UInt8]) {
+        guard let (parameters, metadata) = try? Safetensors.decode(bytes, layout: layout) else { return }
+        fuzzCheck(parameters.count == layout.count, "decoded \(parameters.count) parameters for a layout of \(layout.count)")
+        fuzzCheck(allFinite(parameters), "decoded a non-finite parameter")
+        let again = try? Safetensors.decode(Safetensors.encode(parameters, layout: layout, metadata: metadata), layout: layout)
+        fuzzCheck(again?.parameters.map(\.bitPattern) == parameters.map(\.bitPattern) && again?.metadata == metadata, "safetensors round trip differs")
+    }
+}
+
+/// The convergence-log reader (JSON lines): never traps, and counts every line it reads.
+enum ConvergenceLogFuzz {
+    static func run(_ bytes: [UInt8]) {
+        let text = String(decoding: bytes, as: UTF8.self)
+        let log = ConvergenceLogReader.parse(text, peer: "p000")
+        fuzzCheck(log.skippedLines >= 0 && log.rounds.count + log.events.count <= text.utf8.count, "implausible line counts")
+        _ = try? JSONParser.parse(bytes)
+    }
+}
