@@ -7,7 +7,8 @@ import PlexusLog
 import PlexusNode
 import PlexusTopology
 
-/// State files: the fuzzer writes the body, the checksum is appended here (or not). What decodes
+/// State files: the fuzzer writes the body; the first byte picks whether the MAC under the fixed
+/// state key (version 2), the plain checksum (version 1) or nothing is appended here. What decodes
 /// survives re-encoding, and what a gossip instance accepts by `restore` is finite.
 enum StateFileFuzz {
     static let dimension = 4
@@ -15,15 +16,20 @@ enum StateFileFuzz {
     static func run(_ bytes: [UInt8]) {
         guard let first = bytes.first else { return }
         let body = Array(bytes.dropFirst())
-        let file = first & 1 == 0 ? body + BLAKE2b.hash256(body) : body
-        guard let snapshot = try? StateFile.decode(file, planHash: FuzzKeys.planHash, parameterCount: dimension, as: FuzzLearner.self) else {
+        let file = switch first & 3 {
+        case 0: body + FuzzKeys.stateMAC(body)
+        case 1: body + BLAKE2b.hash256(body)
+        default: body
+        }
+        let key = FuzzKeys.stateKey
+        guard let snapshot = try? StateFile.decode(file, planHash: FuzzKeys.planHash, parameterCount: dimension, key: key, as: FuzzLearner.self) else {
             return
         }
         // Neighbour order is free on the wire, so the oracle is idempotence of re-encoding
         // (compared bit for bit: NaN != NaN).
-        let encoded = StateFile.encode(snapshot, planHash: FuzzKeys.planHash)
-        let again = try? StateFile.decode(encoded, planHash: FuzzKeys.planHash, parameterCount: dimension, as: FuzzLearner.self)
-        fuzzCheck(again.map { StateFile.encode($0, planHash: FuzzKeys.planHash) } == encoded, "state file does not survive re-encoding")
+        let encoded = StateFile.encode(snapshot, planHash: FuzzKeys.planHash, key: key)
+        let again = try? StateFile.decode(encoded, planHash: FuzzKeys.planHash, parameterCount: dimension, key: key, as: FuzzLearner.self)
+        fuzzCheck(again.map { StateFile.encode($0, planHash: FuzzKeys.planHash, key: key) } == encoded, "state file does not survive re-encoding")
         var instance = GossipInstance(
             settings: GossipSettings(
                 me: GossipFuzz.me, planHash: FuzzKeys.planHash, codec: .lossless, rounds: 10,

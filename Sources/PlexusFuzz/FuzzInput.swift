@@ -64,6 +64,16 @@ enum FuzzKeys {
     }
 
     static let planHash = BLAKE2b.hash256(Array("plexus fuzz plan".utf8))
+
+    /// The state key the state-file target authenticates with (a node's is random; this one is fixed).
+    static let stateKey = SecureBytes(count: 32) { $0.initializeMemory(as: UInt8.self, repeating: 0x42) }
+
+    /// The MAC a state file ends with under ``stateKey``.
+    static func stateMAC(_ body: [UInt8]) -> [UInt8] {
+        var h = BLAKE2b(key: stateKey)
+        h.update(body)
+        return h.finalize()
+    }
 }
 
 func allFinite(_ values: some Sequence<Float>) -> Bool { values.allSatisfy(\.isFinite) }

@@ -88,8 +88,8 @@ enum Seeds {
             ],
             replayWindow: ReplayWindow(lastAccepted: [origin: 5])
         )
-        let state = StateFile.encode(snapshot, planHash: FuzzKeys.planHash)
-        seeds["state-file"] = [[0] + state.dropLast(32), [1] + state]
+        let state = StateFile.encode(snapshot, planHash: FuzzKeys.planHash, key: FuzzKeys.stateKey)
+        seeds["state-file"] = [[0] + state.dropLast(32), [2] + state]
         seeds["csv"] = [
             Array("age,size,time,event\n50,2.5,300,1\n61,\"1,5\",120,0\n".utf8),
             Array("a;b\r\n\"x\"\"y\";2\r\n".utf8),
