@@ -18,6 +18,8 @@ final class NodeMetrics: Sendable {
         var rejected: [String: Int] = [:]
         var handshakeFailures: [String: Int] = [:]
         var finished = false
+        /// Per neighbour: whether its announced topology file is ours.
+        var topologyMatches: [String: Bool] = [:]
     }
 
     private let values = Mutex(Values())
@@ -50,6 +52,7 @@ final class NodeMetrics: Sendable {
         metric("plexus_open_sessions", "gauge", "Authenticated sessions open now.", [("", Double(v.openSessions))])
         metric("plexus_rejected_messages_total", "counter", "Messages dropped, by reason.", v.rejected.sorted { $0.key < $1.key }.map { ("reason=\"\($0.key)\"", Double($0.value)) })
         metric("plexus_handshake_failures_total", "counter", "Failed handshakes, by reason.", v.handshakeFailures.sorted { $0.key < $1.key }.map { ("reason=\"\($0.key)\"", Double($0.value)) })
+        metric("plexus_neighbour_topology_match", "gauge", "1 if the neighbour announced the same topology file as this node's, 0 if another.", v.topologyMatches.sorted { $0.key < $1.key }.map { ("neighbour=\"\($0.key)\"", $0.value ? 1 : 0) })
         metric("plexus_finished", "gauge", "1 once the plan's last round is done.", [("", v.finished ? 1 : 0)])
         return out
     }

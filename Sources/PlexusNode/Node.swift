@@ -255,7 +255,7 @@ public final class PeerNode: Sendable {
         let listen = configuration.listen ?? (endpoint.host, endpoint.port)
         let mesh = PeerMesh(
             configuration: MeshConfiguration(
-                me: me, key: key, planHash: planHash, listen: listen, peers: meshPeers(topology),
+                me: me, key: key, planHash: planHash, topologyFingerprint: topology.fingerprint, listen: listen, peers: meshPeers(topology),
                 maximumFrameSize: maximumFrameSize
             ),
             logger: logger

@@ -39,6 +39,9 @@ actor NodeDriver: Service {
     private var restoredSnapshot: GossipInstance<PlanLearner>.Snapshot?
     /// Operator warnings about refused messages: at most one per neighbour and reason per interval.
     private var warningLimiter = RateLimiter(interval: .seconds(10))
+    /// The topology-file fingerprint each neighbour last announced, and whether it matched ours
+    /// when compared (a change either way is logged once; see ``compareTopology(of:)``).
+    private var neighbourTopology: [PeerID: (fingerprint: [UInt8], matches: Bool)] = [:]
     private var round: Int { instance.round }
 
     let metrics: NodeMetrics
@@ -211,6 +214,10 @@ actor NodeDriver: Service {
         case .refused(let peer, let reason, _):
             metrics.update { $0.handshakeFailures[reason.rawValue, default: 0] += 1 }
             log?.write(ConvergenceLog.session("refused", peer: node.configuration.peer, other: peer ?? "?", reason: reason.rawValue, round: round, time: now()))
+        case .topologyAnnounced(let peer, let fingerprint):
+            let previous = neighbourTopology[peer]
+            neighbourTopology[peer] = (fingerprint, previous?.matches ?? true)
+            compareTopology(of: peer, force: previous == nil || previous?.fingerprint != fingerprint)
         case .message(let peer, let bytes):
             if let type = bytes.first, (StatisticsRound.statisticsType...StatisticsRound.basisType).contains(type) {
                 carryOut(statisticsRound.receive(bytes, from: peer, now: elapsed()))
@@ -553,12 +560,42 @@ actor NodeDriver: Service {
         } else {
             _Concurrency.Task { await mesh.updatePeers(peers) }
         }
+        if let fingerprint = updated.fingerprint {
+            _Concurrency.Task { await mesh.updateTopologyFingerprint(fingerprint) }
+        }
+        for peer in Array(neighbourTopology.keys) {
+            if neighbours[peer] == nil { neighbourTopology[peer] = nil } else { compareTopology(of: peer, force: false) }
+        }
         // The consortium's record of who changed what: the diff, at notice level.
         node.logger.notice("Topology reloaded", metadata: [
             "reason": "\(reason)", "neighbours": "\(neighbours.keys.sorted().map(\.rawValue).joined(separator: ","))",
             "topology.fingerprint": "\(updated.fingerprintHex)", "diff": "\(diff.isEmpty ? "nothing a node acts on" : diff.description)",
         ])
         log?.write(ConvergenceLog.session("reloaded", peer: me, other: neighbours.keys.sorted().map(\.rawValue).joined(separator: ","), reason: diff.isEmpty ? reason : reason + ": " + diff.description, round: round, time: now()))
+    }
+
+    /// Compares a neighbour's announced topology-file fingerprint with ours: a difference is a
+    /// warning naming both (never a refusal: the plan hash decides who may talk), the return to
+    /// the same file a notice. Logged when the comparison's outcome changes, or when `force`d
+    /// for a newly announced mismatching fingerprint.
+    private func compareTopology(of peer: PeerID, force: Bool) {
+        guard let entry = neighbourTopology[peer], let ours = topology.fingerprint else { return }
+        let matches = entry.fingerprint == ours
+        let changed = matches != entry.matches
+        neighbourTopology[peer] = (entry.fingerprint, matches)
+        let theirs = Topology.hex(entry.fingerprint)
+        let me = node.configuration.peer
+        if !matches && (changed || force) {
+            node.logger.warning(
+                "Neighbour \(peer) runs a different topology file (fingerprint \(theirs), this node \(topology.fingerprintHex)); check that every site has the same file",
+                metadata: ["neighbour": "\(peer)", "topology.fingerprint": "\(topology.fingerprintHex)", "neighbour.fingerprint": "\(theirs)"]
+            )
+            log?.write(ConvergenceLog.session("topology_mismatch", peer: me, other: peer.rawValue, reason: "fingerprint \(theirs), ours \(topology.fingerprintHex)", round: round, time: now()))
+        } else if matches && changed {
+            node.logger.notice("Neighbour \(peer) now runs the same topology file", metadata: ["neighbour": "\(peer)", "topology.fingerprint": "\(topology.fingerprintHex)"])
+            log?.write(ConvergenceLog.session("topology_match", peer: me, other: peer.rawValue, reason: nil, round: round, time: now()))
+        }
+        metrics.update { $0.topologyMatches[peer.rawValue] = matches }
     }
 
     private func now() -> Double { Date().timeIntervalSince1970 }

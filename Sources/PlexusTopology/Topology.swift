@@ -77,7 +77,12 @@ public struct Topology: Sendable {
 
     /// The first 16 hex digits of ``fingerprint``, as logs, metrics and `topology check` show it.
     public var fingerprintHex: String {
-        fingerprint.map { $0.prefix(8).map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined() } ?? "none"
+        fingerprint.map(Topology.hex) ?? "none"
+    }
+
+    /// The first 16 hex digits of a fingerprint, as ``fingerprintHex`` shows one.
+    public static func hex(_ fingerprint: [UInt8]) -> String {
+        fingerprint.prefix(8).map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
     }
 
     private let indexOfPeer: [PeerID: Int]

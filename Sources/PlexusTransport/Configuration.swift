@@ -67,6 +67,11 @@ public struct MeshConfiguration: Sendable {
     public var key: Ed25519.PrivateKey
     /// The plan hash (32 bytes); a peer with another plan is refused.
     public var planHash: [UInt8]
+    /// A fingerprint of this node's whole topology file (32 bytes), announced to every neighbour
+    /// as the first record of each session and again after ``PeerMesh/updateTopologyFingerprint(_:)``;
+    /// neighbours report theirs as ``MeshEvent/topologyAnnounced(_:fingerprint:)``. Informational:
+    /// a different file is never a reason to refuse (the plan hash is). `nil` announces nothing.
+    public var topologyFingerprint: [UInt8]?
     /// Where to listen. Port 0 picks an ephemeral port (see ``PeerMesh/boundPort``).
     public var listen: (host: String, port: Int)
     /// The allowed neighbours: only these may complete a handshake, and each is dialled.
@@ -121,6 +126,7 @@ public struct MeshConfiguration: Sendable {
         me: PeerID,
         key: Ed25519.PrivateKey,
         planHash: [UInt8],
+        topologyFingerprint: [UInt8]? = nil,
         listen: (host: String, port: Int),
         peers: [PeerID: MeshPeer],
         maximumFrameSize: Int,
@@ -138,11 +144,13 @@ public struct MeshConfiguration: Sendable {
         connectTimeout: Duration = .seconds(3)
     ) {
         precondition(planHash.count == 32, "the plan hash is 32 bytes")
+        precondition(topologyFingerprint.map { $0.count == 32 } ?? true, "the topology fingerprint is 32 bytes")
         precondition(maximumFrameSize >= Framing.handshakeFrameLimit, "maximumFrameSize must be at least 1024 bytes")
         precondition(maximumPendingConnections >= 1, "maximumPendingConnections must be at least 1")
         self.me = me
         self.key = key
         self.planHash = planHash
+        self.topologyFingerprint = topologyFingerprint
         self.listen = listen
         self.peers = peers
         self.maximumFrameSize = maximumFrameSize
@@ -178,6 +186,10 @@ public enum MeshEvent: Sendable, Equatable {
     case sessionClosed(PeerID, reason: Reason, detail: String)
     /// A message from this neighbour.
     case message(PeerID, [UInt8])
+    /// The neighbour's topology-file fingerprint (32 bytes): sent on every new session (so it may
+    /// arrive just before ``sessionOpened(_:)``, and once per connection of a simultaneous dial)
+    /// and again whenever its file changes.
+    case topologyAnnounced(PeerID, fingerprint: [UInt8])
     /// A connection was refused or dropped before it authenticated. `peer` is the id it claimed
     /// when that id is a neighbour's (reported one by one); refusals of strangers are counted and
     /// reported as one summary per ``MeshConfiguration/refusalSummaryInterval`` with `peer` `nil`,

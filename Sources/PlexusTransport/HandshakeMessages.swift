@@ -22,8 +22,9 @@ package enum HandshakeMessage: Equatable {
     package static let magic: [UInt8] = Array("PLXS".utf8)
     /// 2: the session layer has `select` and `keepalive` records and only the pair's authority
     /// supersedes (see ``SessionTable``); a version-1 peer is refused by name (`versionMismatch`)
-    /// instead of failing later on a record kind it does not know.
-    package static let protocolVersion: UInt8 = 2
+    /// instead of failing later on a record kind it does not know. 3: the `topology` record (the
+    /// topology-file fingerprint, sent first on every session).
+    package static let protocolVersion: UInt8 = 3
 
     package struct Hello: Equatable {
         package var version: UInt8

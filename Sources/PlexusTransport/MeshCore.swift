@@ -19,6 +19,8 @@ enum ConnectionCommand {
     /// Seal `superseded`, then only read, until the peer closes (or the drain grace ends).
     case supersede
     case close(Reason, String)
+    /// Seal a `topology` record with this fingerprint (the file changed).
+    case announceTopology([UInt8])
 }
 
 /// The mesh's shell around the ``SessionTable``: connections, pending handshakes, counters,
@@ -39,6 +41,9 @@ package final class MeshCore: Sendable {
         var peers: [PeerID: MeshPeer]
         /// This peer's identity key: the configuration's, until ``updateIdentity(_:)``.
         var key: Ed25519.PrivateKey
+        /// This peer's topology-file fingerprint: the configuration's, until
+        /// ``updateTopologyFingerprint(_:)``.
+        var topologyFingerprint: [UInt8]?
         var table: SessionTable
         var connections: [ConnectionID: Connection] = [:]
         var nextConnection: UInt64 = 0
@@ -92,6 +97,7 @@ package final class MeshCore: Sendable {
             State(
                 peers: configuration.peers,
                 key: configuration.key,
+                topologyFingerprint: configuration.topologyFingerprint,
                 table: SessionTable(
                     me: configuration.me, incarnation: incarnation,
                     maximumHeldBytes: max(64 << 20, 2 * configuration.maximumFrameSize)
@@ -511,6 +517,30 @@ package final class MeshCore: Sendable {
     /// old one stay valid until they close (as WireGuard does).
     func updateIdentity(_ key: Ed25519.PrivateKey) {
         state.withLock { $0.key = key }
+    }
+
+    /// What a new connection announces first, once authenticated.
+    func topologyFingerprint() -> [UInt8]? { state.withLock { $0.topologyFingerprint } }
+
+    /// The topology file changed: announce the new fingerprint on every authenticated connection
+    /// (new ones announce it anyway).
+    func updateTopologyFingerprint(_ fingerprint: [UInt8]) {
+        let channels = state.withLock { state -> [any Channel] in
+            guard state.topologyFingerprint != fingerprint else { return [] }
+            state.topologyFingerprint = fingerprint
+            return state.connections.values.filter(\.established).map(\.channel)
+        }
+        for channel in channels { channel.triggerUserOutboundEvent(ConnectionCommand.announceTopology(fingerprint), promise: nil) }
+    }
+
+    /// A neighbour's `topology` record, on any of its authenticated connections.
+    func topologyReceived(_ connection: ConnectionID, peer: PeerID, fingerprint: [UInt8]) {
+        var effects: Effects = []
+        state.withLock { state in
+            guard !state.stopping, state.connections[connection]?.established == true, state.peers[peer] != nil else { return }
+            yield(.topologyAnnounced(peer, fingerprint: fingerprint), &state, &effects)
+        }
+        for effect in effects { effect() }
     }
 
     func updatePeers(_ peers: [PeerID: MeshPeer]) {

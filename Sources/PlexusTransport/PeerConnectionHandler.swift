@@ -124,6 +124,12 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
                 core.supersededReceived(connection)
             case .keepalive:
                 break
+            case .topology:
+                guard record.payload.count == 32 else {
+                    reject(peer: peer, reason: .malformedRecord, detail: "a topology record of \(record.payload.count) bytes", context: context)
+                    return
+                }
+                core.topologyReceived(connection, peer: peer, fingerprint: record.payload)
             case .ready:
                 reject(peer: peer, reason: .malformedRecord, detail: "a second ready record", context: context)
             }
@@ -181,6 +187,9 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
             closeReason = closeReason ?? (reason, detail)
             state = .closed
             context.close(promise: nil)
+        case .announceTopology(let fingerprint):
+            guard case .established = state else { return }
+            sealAndFlush(.topology, fingerprint, context: context)
         }
     }
 
@@ -248,6 +257,9 @@ final class PeerConnectionHandler: ChannelDuplexHandler {
                 startLiveness(context: context)
                 if core.established(connection, peer: peer, dialledByMe: initiatedByUs) {
                     outcome?.markEstablished()
+                    if let fingerprint = core.topologyFingerprint(), case .established = state {
+                        sealAndFlush(.topology, fingerprint, context: context)
+                    }
                 } else if case .established = state {
                     closeReason = (core.isStopping() ? .stopping : .removed, "stopping, or the peer was removed meanwhile")
                     state = .closed

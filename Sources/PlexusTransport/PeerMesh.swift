@@ -94,6 +94,13 @@ public final class PeerMesh: Service, Sendable {
         core.updateIdentity(key)
     }
 
+    /// This peer's topology file changed: its new fingerprint (32 bytes) goes to every neighbour
+    /// now, on the open sessions, and first on every later one.
+    public func updateTopologyFingerprint(_ fingerprint: [UInt8]) async {
+        precondition(fingerprint.count == 32, "the topology fingerprint is 32 bytes")
+        core.updateTopologyFingerprint(fingerprint)
+    }
+
     /// Binds, dials and serves until the task is cancelled or a graceful shutdown is triggered.
     ///
     /// - Throws: ``MeshError`` with code ``MeshError/Code/bindFailed`` naming host:port when the

@@ -27,6 +27,9 @@ package struct SessionCipher {
         /// Sent when nothing else was sent for the keepalive interval, so the other side can tell
         /// a quiet session from a dead one. Empty payload; sealed and authenticated like a message.
         case keepalive = 5
+        /// "My topology file's fingerprint is …": the first record after the handshake on every
+        /// connection, and again when the file changes. Payload: 32 bytes. Informational only.
+        case topology = 6
     }
 
     package enum OpenError: Error, Equatable, CustomStringConvertible {

@@ -63,7 +63,7 @@ final class HostilePeer: @unchecked Sendable {
                     let type = bytes.first ?? 0
                     self.lock.withLock { self.received[type, default: 0] += 1 }
                     if type == StatisticsRound.requestType, let statistics = self.statistics { _ = await mesh.send(statistics, to: other) }
-                case .refused:
+                case .refused, .topologyAnnounced:
                     break
                 }
             }

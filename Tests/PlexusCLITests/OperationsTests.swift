@@ -252,4 +252,46 @@ import Testing
             print("rotation: \(log.peer) accuracy \(accuracy) (clean \(clean)), longest round \(longest) s")
         }
     }
+
+    /// Two sites whose topology files differ (here only by a comment: the plan, and so the
+    /// handshake, still agree): each warns naming both fingerprints, the link keeps training, and
+    /// once the odd copy is edited back to the common file both log that the files agree again.
+    @Test func differentTopologyFilesAreAWarningNamingBothFingerprints() throws {
+        let directory = temporaryDirectory("fingerprints")
+        let (path, _) = try node.network("consortium-3.toml", in: directory, rounds: 1_000_000)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let oddPath = directory + "/network-site1.toml"
+        try (text + "\n# site 1's copy, annotated\n").write(toFile: oddPath, atomically: true, encoding: .utf8)
+        let common = try Topology.load(path: path, spectralAnalysis: false)
+        let odd = try Topology.load(path: oddPath, spectralAnalysis: false)
+        #expect(common.planHash == odd.planHash && common.fingerprintHex != odd.fingerprintHex)
+        let nodes = try common.peers.enumerated().map { index, peer in
+            var arguments = node.runArguments(index == 1 ? oddPath : path, peer.id, directory, ["--split", split, "--site", String(index), "--log-level", "notice"])
+            arguments[arguments.firstIndex(of: "--state-dir")! + 1] = directory + "/state-\(index)"
+            return try Background(arguments, output: "\(directory)/\(peer.id).out")
+        }
+        defer { for n in nodes where n.process.isRunning { n.kill9() } }
+        func waitUntil(_ seconds: TimeInterval, _ condition: () -> Bool) -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline { if condition() { return true }; usleep(50_000) }
+            return condition()
+        }
+        let oddID = common.peers[1].id
+        let mismatch = "Neighbour \(oddID) runs a different topology file (fingerprint \(odd.fingerprintHex), this node \(common.fingerprintHex))"
+        #expect(waitUntil(30) { nodes[0].log.contains(mismatch) && nodes[2].log.contains(mismatch) }, "\(nodes[0].log)")
+        #expect(waitUntil(10) { nodes[1].log.contains("runs a different topology file (fingerprint \(common.fingerprintHex), this node \(odd.fingerprintHex))") }, "\(nodes[1].log)")
+        // Not a refusal: rounds go on.
+        func rounds(_ i: Int) -> Int {
+            ((try? String(contentsOfFile: "\(directory)/logs/\(common.peers[i].id).jsonl", encoding: .utf8)) ?? "").components(separatedBy: "\"type\":\"round\"").count - 1
+        }
+        #expect(waitUntil(30) { rounds(0) >= 20 && rounds(1) >= 20 })
+        // The odd site gets the common file: it reloads and re-announces on the open sessions.
+        try text.write(toFile: oddPath, atomically: true, encoding: .utf8)
+        #expect(waitUntil(15) { nodes[0].log.contains("Neighbour \(oddID) now runs the same topology file") && nodes[2].log.contains("Neighbour \(oddID) now runs the same topology file") }, "\(nodes[0].log)")
+        #expect(waitUntil(10) { nodes[1].log.components(separatedBy: "now runs the same topology file").count - 1 == 2 }, "\(nodes[1].log)")
+        // Once per change, not once per round or per session.
+        #expect(nodes[0].log.components(separatedBy: mismatch).count - 1 == 1, "\(nodes[0].log)")
+        for n in nodes { kill(n.process.processIdentifier, SIGTERM) }
+        for n in nodes { #expect(n.wait(timeout: 10) != nil) }
+    }
 }

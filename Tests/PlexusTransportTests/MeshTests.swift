@@ -36,6 +36,31 @@ import Testing
         await b.stop()
     }
 
+    /// Each side announces its topology-file fingerprint first on the session, and again after
+    /// ``PeerMesh/updateTopologyFingerprint(_:)``; a different file is reported, never refused.
+    @Test func topologyFingerprintsAreAnnouncedOnOpenAndAfterAnUpdate() async throws {
+        let logs = LogCapture()
+        let fileA = BLAKE2b.hash256(Array("file a".utf8))
+        let fileB = BLAKE2b.hash256(Array("file b".utf8))
+        let a = await RunningMesh.start(Identity("a"), logs: logs) { $0.topologyFingerprint = fileA }
+        let b = await RunningMesh.start(Identity("b"), logs: logs) { $0.topologyFingerprint = fileB }
+        defer { Task { await a.stop(); await b.stop() } }
+        await connectAll([a, b])
+        func announced(_ mesh: RunningMesh, by peer: PeerID) -> [[UInt8]] {
+            mesh.recorder.all.compactMap { if case .topologyAnnounced(peer, let f) = $0 { return f } else { return nil } }
+        }
+        #expect(await eventually { announced(a, by: b.id).last == fileB && announced(b, by: a.id).last == fileA })
+        // The session carries messages although the files differ.
+        #expect(await a.mesh.sendQueued([7], to: b.id))
+        #expect(await eventually { b.recorder.messages(from: a.id) == [[7]] })
+        // b's file changes: a hears the new fingerprint on the open session (no new handshake).
+        await b.mesh.updateTopologyFingerprint(fileA)
+        #expect(await eventually { announced(a, by: b.id).last == fileA })
+        #expect(a.recorder.opened(b.id) == 1 && a.recorder.closed(b.id) == 0)
+        await a.stop()
+        await b.stop()
+    }
+
     @Test func threeMeshesFormAFullMeshWithOneSessionPerPair() async throws {
         let logs = LogCapture()
         var meshes: [RunningMesh] = []
