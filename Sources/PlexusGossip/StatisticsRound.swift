@@ -511,8 +511,12 @@ public struct StatisticsRound: Sendable {
 /// with the standardization it had — it never waits for the round again, nor recomputes it over
 /// other sites — and serves the signed blobs it held to peers that still need them.
 ///
-///     "PLXR" | version 1 | plan hash (32) | N u16 | N × (L | origin (L) | P u32 | basis payload (P)
-///            | M u32 | signed message (M)) | BLAKE2b-256 of everything before
+///     "PLXR" | version 2 | plan hash (32) | N u16 | N × (L | origin (L) | P u32 | basis payload (P)
+///            | M u32 | signed message (M)) | MAC
+///
+/// The MAC is keyed BLAKE2b-256 of everything before it under the node-local state key (the
+/// state file's, `<state-dir>/<peer>.statekey`): tamper evidence, as for the state file. Version
+/// 1 files (a plain BLAKE2b-256 checksum instead of the MAC) are still read.
 ///
 /// A payload with P = 0 is an origin held but not in the basis; M = 0, a basis entry whose signed
 /// blob is no longer held (its origin's key rotated since).
@@ -527,10 +531,11 @@ public struct CompletedStatistics: Sendable, Equatable {
         self.messages = messages
     }
 
-    public func encoded(planHash: [UInt8]) -> [UInt8] {
+    /// The file's bytes: version 2, authenticated under `key`; without a key, version 1 (checksum).
+    public func encoded(planHash: [UInt8], key: SecureBytes? = nil) -> [UInt8] {
         var w = ByteWriter()
         w.write(contentsOf: Self.magic)
-        w.write(1)
+        w.write(key == nil ? 1 : 2)
         w.write(contentsOf: planHash)
         let origins = Set(basis.keys).union(messages.keys).sorted()
         w.write(littleEndian: UInt16(origins.count))
@@ -545,8 +550,18 @@ public struct CompletedStatistics: Sendable, Equatable {
             w.write(littleEndian: UInt32(message.count))
             w.write(contentsOf: message)
         }
-        w.write(contentsOf: BLAKE2b.hash256(w.bytes))
+        if let key {
+            w.write(contentsOf: Self.mac(w.bytes, key: key))
+        } else {
+            w.write(contentsOf: BLAKE2b.hash256(w.bytes))
+        }
         return w.bytes
+    }
+
+    static func mac(_ body: [UInt8], key: SecureBytes) -> [UInt8] {
+        var h = BLAKE2b(key: key)
+        h.update(body)
+        return h.finalize()
     }
 
     public struct Error: Swift.Error, Sendable, CustomStringConvertible {
@@ -554,17 +569,36 @@ public struct CompletedStatistics: Sendable, Equatable {
     }
 
     /// Decodes the file's bytes (untrusted: every length is checked before it is read).
-    public init(decoding bytes: [UInt8], planHash: [UInt8]) throws(Error) {
+    /// A version-2 file needs `key`, the state key it was written under; a version-1 file is read
+    /// only when `acceptChecksum` (a node upgrading, with no state key before this start).
+    public init(decoding bytes: [UInt8], planHash: [UInt8], key: SecureBytes? = nil, acceptChecksum: Bool = true) throws(Error) {
         guard bytes.count >= 4 + 1 + 32 + 2 + 32 else { throw Error(description: "statistics file too short") }
         let body = Array(bytes[..<(bytes.count - 32)])
-        guard BLAKE2b.hash256(body) == Array(bytes[(bytes.count - 32)...]) else {
-            throw Error(description: "statistics file checksum does not match (truncated or altered)")
+        let trailer = Array(bytes[(bytes.count - 32)...])
+        let version = bytes[4]
+        switch version {
+        case 2:
+            guard let key else {
+                throw Error(description: "statistics file is authenticated by a state key, and the state key (<peer>.statekey) is missing from the state directory")
+            }
+            guard constantTimeEquals(Self.mac(body, key: key), trailer) else {
+                throw Error(description: "statistics file does not authenticate under this node's state key (torn, altered, or another node's)")
+            }
+        case 1:
+            guard acceptChecksum else {
+                throw Error(description: "statistics file of version 1 (a plain checksum) where this node writes authenticated ones: a downgraded or forged file")
+            }
+            guard BLAKE2b.hash256(body) == trailer else {
+                throw Error(description: "statistics file checksum does not match (truncated or altered)")
+            }
+        default:
+            throw Error(description: "not a statistics file of version 1 or 2")
         }
         let parsed: Result<CompletedStatistics, Error> = body.withUnsafeBytes { raw in
             var r = ByteReader(raw)
             do {
-                guard try r.readSlice(4, "magic").elementsEqual(Self.magic), try r.readByte("version") == 1 else {
-                    return .failure(Error(description: "not a version-1 statistics file"))
+                guard try r.readSlice(4, "magic").elementsEqual(Self.magic), try r.readByte("version") == version else {
+                    return .failure(Error(description: "not a Plexus statistics file"))
                 }
                 guard try r.readSlice(32, "plan hash").elementsEqual(planHash) else {
                     return .failure(Error(description: "statistics file of another plan"))

@@ -204,7 +204,7 @@ public final class PeerNode: Sendable {
             do {
                 if let bytes = try StateFile.read(statePath) {
                     let key = try StateFile.stateKey(directory: directory, peer: me.id, create: false)
-                    let snapshot = try StateFile.decode(bytes, planHash: topology.planHash, parameterCount: model.layout.count, key: key, as: PlanLearner.self)
+                    let snapshot = try StateFile.decode(bytes, planHash: topology.planHash, parameterCount: model.layout.count, key: key, acceptChecksum: key == nil, as: PlanLearner.self)
                     facts.append("state: \(statePath): resumes at round \(snapshot.round) of \(topology.plan.rounds)")
                 } else {
                     facts.append("state: none yet in \(directory); the node starts at round 1")
@@ -214,7 +214,8 @@ public final class PeerNode: Sendable {
             }
             do {
                 if let bytes = try StateFile.read(statisticsPath) {
-                    let saved = try CompletedStatistics(decoding: bytes, planHash: topology.planHash)
+                    let key = try StateFile.stateKey(directory: directory, peer: me.id, create: false)
+                    let saved = try CompletedStatistics(decoding: bytes, planHash: topology.planHash, key: key, acceptChecksum: key == nil)
                     facts.append("statistics: \(statisticsPath): completed over \(saved.basis.count) sites; no statistics round needed")
                 }
             } catch {

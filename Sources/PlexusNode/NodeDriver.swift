@@ -102,17 +102,29 @@ actor NodeDriver: Service {
             statePath = directory + "/" + me.rawValue + ".state"
             statisticsPath = directory + "/" + me.rawValue + ".statistics"
             do {
+                // Files without a MAC are an upgrade's only while there was no state key before.
+                let upgrading = try StateFile.stateKey(directory: directory, peer: me, create: false) == nil
                 stateKey = try StateFile.stateKey(directory: directory, peer: me, create: true)
                 if let bytes = try StateFile.read(statePath!) {
-                    restoredSnapshot = try StateFile.decode(bytes, planHash: node.planHash, parameterCount: node.model.layout.count, key: stateKey, as: PlanLearner.self)
+                    restoredSnapshot = try StateFile.decode(
+                        bytes, planHash: node.planHash, parameterCount: node.model.layout.count, key: stateKey, acceptChecksum: upgrading, as: PlanLearner.self
+                    )
+                    // An upgrade: the version-1 file is rewritten authenticated now, so the next
+                    // start (which has the key) does not take it for a downgrade.
+                    if bytes[4] == 1, let snapshot = restoredSnapshot, let stateKey {
+                        try StateFile.writeAtomically(StateFile.encode(snapshot, planHash: node.planHash, key: stateKey), to: statePath!)
+                    }
                 }
                 if let bytes = try StateFile.read(statisticsPath!) {
                     let saved: CompletedStatistics
-                    do { saved = try CompletedStatistics(decoding: bytes, planHash: node.planHash) } catch {
+                    do { saved = try CompletedStatistics(decoding: bytes, planHash: node.planHash, key: stateKey, acceptChecksum: upgrading) } catch {
                         throw NodeError("\(statisticsPath!): \(error.description); delete it to run the statistics round again")
                     }
                     standardization = try Self.pooled(saved.basis, mine: summary, me: me)
                     statisticsRound.restoreCompleted(basis: saved.basis, messages: saved.messages)
+                    if bytes[4] == 1, let stateKey {
+                        try StateFile.writeAtomically(saved.encoded(planHash: node.planHash, key: stateKey), to: statisticsPath!)
+                    }
                 }
             } catch let error as NodeError {
                 throw error
@@ -288,7 +300,7 @@ actor NodeDriver: Service {
     private func persistStatistics() {
         guard let statisticsPath, let completed = statisticsRound.completed else { return }
         do {
-            try StateFile.writeAtomically(completed.encoded(planHash: node.planHash), to: statisticsPath)
+            try StateFile.writeAtomically(completed.encoded(planHash: node.planHash, key: stateKey), to: statisticsPath)
         } catch {
             node.logger.error("Cannot persist the statistics", metadata: ["error": "\(error)"])
         }
@@ -448,9 +460,16 @@ actor NodeDriver: Service {
 
     // MARK: Outbound queues: one per neighbour, so its messages leave in order.
 
+    /// The most messages queued for one neighbour in the driver (the mesh's own queue behind
+    /// it is bounded in bytes, ``MeshConfiguration/outboundHardLimit``). Messages wait here only
+    /// while a session changes hands, so the bound is a guard, not a working limit: a round
+    /// queues one delta and at most one keyframe per neighbour, the statistics round one blob
+    /// per peer of the topology.
+    var outboundQueueLimit: Int { max(256, 4 * topology.peers.count) }
+
     private func openQueue(to peer: PeerID) {
         guard outbound[peer] == nil else { return }
-        let (stream, continuation) = AsyncStream<[UInt8]>.makeStream()
+        let (stream, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingOldest(outboundQueueLimit))
         outbound[peer] = continuation
         let mesh = self.mesh
         senders[peer] = _Concurrency.Task {
@@ -460,12 +479,27 @@ actor NodeDriver: Service {
 
     private func closeQueue(to peer: PeerID) {
         outbound[peer]?.finish()
+        // Cancelled, not drained: what was queued must not reach a later session.
+        senders[peer]?.cancel()
         outbound[peer] = nil
         senders[peer] = nil
     }
 
     private func enqueue(_ bytes: [UInt8], to peer: PeerID) {
-        outbound[peer]?.yield(bytes)
+        guard case .dropped = outbound[peer]?.yield(bytes) else { return }
+        // The queue is full: a message lost here would break the neighbour's chain of deltas, so
+        // the session goes (the next one starts with a keyframe) and the queue starts empty.
+        closeQueue(to: peer)
+        openQueue(to: peer)
+        if let suppressed = warningLimiter.admit("\(peer)/outboundOverflow", now: elapsed()) {
+            node.logger.warning(
+                "Outbound queue to a neighbour is full (\(outboundQueueLimit) messages); closing its session to resynchronize",
+                metadata: ["peer": "\(peer)", "suppressed": "\(suppressed)"]
+            )
+        }
+        log?.write(ConvergenceLog.session("disconnected", peer: node.configuration.peer, other: peer.rawValue, reason: Reason.outboundOverflow.rawValue, round: round, time: now()))
+        let mesh = self.mesh
+        _Concurrency.Task { await mesh.disconnect(peer, reason: .outboundOverflow, backoff: .seconds(1)) }
     }
 
     // MARK: Live topology reload

@@ -18,7 +18,9 @@ public import PlexusGossip
 /// The MAC is keyed BLAKE2b-256 of everything before it under the node-local *state key*,
 /// `<state-dir>/<peer>.statekey` (32 random bytes, created 0600 on first run; not the identity key,
 /// which rotates). A torn write and an edit by anyone without the state key are both refused.
-/// Version-1 files (a plain BLAKE2b-256 checksum) are still read, once, and rewritten as version 2.
+/// Version-1 files (a plain BLAKE2b-256 checksum) are still read, once, and rewritten as version 2
+/// — but only while the node has no state key yet (an upgrade): once it has one, a version-1
+/// file is a downgrade anyone could forge, and is refused.
 public enum StateFile {
     static let magic = Array("PLXS".utf8)
 
@@ -99,7 +101,7 @@ public enum StateFile {
 
     /// Decodes a state file; `parameterCount` and `planHash` must match this node's plan.
     public static func decode<L: LocalLearner>(
-        _ bytes: [UInt8], planHash: [UInt8], parameterCount n: Int, key: SecureBytes?, as: L.Type
+        _ bytes: [UInt8], planHash: [UInt8], parameterCount n: Int, key: SecureBytes?, acceptChecksum: Bool = true, as: L.Type
     ) throws(Error) -> GossipInstance<L>.Snapshot {
         guard bytes.count >= 4 + 1 + 32 + 4 + 8 + 8 + 8 * n + 4 + 4 + 32 else { throw Error(description: "state file is truncated") }
         let body = Array(bytes.dropLast(32))
@@ -115,6 +117,9 @@ public enum StateFile {
                 throw Error(description: "state file does not authenticate under this node's state key (torn, altered, or another node's)")
             }
         case 1:
+            guard acceptChecksum else {
+                throw Error(description: "state file of version 1 (a plain checksum) where this node writes authenticated ones: a downgraded or forged file")
+            }
             guard BLAKE2b.hash256(body) == trailer else {
                 throw Error(description: "state file checksum does not match (torn or altered file)")
             }

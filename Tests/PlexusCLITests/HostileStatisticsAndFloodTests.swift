@@ -130,8 +130,9 @@ extension HostilePeerTests {
     /// Before the fix every request was answered with 4096 copies of hospital-a's blob (about
     /// 100× amplification): the honest nodes' RSS grew to 210–290 MB (7–9× the silent run) and
     /// they did not exit within 10 s of SIGTERM. Now one answer per origin per half request
-    /// interval (`requestBudget`): 54–58 MB peak over 20 s (1.8–1.9× the silent run), but 58–63
-    /// MB over 60 s (PLEXUS_FLOOD_SECONDS=60: 2.04×, over the bound) — statistics traffic counts
-    /// toward no disconnect budget, so the inbound path stays full of 45 KB requests.
+    /// interval (`requestBudget`), and refused statistics traffic counts toward the per-interval
+    /// rejection budget, past which the neighbour is disconnected for 30 s: over 60 s
+    /// (PLEXUS_FLOOD_SECONDS=60) 43–47 MB peak against 30.4–30.5 MB silent (1.41–1.54×), 137 KB
+    /// of logs, SIGTERM→exit 10–16 ms. (Before the budget: 58–63 MB, 2.04×.)
     @Test func floodOfStatisticsRequests() async throws { try await flood(.statisticsRequests) }
 }

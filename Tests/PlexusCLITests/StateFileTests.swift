@@ -49,6 +49,16 @@ import Testing
         edited[50] ^= 0x40
         let forged = edited + BLAKE2b.hash256(edited)
         #expect(throws: StateFile.Error.self) { _ = try StateFile.decode(forged, planHash: planHash, parameterCount: 3, key: key, as: PlanLearner.self) }
+        // Nor is a rewrite as version 1 (the checksum format of older builds), once the node has
+        // a key: a node upgrading (no key before) still reads it.
+        var downgraded = Array(bytes.dropLast(32))
+        downgraded[4] = 1
+        downgraded[60] ^= 0x40
+        downgraded += BLAKE2b.hash256(downgraded)
+        #expect(throws: StateFile.Error.self) {
+            _ = try StateFile.decode(downgraded, planHash: planHash, parameterCount: 3, key: key, acceptChecksum: false, as: PlanLearner.self)
+        }
+        #expect(try StateFile.decode(downgraded, planHash: planHash, parameterCount: 3, key: key, acceptChecksum: true, as: PlanLearner.self) != snapshot())
     }
 
     @Test func aStateKeyOfTheWrongSizeIsAClearError() throws {

@@ -325,4 +325,25 @@ import Testing
         }
         #expect(throws: CompletedStatistics.Error.self) { _ = try CompletedStatistics(decoding: bytes, planHash: [UInt8](repeating: 0, count: 32)) }
     }
+
+    /// Version 2 is authenticated under the node's state key: another key, no key, any flipped
+    /// bit, or a version-1 rewrite (a plain checksum anyone can compute) where the node has a
+    /// key are all refused.
+    @Test func completedStatisticsAreAuthenticatedUnderTheStateKey() throws {
+        let saved = CompletedStatistics(basis: [PeerID("a")!: [1, 2], PeerID("b")!: [3]], messages: [PeerID("a")!: [9, 9, 9]])
+        let key = SecureBytes(randomCount: 32)
+        let bytes = saved.encoded(planHash: Self.planHash, key: key)
+        #expect(bytes[4] == 2)
+        #expect(try CompletedStatistics(decoding: bytes, planHash: Self.planHash, key: key, acceptChecksum: false) == saved)
+        #expect(throws: CompletedStatistics.Error.self) { _ = try CompletedStatistics(decoding: bytes, planHash: Self.planHash, key: SecureBytes(randomCount: 32)) }
+        #expect(throws: CompletedStatistics.Error.self) { _ = try CompletedStatistics(decoding: bytes, planHash: Self.planHash) }
+        for index in bytes.indices {
+            var flipped = bytes
+            flipped[index] ^= 0x01
+            #expect(throws: CompletedStatistics.Error.self) { _ = try CompletedStatistics(decoding: flipped, planHash: Self.planHash, key: key) }
+        }
+        let forged = saved.encoded(planHash: Self.planHash)
+        #expect(try CompletedStatistics(decoding: forged, planHash: Self.planHash, key: key, acceptChecksum: true) == saved)
+        #expect(throws: CompletedStatistics.Error.self) { _ = try CompletedStatistics(decoding: forged, planHash: Self.planHash, key: key, acceptChecksum: false) }
+    }
 }
