@@ -78,8 +78,10 @@ enum Seeds {
         let completed = CompletedStatistics(
             basis: [origin: summary.encoded(), PeerID("p002")!: [1, 2, 3]],
             messages: [origin: StatisticsRound.seal(payload: summary.encoded(), origin: origin, planHash: FuzzKeys.planHash, key: key)]
-        ).encoded(planHash: FuzzKeys.planHash)
-        seeds["completed-statistics"] = [[0] + completed.dropLast(32), [1] + completed]
+        )
+        let authenticated = completed.encoded(planHash: FuzzKeys.planHash, key: FuzzKeys.stateKey)
+        let checksummed = completed.encoded(planHash: FuzzKeys.planHash)
+        seeds["completed-statistics"] = [[0] + authenticated.dropLast(32), [1] + checksummed.dropLast(32), [2] + authenticated]
         let snapshot = GossipSnapshot(
             round: 3, version: 7, parameters: [1, 2, 3, 4], publicCopy: [1, 2, 3, 3.5],
             neighbours: [

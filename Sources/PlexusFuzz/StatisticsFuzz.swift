@@ -86,20 +86,32 @@ enum StatisticsRoundFuzz {
     }
 }
 
-/// The completed-statistics file. The fuzzer writes the body; the checksum is appended here
-/// (or not, on odd first bytes). What decodes survives re-encoding.
+/// The completed-statistics file. The fuzzer writes the body; the first byte picks whether the
+/// MAC under the fixed state key (version 2), the plain checksum (version 1) or nothing is
+/// appended here. What decodes survives re-encoding, in both versions.
 enum CompletedStatisticsFuzz {
     static func run(_ bytes: [UInt8]) {
         guard let first = bytes.first else { return }
         let body = Array(bytes.dropFirst())
-        let file = first & 1 == 0 ? body + BLAKE2b.hash256(body) : body
-        guard let decoded = try? CompletedStatistics(decoding: file, planHash: FuzzKeys.planHash) else { return }
+        let file = switch first & 3 {
+        case 0: body + FuzzKeys.stateMAC(body)
+        case 1: body + BLAKE2b.hash256(body)
+        default: body
+        }
+        let key = FuzzKeys.stateKey
+        guard let decoded = try? CompletedStatistics(decoding: file, planHash: FuzzKeys.planHash, key: key) else { return }
+        // Refused without the checksum path when the node has a key: only a MAC'd file decodes.
+        if file.count > 4, file[4] == 1 {
+            fuzzCheck((try? CompletedStatistics(decoding: file, planHash: FuzzKeys.planHash, key: key, acceptChecksum: false)) == nil, "a version-1 file decoded with acceptChecksum false")
+        }
         // The format does not force one encoding (origin order, empty entries), so the oracle is
         // idempotence: the re-encoding decodes to the same value and re-encodes to itself.
-        let encoded = decoded.encoded(planHash: FuzzKeys.planHash)
-        let again = try? CompletedStatistics(decoding: encoded, planHash: FuzzKeys.planHash)
-        fuzzCheck(again == decoded, "completed statistics do not survive re-encoding")
-        fuzzCheck(again?.encoded(planHash: FuzzKeys.planHash) == encoded, "completed statistics re-encode differently")
+        for encodingKey in [key, nil] {
+            let encoded = decoded.encoded(planHash: FuzzKeys.planHash, key: encodingKey)
+            let again = try? CompletedStatistics(decoding: encoded, planHash: FuzzKeys.planHash, key: key)
+            fuzzCheck(again == decoded, "completed statistics do not survive re-encoding")
+            fuzzCheck(again?.encoded(planHash: FuzzKeys.planHash, key: encodingKey) == encoded, "completed statistics re-encode differently")
+        }
     }
 }
 
