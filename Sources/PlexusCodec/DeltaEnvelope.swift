@@ -162,9 +162,7 @@ public struct DeltaEnvelope: Hashable, Sendable {
             w.write(littleEndian: UInt32(0))
         }
         w.write(contentsOf: header.planHash)
-        let origin = Array(header.origin.rawValue.utf8)
-        w.write(UInt8(origin.count))
-        w.write(contentsOf: origin)
+        w.write(peerID: header.origin)
         w.write(littleEndian: header.sequence)
         w.write(littleEndian: header.round)
         w.write(littleEndian: header.baseSequence)
@@ -296,12 +294,8 @@ public struct EnvelopeVerifier: Sendable {
                 throw DeltaError(.unknownCodec, "codec \(codecID); expected 0…4")
             }
             let hash = try r.readSlice(32, "plan hash")
-            let originLength = Int(try r.readByte("origin length"))
-            let originBytes = try r.readSlice(originLength, "origin id")
-            guard originBytes.allSatisfy(PeerID.isAllowed),
-                let origin = PeerID(String(decoding: originBytes, as: UTF8.self))
-            else {
-                throw DeltaError(.badOrigin, "origin id of \(originLength) bytes is not a valid peer id")
+            guard let origin = try r.readPeerID("origin id") else {
+                throw DeltaError(.badOrigin, "the origin id is not a valid peer id")
             }
             let sequence = try r.read(UInt64.self, "sequence")
             let round = try r.read(UInt64.self, "round")

@@ -42,3 +42,25 @@ public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     public static func < (lhs: PeerID, rhs: PeerID) -> Bool { lhs.rawValue < rhs.rawValue }
 }
+
+// Every binary format of Plexus writes a peer id the same way: its length (u8), then its ASCII bytes.
+
+extension ByteWriter {
+    /// Writes `id` as its length (u8) and its bytes.
+    public mutating func write(peerID id: PeerID) {
+        let bytes = Array(id.rawValue.utf8)
+        write(UInt8(bytes.count))
+        write(contentsOf: bytes)
+    }
+}
+
+extension ByteReader {
+    /// Reads what ``ByteWriter/write(peerID:)`` writes: `nil` when the bytes are not a valid peer
+    /// id (empty, too long, a character outside the allowed set); throws only when cut short.
+    public mutating func readPeerID(_ what: @autoclosure () -> String = "a peer id") throws(Error) -> PeerID? {
+        let length = Int(try readByte(what() + " length"))
+        let bytes = try readSlice(length, what())
+        guard bytes.allSatisfy(PeerID.isAllowed) else { return nil }
+        return PeerID(String(decoding: bytes, as: UTF8.self))
+    }
+}

@@ -64,8 +64,9 @@ enum StatisticsRoundFuzz {
     }
 
     static func id(_ peer: PeerID) -> [UInt8] {
-        let bytes = Array(peer.rawValue.utf8)
-        return [UInt8(bytes.count)] + bytes
+        var w = ByteWriter()
+        w.write(peerID: peer)
+        return w.bytes
     }
 
     /// A basis announced by a fuzzer-chosen peer over fuzzer-chosen origins and digests (the

@@ -341,7 +341,7 @@ public struct StatisticsRound: Sendable {
         w.write(contentsOf: Array("PLXT".utf8))
         w.write(2)
         w.write(contentsOf: planHash)
-        writeID(origin, &w)
+        w.write(peerID: origin)
         w.write(littleEndian: UInt32(payload.count))
         w.write(contentsOf: payload)
         w.write(contentsOf: key.signature(for: signedDigest("plexus/statistics/v2", w.bytes[1...])))
@@ -357,7 +357,7 @@ public struct StatisticsRound: Sendable {
         w.write(1)
         let named = origins.prefix(maximumOrigins)
         w.write(littleEndian: UInt16(named.count))
-        for origin in named { writeID(origin, &w) }
+        for origin in named { w.write(peerID: origin) }
         return w.bytes
     }
 
@@ -386,10 +386,10 @@ public struct StatisticsRound: Sendable {
         w.write(contentsOf: Array("PLXB".utf8))
         w.write(1)
         w.write(contentsOf: settings.planHash)
-        Self.writeID(settings.me, &w)
+        w.write(peerID: settings.me)
         w.write(littleEndian: UInt16(digests.count))
         for origin in digests.keys.sorted() {
-            Self.writeID(origin, &w)
+            w.write(peerID: origin)
             w.write(contentsOf: digests[origin]!)
         }
         w.write(contentsOf: key.signature(for: Self.signedDigest("plexus/basis/v1", w.bytes[1...])))
@@ -479,11 +479,6 @@ public struct StatisticsRound: Sendable {
         return h.finalize()
     }
 
-    private static func writeID(_ id: PeerID, _ w: inout ByteWriter) {
-        let bytes = Array(id.rawValue.utf8)
-        w.write(UInt8(bytes.count))
-        w.write(contentsOf: bytes)
-    }
 
     /// A bounds-checked reader over untrusted bytes: every read returns `nil` past the end.
     private struct Reader {
@@ -540,9 +535,7 @@ public struct CompletedStatistics: Sendable, Equatable {
         let origins = Set(basis.keys).union(messages.keys).sorted()
         w.write(littleEndian: UInt16(origins.count))
         for origin in origins {
-            let id = Array(origin.rawValue.utf8)
-            w.write(UInt8(id.count))
-            w.write(contentsOf: id)
+            w.write(peerID: origin)
             let payload = basis[origin] ?? []
             w.write(littleEndian: UInt32(payload.count))
             w.write(contentsOf: payload)
@@ -606,9 +599,7 @@ public struct CompletedStatistics: Sendable, Equatable {
                 let count = Int(try r.read(UInt16.self, "origins"))
                 var out = CompletedStatistics(basis: [:], messages: [:])
                 for _ in 0..<count {
-                    let length = Int(try r.readByte("id length"))
-                    let raw = try r.readSlice(length, "id")
-                    guard raw.allSatisfy(PeerID.isAllowed), let origin = PeerID(String(decoding: raw, as: UTF8.self)) else {
+                    guard let origin = try r.readPeerID("id") else {
                         return .failure(Error(description: "statistics file holds an invalid peer id"))
                     }
                     let p = Int(try r.read(UInt32.self, "payload length"))

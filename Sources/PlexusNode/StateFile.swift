@@ -76,7 +76,7 @@ public enum StateFile {
         w.write(littleEndian: UInt32(s.neighbours.count))
         for peer in s.neighbours.keys.sorted() {
             let n = s.neighbours[peer]!
-            writeID(peer, &w)
+            w.write(peerID: peer)
             w.write(UInt8((n.copy != nil ? 1 : 0) | (n.sampleCount != nil ? 2 : 0) | (n.neighbourhoodSampleCount != nil ? 4 : 0)))
             w.write(littleEndian: n.version)
             w.write(littleEndian: Int64(n.round))
@@ -86,18 +86,13 @@ public enum StateFile {
         }
         w.write(littleEndian: UInt32(s.replayWindow.lastAccepted.count))
         for peer in s.replayWindow.lastAccepted.keys.sorted() {
-            writeID(peer, &w)
+            w.write(peerID: peer)
             w.write(littleEndian: s.replayWindow.lastAccepted[peer]!)
         }
         w.write(contentsOf: mac(w.bytes, key: key))
         return w.bytes
     }
 
-    private static func writeID(_ id: PeerID, _ w: inout ByteWriter) {
-        let bytes = Array(id.rawValue.utf8)
-        w.write(UInt8(bytes.count))
-        w.write(contentsOf: bytes)
-    }
 
     /// Decodes a state file; `parameterCount` and `planHash` must match this node's plan.
     public static func decode<L: LocalLearner>(
@@ -177,9 +172,7 @@ public enum StateFile {
     }
 
     private static func readID(_ r: inout ByteReader) throws -> PeerID {
-        let length = Int(try r.readByte("id length"))
-        let bytes = try r.readSlice(length, "id")
-        guard let id = PeerID(String(decoding: bytes, as: UTF8.self)) else { throw Error(description: "state file holds an invalid peer id") }
+        guard let id = try r.readPeerID("id") else { throw Error(description: "state file holds an invalid peer id") }
         return id
     }
 

@@ -99,9 +99,7 @@ package enum HandshakeMessage: Equatable {
     }
 
     static func write(_ id: PeerID, into writer: inout ByteWriter) {
-        let bytes = Array(id.rawValue.utf8)
-        writer.write(UInt8(bytes.count))
-        writer.write(contentsOf: bytes)
+        writer.write(peerID: id)
     }
 
     package var encoded: [UInt8] {
@@ -188,10 +186,7 @@ package enum HandshakeMessage: Equatable {
     }
 
     private static func readID(_ reader: inout ByteReader) throws(ByteReader.Error) -> PeerID? {
-        let length = Int(try reader.readByte("a peer id length"))
-        let bytes = try reader.readSlice(length, "a peer id")
-        guard bytes.allSatisfy(PeerID.isAllowed) else { return nil }
-        return PeerID(String(decoding: bytes, as: UTF8.self))
+        try reader.readPeerID()
     }
 }
 
