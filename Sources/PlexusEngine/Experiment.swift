@@ -76,9 +76,7 @@ public enum Experiment {
     /// peer-id order — exactly what real nodes compute from each other's signed statistics.
     public static func pooledStandardization(_ sites: [PeerID: Dataset]) -> Standardization {
         guard let first = sites.values.first else { return Standardization.identity(dimension: 0) }
-        var stats = FeatureStatistics(dimension: first.dimension)
-        for peer in sites.keys.sorted() { stats = stats.merged(with: FeatureStatistics(sites[peer]!)) }
-        return Standardization(stats)
+        return Standardization(FeatureStatistics.pooled(sites.mapValues(FeatureStatistics.init), dimension: first.dimension))
     }
 
     /// The shared starting point x₀ of every peer: the plan's seeded initialisation.

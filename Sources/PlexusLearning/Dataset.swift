@@ -410,6 +410,14 @@ public struct FeatureStatistics: Sendable, Hashable {
         }
         return out
     }
+
+    /// The pooled statistics of every site's, merged in the order of the sites' keys (peer ids):
+    /// the one order the simulator and every node use, so that all derive the same bits.
+    public static func pooled<Site: Comparable>(_ sites: [Site: FeatureStatistics], dimension: Int) -> FeatureStatistics {
+        var merged = FeatureStatistics(dimension: dimension)
+        for site in sites.keys.sorted() { merged = merged.merged(with: sites[site]!) }
+        return merged
+    }
 }
 
 /// The z-score transform of the protocol: subtract the mean, divide by the population standard

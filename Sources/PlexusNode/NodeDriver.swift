@@ -142,7 +142,7 @@ actor NodeDriver: Service {
     /// The pooled standardization of the basis (merged in peer-id order: the same bits on every
     /// peer and in the simulator), after checking that every site resolved this site's schema.
     static func pooled(_ payloads: [PeerID: [UInt8]], mine: SiteSummary, me: PeerID) throws(NodeError) -> Standardization {
-        var merged = FeatureStatistics(dimension: mine.features.count)
+        var sites: [PeerID: FeatureStatistics] = [:]
         var mismatches: [String] = []
         for origin in payloads.keys.sorted() {
             let summary: SiteSummary
@@ -153,8 +153,9 @@ actor NodeDriver: Service {
                 mismatches.append("site '\(origin)' \(difference)")
                 continue
             }
-            merged = merged.merged(with: summary.statistics)
+            sites[origin] = summary.statistics
         }
+        let merged = FeatureStatistics.pooled(sites, dimension: mine.features.count)
         guard mismatches.isEmpty else {
             throw NodeError("schema mismatch with this site ('\(me)', \(mine.features.count) features): \(mismatches.joined(separator: "; ")); every site's export must have the plan's columns, by name")
         }
