@@ -39,9 +39,12 @@ actor NodeDriver: Service {
     private var restoredSnapshot: GossipInstance<PlanLearner>.Snapshot?
     /// Operator warnings about refused messages: at most one per neighbour and reason per interval.
     private var warningLimiter = RateLimiter(interval: .seconds(10))
-    /// The topology-file fingerprint each neighbour last announced, and whether it matched ours
-    /// when compared (a change either way is logged once; see ``compareTopology(of:)``).
-    private var neighbourTopology: [PeerID: (fingerprint: [UInt8], matches: Bool)] = [:]
+    /// The topology-file fingerprint each neighbour last announced; since when it differs from
+    /// ours, and whether that was reported (see ``compareTopology(of:)``).
+    private var neighbourTopology: [PeerID: (fingerprint: [UInt8], differentSince: Duration?, warned: Bool)] = [:]
+    /// How long a neighbour's file may differ before it is a warning: an edit distributed to
+    /// every site reaches them all within a second or two (each polls its file every second).
+    static let topologyMismatchGrace: Duration = .seconds(10)
     private var round: Int { instance.round }
 
     let metrics: NodeMetrics
@@ -229,8 +232,11 @@ actor NodeDriver: Service {
             log?.write(ConvergenceLog.session("refused", peer: node.configuration.peer, other: peer ?? "?", reason: reason.rawValue, round: round, time: now()))
         case .topologyAnnounced(let peer, let fingerprint):
             let previous = neighbourTopology[peer]
-            neighbourTopology[peer] = (fingerprint, previous?.matches ?? true)
-            compareTopology(of: peer, force: previous == nil || previous?.fingerprint != fingerprint)
+            if previous?.fingerprint != fingerprint {
+                // Another file: a difference is timed (and reported) afresh.
+                neighbourTopology[peer] = (fingerprint, nil, previous?.warned ?? false)
+            }
+            compareTopology(of: peer)
         case .message(let peer, let bytes):
             if let type = bytes.first, (StatisticsRound.statisticsType...StatisticsRound.basisType).contains(type) {
                 carryOut(statisticsRound.receive(bytes, from: peer, now: elapsed()))
@@ -240,13 +246,14 @@ actor NodeDriver: Service {
         }
     }
 
-    /// The statistics round's timer: re-requests, warnings naming the missing peers, its deadline.
-    /// It runs until the node stops (returning earlier would end the node's task group).
+    /// The statistics round's timer: re-requests, warnings naming the missing peers, its deadline;
+    /// also reports topology files that stayed different. It runs until the node stops (returning earlier would end the node's task group).
     private func statisticsTicker() async {
         while !_Concurrency.Task.isCancelled {
             try? await _Concurrency.Task.sleep(for: .seconds(1))
             // After completion it only resets the per-interval budgets (and answers nothing).
             carryOut(statisticsRound.tick(now: elapsed()))
+            reportTopologyMismatches()
         }
     }
 
@@ -599,7 +606,7 @@ actor NodeDriver: Service {
             _Concurrency.Task { await mesh.updateTopologyFingerprint(fingerprint) }
         }
         for peer in Array(neighbourTopology.keys) {
-            if neighbours[peer] == nil { neighbourTopology[peer] = nil } else { compareTopology(of: peer, force: false) }
+            if neighbours[peer] == nil { neighbourTopology[peer] = nil } else { compareTopology(of: peer) }
         }
         // The consortium's record of who changed what: the diff, at notice level.
         node.logger.notice("Topology reloaded", metadata: [
@@ -609,28 +616,45 @@ actor NodeDriver: Service {
         log?.write(ConvergenceLog.session("reloaded", peer: me, other: neighbours.keys.sorted().map(\.rawValue).joined(separator: ","), reason: diff.isEmpty ? reason : reason + ": " + diff.description, round: round, time: now()))
     }
 
-    /// Compares a neighbour's announced topology-file fingerprint with ours: a difference is a
-    /// warning naming both (never a refusal: the plan hash decides who may talk), the return to
-    /// the same file a notice. Logged when the comparison's outcome changes, or when `force`d
-    /// for a newly announced mismatching fingerprint.
-    private func compareTopology(of peer: PeerID, force: Bool) {
-        guard let entry = neighbourTopology[peer], let ours = topology.fingerprint else { return }
+    /// Compares a neighbour's announced topology-file fingerprint with ours, after an
+    /// announcement or a reload of our own file. The metric follows at once; the log only when
+    /// a difference outlasts ``topologyMismatchGrace`` (``reportTopologyMismatches()``, every
+    /// second) — a warning naming both, never a refusal: the plan hash decides who may talk —
+    /// and, after such a warning, when the files agree again (a notice).
+    private func compareTopology(of peer: PeerID) {
+        guard var entry = neighbourTopology[peer], let ours = topology.fingerprint else { return }
         let matches = entry.fingerprint == ours
-        let changed = matches != entry.matches
-        neighbourTopology[peer] = (entry.fingerprint, matches)
-        let theirs = Topology.hex(entry.fingerprint)
-        let me = node.configuration.peer
-        if !matches && (changed || force) {
+        if matches {
+            if entry.warned {
+                node.logger.notice("Neighbour \(peer) now runs the same topology file", metadata: ["neighbour": "\(peer)", "topology.fingerprint": "\(topology.fingerprintHex)"])
+                log?.write(ConvergenceLog.session("topology_match", peer: node.configuration.peer, other: peer.rawValue, reason: nil, round: round, time: now()))
+            }
+            entry.differentSince = nil
+            entry.warned = false
+        } else if entry.differentSince == nil {
+            entry.differentSince = elapsed()
+            entry.warned = false
+        }
+        neighbourTopology[peer] = entry
+        metrics.update { $0.topologyMatches[peer.rawValue] = matches }
+    }
+
+    /// The differences that outlasted the grace period, reported once each.
+    private func reportTopologyMismatches() {
+        let now = elapsed()
+        for peer in neighbourTopology.keys.sorted() {
+            guard var entry = neighbourTopology[peer], let since = entry.differentSince, !entry.warned,
+                now - since >= Self.topologyMismatchGrace
+            else { continue }
+            entry.warned = true
+            neighbourTopology[peer] = entry
+            let theirs = Topology.hex(entry.fingerprint)
             node.logger.warning(
                 "Neighbour \(peer) runs a different topology file (fingerprint \(theirs), this node \(topology.fingerprintHex)); check that every site has the same file",
                 metadata: ["neighbour": "\(peer)", "topology.fingerprint": "\(topology.fingerprintHex)", "neighbour.fingerprint": "\(theirs)"]
             )
-            log?.write(ConvergenceLog.session("topology_mismatch", peer: me, other: peer.rawValue, reason: "fingerprint \(theirs), ours \(topology.fingerprintHex)", round: round, time: now()))
-        } else if matches && changed {
-            node.logger.notice("Neighbour \(peer) now runs the same topology file", metadata: ["neighbour": "\(peer)", "topology.fingerprint": "\(topology.fingerprintHex)"])
-            log?.write(ConvergenceLog.session("topology_match", peer: me, other: peer.rawValue, reason: nil, round: round, time: now()))
+            log?.write(ConvergenceLog.session("topology_mismatch", peer: node.configuration.peer, other: peer.rawValue, reason: "fingerprint \(theirs), ours \(topology.fingerprintHex)", round: round, time: self.now()))
         }
-        metrics.update { $0.topologyMatches[peer.rawValue] = matches }
     }
 
     private func now() -> Double { Date().timeIntervalSince1970 }

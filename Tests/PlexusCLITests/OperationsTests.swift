@@ -254,8 +254,9 @@ import Testing
     }
 
     /// Two sites whose topology files differ (here only by a comment: the plan, and so the
-    /// handshake, still agree): each warns naming both fingerprints, the link keeps training, and
-    /// once the odd copy is edited back to the common file both log that the files agree again.
+    /// handshake, still agree): after the 10 s grace each warns naming both fingerprints, the link
+    /// keeps training, and once the odd copy is edited back to the common file both log that the
+    /// files agree again. A routine edit that reaches every site together logs nothing.
     @Test func differentTopologyFilesAreAWarningNamingBothFingerprints() throws {
         let directory = temporaryDirectory("fingerprints")
         let (path, _) = try node.network("consortium-3.toml", in: directory, rounds: 1_000_000)
@@ -291,6 +292,15 @@ import Testing
         #expect(waitUntil(10) { nodes[1].log.components(separatedBy: "now runs the same topology file").count - 1 == 2 }, "\(nodes[1].log)")
         // Once per change, not once per round or per session.
         #expect(nodes[0].log.components(separatedBy: mismatch).count - 1 == 1, "\(nodes[0].log)")
+        // A routine edit, distributed to every site at once: quiet past the grace period.
+        let warningsBefore = nodes.map { $0.log.components(separatedBy: "runs a different topology file").count }
+        let reloadsBefore = nodes.map { $0.log.components(separatedBy: "Topology reloaded").count }
+        let edited = text + "\n# reviewed by the consortium\n"
+        try edited.write(toFile: path, atomically: true, encoding: .utf8)
+        try edited.write(toFile: oddPath, atomically: true, encoding: .utf8)
+        #expect(waitUntil(10) { zip(nodes, reloadsBefore).allSatisfy { $0.log.components(separatedBy: "Topology reloaded").count > $1 } })
+        usleep(12_000_000)
+        #expect(nodes.map { $0.log.components(separatedBy: "runs a different topology file").count } == warningsBefore, "\(nodes.map(\.log))")
         for n in nodes { kill(n.process.processIdentifier, SIGTERM) }
         for n in nodes { #expect(n.wait(timeout: 10) != nil) }
     }
