@@ -138,7 +138,7 @@ let package = Package(
             dependencies: ["PlexusGossip", "PlexusSimulator", "PlexusCodec", "PlexusCrypto", "PlexusCore"],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "PlexusLogTests", dependencies: ["PlexusLog", "PlexusCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "PlexusLogTests", dependencies: ["PlexusLog", "PlexusCore", "PlexusGossip"], swiftSettings: swiftSettings),
         .testTarget(name: "PlexusViewsTests", dependencies: ["PlexusViews", "PlexusLog"], swiftSettings: swiftSettings),
         .testTarget(
             name: "PlexusEngineTests",

@@ -162,20 +162,18 @@ extension EvaluationTable {
     }
 
     /// The table as JSON (read by `plexus report --evaluation`).
-    public func json() -> JSONValue {
-        .object([
-            ("dataset", .string(dataset)), ("topology", .string(topology)), ("model", .string(model)), ("codec", .string(codec)),
-            ("metric", .string(metric)), ("seeds", .array(seeds.map { .integer(Int($0)) })),
-            ("decentralized_bytes", .array(bytes.map { .integer($0) })),
-            ("rows", .array(rows.map { row in
+    public func record() -> EvaluationRecord {
+        EvaluationRecord(
+            dataset: dataset, topology: topology, model: model, codec: codec, metric: metric, seeds: seeds,
+            decentralizedBytes: bytes,
+            rows: rows.map { row in
                 let (mean, sd) = Self.meanAndSD(row.values.compactMap { $0[metric] })
-                return .object([
-                    ("setting", .string(row.setting)), ("site", row.site.map { .string($0) } ?? .null),
-                    ("mean", .number(mean)), ("sd", .number(sd)),
-                    ("per_seed", .array(row.values.map { v in .object(metrics.map { ($0, .number(v[$0] ?? .nan)) }) })),
-                ])
-            })),
-        ])
+                return EvaluationRecord.Row(
+                    setting: row.setting, site: row.site, mean: mean, sd: sd,
+                    perSeed: row.values.map { v in Dictionary(uniqueKeysWithValues: metrics.map { ($0, v[$0]) }) }
+                )
+            }
+        )
     }
 
     static func displayName(_ metric: String) -> String {

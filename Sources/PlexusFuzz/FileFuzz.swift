@@ -95,12 +95,21 @@ enum SafetensorsFuzz {
     }
 }
 
-/// The convergence-log reader (JSON lines): never traps, and counts every line it reads.
+/// The convergence-log reader (JSON lines): never traps, accounts for every non-empty line (a
+/// record or a skipped line), and every record it reads survives the writer's encoding unchanged.
 enum ConvergenceLogFuzz {
     static func run(_ bytes: [UInt8]) {
         let text = String(decoding: bytes, as: UTF8.self)
         let log = ConvergenceLogReader.parse(text, peer: "p000")
-        fuzzCheck(log.skippedLines >= 0 && log.rounds.count + log.events.count <= text.utf8.count, "implausible line counts")
-        _ = try? JSONParser.parse(bytes)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: true).count
+        let headers = text.split(separator: "\n").filter { (try? ConvergenceLog.decodeLine(Array($0.utf8))).map { if case .header = $0 { true } else { false } } ?? false }.count
+        fuzzCheck(log.rounds.count + log.events.count + headers + log.skippedLines == lines, "\(lines) lines, but \(log.rounds.count) rounds, \(log.events.count) events, \(headers) headers, \(log.skippedLines) skipped")
+        var records = log.rounds.map(LogRecord.round) + log.events.map(LogRecord.event)
+        if let header = log.header { records.append(.header(header)) }
+        for record in records {
+            let line = try? ConvergenceLog.encodeLine(record)
+            fuzzCheck(line.map { !$0.contains(0x0A) } ?? false, "a record that does not encode to one line")
+            fuzzCheck(line.flatMap { try? ConvergenceLog.decodeLine($0) } == record, "log record round trip differs")
+        }
     }
 }

@@ -3,6 +3,7 @@ import PlexusCore
 import PlexusCrypto
 import PlexusGossip
 import PlexusLearning
+import PlexusLog
 import PlexusNode
 import PlexusTransport
 
@@ -102,10 +103,31 @@ enum Seeds {
             Safetensors.encode(Array(values.prefix(layout.count)), layout: layout, metadata: ["plan": "fuzz", "round": "3"]),
             Safetensors.encode(Array(values.prefix(layout.count)), layout: layout),
         ]
+        // A file as the writer writes it (every line kind), and one in the previous writer's
+        // key order with a torn last line.
+        let me = PeerID("p000")!, other = PeerID("p001")!
+        let round = RoundRecord(
+            time: 1.5, virtualTime: 0.5, peer: me.rawValue, round: 3, loss: 0.25,
+            validation: ["auc": 0.75, "f1": .nan], test: ["accuracy": 0.5],
+            consensusDistance: .nan, relativeConsensusDistance: 0.1, bytesSent: 10, bytesReceived: 20, compressionRatio: 1.25,
+            accepted: 2, rejected: [Reason.truncated.rawValue: 1], staleness: [other.rawValue: 1],
+            seconds: PhaseSeconds(train: 0.01, encode: 0.001, apply: 0))
+        let records: [LogRecord] = [
+            .header(ConvergenceLog.header(peer: me, network: "fuzz", planHash: "00", model: "logistic", codec: "lossless", parameters: 4, samples: 10)),
+            .round(round),
+            ConvergenceLog.event(.rejected(from: other, reason: .truncated, message: "m"), peer: me, round: 3, time: 2),
+            ConvergenceLog.event(.keyframeSent(to: other, version: 7), peer: me, round: 3, time: 2),
+            ConvergenceLog.event(.keyframeRequested(from: other, heldVersion: 6), peer: me, round: 3, time: 2),
+            ConvergenceLog.event(.deadlineMissed(round: 2, missing: [other]), peer: me, round: 3, time: 2),
+            ConvergenceLog.event(.awaitingFirstSession(other), peer: me, round: 3, time: 2),
+            ConvergenceLog.session("session_closed", peer: me, other: other.rawValue, reason: "eof", round: 3, time: 2),
+        ]
         seeds["convergence-log"] = [
-            Array(#"{"type":"header","peer":"p000","plan":"x"}"#.utf8) + [10]
-                + Array(#"{"type":"round","peer":"p000","round":1,"time":0.5,"loss":0.25,"bytes_sent":10,"bytes_received":20,"accepted":2,"rejected":{"badSignature":1}}"#.utf8) + [10]
-                + Array(#"{"type":"event","time":1.0,"round":2,"event":"rejected","peer":"p001","reason":"stale"}"#.utf8) + [10],
+            records.flatMap { ((try? ConvergenceLog.encodeLine($0)) ?? []) + [10] },
+            Array(#"{"schema":"plexus.convergence","version":1,"peer":"p000","network":"t","plan_hash":"00","model":"cox","codec":"lossless","parameters":10,"samples":100}"#.utf8) + [10]
+                + Array(#"{"type":"round","time":1001,"peer":"p000","round":1,"loss":null,"test":{"c_index":0.6,"auc":null},"consensus_distance":1,"consensus_distance_relative":0.1,"bytes_sent":1001,"bytes_received":2000,"compression_ratio":1.2,"accepted":2,"rejected":{"gap":0},"staleness":{"p001":0},"seconds":{"train":0.01,"encode":0.001,"apply":0.001}}"#.utf8) + [10]
+                + Array(#"{"type":"event","time":1030,"peer":"p000","round":3,"event":"rejected","from":"p001","reason":"gap","message":"x"}"#.utf8) + [10]
+                + Array(#"{"type":"round","time":1099,"peer":"p000","rou"#.utf8),
         ]
         return seeds
     }

@@ -2,45 +2,20 @@
 import Glibc
 #endif
 
-/// One round line, read back.
-public struct RoundRecord: Sendable, Hashable {
-    public var round: Int
-    public var time: Double
-    public var loss: Double?
-    public var validation: [String: Double]
-    public var test: [String: Double]
-    public var consensusDistance: Double?
-    public var relativeConsensusDistance: Double?
-    public var bytesSent: Int
-    public var bytesReceived: Int
-    public var compressionRatio: Double?
-    public var accepted: Int
-    public var rejected: [String: Int]
-    /// Neighbour id → rounds its copy lagged.
-    public var staleness: [String: Int]
-}
-
-/// One event line, read back.
-public struct EventRecord: Sendable, Hashable {
-    public var time: Double
-    public var round: Int
-    public var event: String
-    /// The other peer, when the event names one (`from`, `to` or `with`).
-    public var other: String?
-    public var reason: String?
-}
-
 /// Everything one peer's file says.
 public struct PeerLog: Sendable {
     public var peer: String
     public var path: String
-    public var header: JSONValue?
+    public var header: LogHeader?
     public var rounds: [RoundRecord] = []
     public var events: [EventRecord] = []
-    /// Lines that were not valid JSON or not a record (a node killed mid-write leaves one).
+    /// Lines that were not valid JSON or not a record (a node killed mid-write leaves one), or
+    /// longer than ``ConvergenceLog/maximumLineBytes``.
     public var skippedLines = 0
     /// Bytes of the file consumed so far (for following a growing file).
     public var offset = 0
+    /// Inside an overlong line that ``ConvergenceLogReader/update(_:)`` is skipping to its end.
+    var skippingLongLine = false
 
     /// An empty log for the file at `path`, to be filled by ``ConvergenceLogReader/update(_:)``.
     public init(peer: String, path: String) {
@@ -85,7 +60,9 @@ public enum ConvergenceLogReader {
     }
 
     /// Reads what was appended to `log.path` since the last call: complete lines only, so a
-    /// line being written is picked up whole next time. At most 64 MiB per call.
+    /// line being written is picked up whole next time. At most 64 MiB per call. A line longer
+    /// than ``ConvergenceLog/maximumLineBytes`` is skipped to its newline (and counted once),
+    /// never buffered whole.
     public static func update(_ log: inout PeerLog) {
         let fd = open(log.path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return }
@@ -102,11 +79,22 @@ public enum ConvergenceLogReader {
             pending.append(contentsOf: buffer[0..<n])
             var start = 0
             while let newline = pending[start...].firstIndex(of: 0x0A) {
-                ingest(Array(pending[start..<newline]), into: &log)
+                if log.skippingLongLine {
+                    log.skippingLongLine = false
+                } else {
+                    ingest(pending[start..<newline], into: &log)
+                }
                 log.offset += newline - start + 1
                 start = newline + 1
             }
             pending.removeFirst(start)
+            if pending.count > ConvergenceLog.maximumLineBytes {
+                // An overlong line: count it now, drop what is buffered, skip to its newline.
+                if !log.skippingLongLine { log.skippedLines += 1 }
+                log.skippingLongLine = true
+                log.offset += pending.count
+                pending.removeAll(keepingCapacity: true)
+            }
         }
     }
 
@@ -114,7 +102,7 @@ public enum ConvergenceLogReader {
     public static func parse(_ text: String, peer: String) -> PeerLog {
         var log = PeerLog(peer: peer, path: "")
         for line in text.split(separator: "\n", omittingEmptySubsequences: false) where !line.isEmpty {
-            ingest(Array(line.utf8), into: &log)
+            ingest(Array(line.utf8)[...], into: &log)
         }
         return log
     }
@@ -124,59 +112,18 @@ public enum ConvergenceLogReader {
         return String(file.dropLast(".jsonl".count))
     }
 
-    private static func ingest(_ line: [UInt8], into log: inout PeerLog) {
+    private static func ingest(_ line: ArraySlice<UInt8>, into log: inout PeerLog) {
         guard !line.isEmpty else { return }
-        guard let value = try? JSONParser.parse(line) else {
+        guard let record = try? ConvergenceLog.decodeLine(line) else {
             log.skippedLines += 1
             return
         }
-        if value["schema"]?.stringValue == ConvergenceLog.schema {
-            log.header = value
-            if let peer = value["peer"]?.stringValue { log.peer = peer }
-            return
+        switch record {
+        case .header(let header):
+            log.header = header
+            if !header.peer.isEmpty { log.peer = header.peer }
+        case .round(let round): log.rounds.append(round)
+        case .event(let event): log.events.append(event)
         }
-        switch value["type"]?.stringValue {
-        case "round":
-            guard let round = value["round"]?.intValue else {
-                log.skippedLines += 1
-                return
-            }
-            log.rounds.append(RoundRecord(
-                round: round,
-                time: value["time"]?.doubleValue ?? 0,
-                loss: value["loss"]?.doubleValue,
-                validation: numbers(value["validation"]),
-                test: numbers(value["test"]),
-                consensusDistance: value["consensus_distance"]?.doubleValue,
-                relativeConsensusDistance: value["consensus_distance_relative"]?.doubleValue,
-                bytesSent: value["bytes_sent"]?.intValue ?? 0,
-                bytesReceived: value["bytes_received"]?.intValue ?? 0,
-                compressionRatio: value["compression_ratio"]?.doubleValue,
-                accepted: value["accepted"]?.intValue ?? 0,
-                rejected: numbers(value["rejected"]).mapValues { Int($0) },
-                staleness: numbers(value["staleness"]).mapValues { Int($0) }
-            ))
-        case "event":
-            guard let event = value["event"]?.stringValue else {
-                log.skippedLines += 1
-                return
-            }
-            log.events.append(EventRecord(
-                time: value["time"]?.doubleValue ?? 0,
-                round: value["round"]?.intValue ?? 0,
-                event: event,
-                other: value["from"]?.stringValue ?? value["to"]?.stringValue ?? value["with"]?.stringValue,
-                reason: value["reason"]?.stringValue
-            ))
-        default:
-            log.skippedLines += 1
-        }
-    }
-
-    private static func numbers(_ value: JSONValue?) -> [String: Double] {
-        guard case .object(let members)? = value else { return [:] }
-        var out: [String: Double] = [:]
-        for (k, v) in members { if let d = v.doubleValue { out[k] = d } }
-        return out
     }
 }

@@ -353,7 +353,7 @@ actor NodeDriver: Service {
         // A round's log line is written after the state file that covers it (the `.persist` that
         // follows it), so a `kill -9` in between never leaves a line for a round the restarted
         // node will run — and log — again.
-        var roundLines: [JSONValue] = []
+        var roundLines: [LogRecord] = []
         func writeRoundLines() {
             for line in roundLines { log?.write(line) }
             roundLines.removeAll()

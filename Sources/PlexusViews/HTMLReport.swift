@@ -17,23 +17,31 @@ public struct EvaluationReference: Sendable {
         self.isolated = isolated
     }
 
-    /// Reads the JSON that `plexus evaluate --json` writes.
-    public init(json: JSONValue) throws(ConvergenceLogReader.Error) {
-        guard let metric = json["metric"]?.stringValue, case .array(let rows)? = json["rows"] else {
-            throw ConvergenceLogReader.Error(description: "not an evaluation result: expected \"metric\" and \"rows\"")
-        }
-        self.metric = metric
+    /// The reference lines of the table `plexus evaluate --json` writes.
+    public init(_ evaluation: EvaluationRecord) {
+        metric = evaluation.metric
         var isolated: [(String, Double)] = []
-        for row in rows {
-            guard let setting = row["setting"]?.stringValue, let mean = row["mean"]?.doubleValue else { continue }
-            switch setting {
+        for row in evaluation.rows {
+            guard let mean = row.mean else { continue }
+            switch row.setting {
             case "centralized": centralized = mean
             case "decentralized": decentralized = mean
-            case "isolated": isolated.append((row["site"]?.stringValue ?? "?", mean))
+            case "isolated": isolated.append((row.site ?? "?", mean))
             default: break
             }
         }
         self.isolated = isolated
+    }
+
+    /// Reads the JSON that `plexus evaluate --json` writes.
+    public init(json: [UInt8]) throws(ConvergenceLogReader.Error) {
+        let record: EvaluationRecord
+        do {
+            record = try PlexusJSON.decode(EvaluationRecord.self, from: json)
+        } catch {
+            throw ConvergenceLogReader.Error(description: "not an evaluation result: \(error.description)")
+        }
+        self.init(record)
     }
 }
 

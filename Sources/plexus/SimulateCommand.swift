@@ -150,14 +150,28 @@ struct Simulate: ParsableCommand {
         do { summary = try Experiment.simulate(options) } catch { throw CLIError("\(error)") }
         let peakMB = Double(peakResidentBytes()) / 1e6
         if json {
-            let value = JSONValue.object([
-                ("peers", .integer(summary.peers.count)), ("rounds", .integer(plan.rounds)),
-                ("seconds", .number(summary.seconds)), ("seconds_per_round", .number(summary.secondsPerRound)),
-                ("virtual_seconds", .number(Double(summary.outcome.virtualTime.components.seconds))),
-                ("bytes_sent", .integer(summary.bytesSent)), ("peak_memory_mb", .number(peakMB)),
-                ("test", .object(summary.peers.compactMap { p in summary.test[p].map { (p.rawValue, .object(metricPairs($0).map { ($0.0, .number($0.1)) })) } })),
-            ])
-            print(value.serialized())
+            struct Summary: Encodable {
+                var peers, rounds: Int
+                var seconds, secondsPerRound, virtualSeconds: Double
+                var bytesSent: Int
+                var peakMemoryMB: Double
+                /// Peer → metric → value (`null` when not a number).
+                var test: [String: [String: Double]]
+                enum CodingKeys: String, CodingKey {
+                    case peers, rounds, seconds, secondsPerRound = "seconds_per_round", virtualSeconds = "virtual_seconds"
+                    case bytesSent = "bytes_sent", peakMemoryMB = "peak_memory_mb", test
+                }
+            }
+            var test: [String: [String: Double]] = [:]
+            for p in summary.peers {
+                if let evaluation = summary.test[p] {
+                    test[p.rawValue] = Dictionary(metricPairs(evaluation), uniquingKeysWith: { first, _ in first })
+                }
+            }
+            print(try PlexusJSON.string(Summary(
+                peers: summary.peers.count, rounds: plan.rounds, seconds: summary.seconds, secondsPerRound: summary.secondsPerRound,
+                virtualSeconds: Double(summary.outcome.virtualTime.components.seconds), bytesSent: summary.bytesSent,
+                peakMemoryMB: peakMB, test: test)))
             return
         }
         print("\(topology.networkName): \(summary.peers.count) peers, \(plan.model.rawValue), \(plan.rounds) rounds, codec \(plan.codec), seed \(seed)")
@@ -220,7 +234,7 @@ struct Evaluate: ParsableCommand {
             }
         } catch { throw CLIError("\(error)") }
         if json {
-            print(table.json().serialized())
+            print(try PlexusJSON.string(table.record()))
         } else if markdown {
             print(table.markdown(), terminator: "")
         } else {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PlexusCore
 import PlexusCrypto
+import PlexusLog
 import PlexusTopology
 
 struct TopologyCommand: ParsableCommand {
@@ -81,10 +82,7 @@ extension TopologyCommand {
                 let report = Report(
                     file: file, valid: topology != nil, diagnostics: diagnostics, network: topology?.networkName,
                     planHash: topology.map { PlanHash.hex($0.planHash) }, facts: facts)
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                let data = try encoder.encode(report)
-                print(String(decoding: data, as: UTF8.self))
+                print(try PlexusJSON.string(report, pretty: true))
             case .text:
                 for d in diagnostics { StandardStream.error.write("\(d)\n") }
                 if let topology, let facts {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PlexusCore
 import PlexusLearning
+import PlexusLog
 import PlexusTopology
 
 struct Train: ParsableCommand {
@@ -123,12 +124,7 @@ struct Train: ParsableCommand {
             throw CLIError(error.description)
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            encoder.nonConformingFloatEncodingStrategy = .convertToString(
-                positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            let bytes = try encoder.encode(report)
-            print(String(decoding: bytes, as: UTF8.self))
+            print(try PlexusJSON.string(report, pretty: true))
         } else {
             print(TrainReportText.render(report), terminator: "")
         }

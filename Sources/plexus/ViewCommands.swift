@@ -40,7 +40,7 @@ struct Report: ParsableCommand {
                 throw CLIError("\(evaluation): cannot read the evaluation file (or it is larger than 16 MiB)")
             }
             do {
-                reference = try EvaluationReference(json: try JSONParser.parse(Array(data)))
+                reference = try EvaluationReference(json: Array(data))
             } catch {
                 throw CLIError("\(evaluation): \(error)")
             }

@@ -141,8 +141,16 @@ func planFile(_ name: String) throws -> Plan { try PlanFile.load(path: repositor
                 files[(path as NSString).lastPathComponent] = try String(contentsOfFile: path, encoding: .utf8)
                     .split(separator: "\n").map { line in
                         // Drop the wall-clock fields: "time" and the "seconds" object.
-                        guard case .object(let members) = try JSONParser.parse(String(line)) else { return String(line) }
-                        return JSONValue.object(members.filter { $0.0 != "time" && $0.0 != "seconds" }).serialized()
+                        switch try ConvergenceLog.decodeLine(Array(line.utf8)) {
+                        case .header: return String(line)
+                        case .round(var r):
+                            r.time = 0
+                            r.seconds = nil
+                            return String(decoding: try ConvergenceLog.encodeLine(.round(r)), as: UTF8.self)
+                        case .event(var e):
+                            e.time = 0
+                            return String(decoding: try ConvergenceLog.encodeLine(.event(e)), as: UTF8.self)
+                        }
                     }
             }
             return files
