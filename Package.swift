@@ -146,7 +146,8 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "PlexusCryptoTests", dependencies: ["PlexusCrypto"], swiftSettings: swiftSettings),
-        // NOT FOR PUBLIC CONSUMPTION: fixtures shared by test targets (the TCP forwarder).
+        // NOT FOR PUBLIC CONSUMPTION: fixtures shared by test targets (the TCP forwarder, the
+        // packet-level link emulator between network namespaces).
         .target(
             name: "PlexusTestKit",
             dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],

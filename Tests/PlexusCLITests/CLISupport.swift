@@ -76,11 +76,18 @@ final class Background {
     let process = Process()
     let output: String
 
-    init(_ arguments: [String], output: String, workingDirectory: String? = nil) throws {
+    /// Runs `plexus arguments…`, behind `prefix` when one is given (e.g. `LinkEmulator.command(in:)`,
+    /// `ip netns exec <ns>`, which execs the program: the process id stays plexus's).
+    init(_ arguments: [String], output: String, workingDirectory: String? = nil, prefix: [String] = []) throws {
         self.output = output
         _ = FileManager.default.createFile(atPath: output, contents: nil)
-        process.executableURL = plexusExecutable
-        process.arguments = arguments
+        if let launcher = prefix.first {
+            process.executableURL = URL(fileURLWithPath: launcher)
+            process.arguments = prefix.dropFirst() + [plexusExecutable.path] + arguments
+        } else {
+            process.executableURL = plexusExecutable
+            process.arguments = arguments
+        }
         if let workingDirectory { process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
         process.standardOutput = handle
