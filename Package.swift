@@ -11,6 +11,8 @@
 //   PlexusTopology                    topology files: parse, validate, graph facts, generate, diff
 //   PlexusLearning                    CSV data, models, optimizers, metrics, local training
 //   PlexusTransport                   the secure peer-to-peer mesh: framing, handshake, sessions (NIO)
+//   PlexusNode                        a peer node: the gossip instance over the mesh; metrics (swift-metrics,
+//                                     exposed through swift-prometheus at /metrics)
 //   plexus                            the command-line tool: argument parsing only
 import PackageDescription
 
@@ -38,6 +40,9 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // The metrics layer (issue 17): swift-metrics types in the driver, Prometheus exposition.
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -109,6 +114,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -164,6 +171,15 @@ let package = Package(
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The node's own parts in process: its metrics through swift-metrics and swift-prometheus.
+        .testTarget(
+            name: "PlexusNodeTests",
+            dependencies: [
+                "PlexusNode", "PlexusCore", "PlexusTestKit",
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),

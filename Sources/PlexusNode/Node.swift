@@ -261,7 +261,9 @@ public final class PeerNode: Sendable {
             ),
             logger: logger
         )
-        let metrics = NodeMetrics(peer: me.rawValue)
+        let metrics = NodeMetrics(
+            peer: me, planRounds: plan.rounds, topologyFingerprint: topology.fingerprintHex, neighbours: topology.neighbours(of: me)
+        )
         let driver = try NodeDriver(node: self, mesh: mesh, metrics: metrics)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: mesh),

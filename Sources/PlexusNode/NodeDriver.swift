@@ -183,6 +183,7 @@ actor NodeDriver: Service {
         ])
         if let snapshot = restoredSnapshot, snapshot.round > node.plan.rounds {
             node.logger.notice("This node already finished its plan (\(node.plan.rounds) rounds); the final model is \(node.modelPath)")
+            metrics.finished()
             if standardization == nil { return }
         }
         if let standardization {
@@ -219,16 +220,16 @@ actor NodeDriver: Service {
     private func handle(_ event: MeshEvent) async {
         switch event {
         case .sessionOpened(let peer):
-            metrics.update { $0.openSessions += 1 }
+            metrics.sessionOpened()
             log?.write(ConvergenceLog.session("session_opened", peer: node.configuration.peer, other: peer.rawValue, reason: nil, round: round, time: now()))
             // Every new session: the statistics round's blobs, then a keyframe.
             carryOut(statisticsRound.sessionOpened(with: peer, now: elapsed()))
             carryOut(instance.sessionOpened(with: peer))
         case .sessionClosed(let peer, let reason, _):
-            metrics.update { $0.openSessions = max(0, $0.openSessions - 1) }
+            metrics.sessionClosed()
             log?.write(ConvergenceLog.session("session_closed", peer: node.configuration.peer, other: peer.rawValue, reason: reason.rawValue, round: round, time: now()))
         case .refused(let peer, let reason, _):
-            metrics.update { $0.handshakeFailures[reason.rawValue, default: 0] += 1 }
+            metrics.handshakeFailed(reason)
             log?.write(ConvergenceLog.session("refused", peer: node.configuration.peer, other: peer ?? "?", reason: reason.rawValue, round: round, time: now()))
         case .topologyAnnounced(let peer, let fingerprint):
             let previous = neighbourTopology[peer]
@@ -265,7 +266,7 @@ actor NodeDriver: Service {
                 enqueue(bytes, to: peer)
             case .rejected(let from, let reason, let message):
                 log?.write(ConvergenceLog.event(.rejected(from: from, reason: reason, message: message), peer: me, round: round, time: now()))
-                metrics.update { $0.rejected[reason.rawValue, default: 0] += 1 }
+                metrics.rejected(reason)
                 warnRejected(from: from, reason: reason, message: message)
             case .waiting(let missing, let elapsed):
                 node.logger.warning(
@@ -319,6 +320,7 @@ actor NodeDriver: Service {
         standardization = pooled
         let data = pooled.applied(to: node.site)
         instance.withLearner { $0.data = data }
+        metrics.trainingStarted()
         carryOut(restoredSnapshot != nil ? instance.resume() : instance.start())
     }
 
@@ -381,15 +383,14 @@ actor NodeDriver: Service {
                     if let first = test.first { metadata["test.\(first.0)"] = "\(first.1)" }
                     node.logger.info("Round completed", metadata: metadata)
                 }
-                metrics.update { m in
-                    m.round = report.round
-                    m.loss = report.trainingLoss
-                    m.consensusDistance = report.consensusDistance
-                    m.bytesSent += report.bytesSent
-                    m.bytesReceived += report.bytesReceived
-                    for (reason, count) in report.rejected { m.rejected[reason.rawValue, default: 0] += count }
-                    if let first = test.first { m.metric = (first.0, first.1) }
-                }
+                metrics.roundCompleted(
+                    NodeMetrics.RoundValues(
+                        round: report.round, trainingLoss: report.trainingLoss, consensusDistance: report.consensusDistance,
+                        bytesSent: report.bytesSent, bytesReceived: report.bytesReceived, rejected: report.rejected,
+                        staleness: report.staleness, validation: test.first.map { (name: $0.0, value: $0.1) }
+                    ),
+                    unixTime: now()
+                )
             case .event(let event):
                 log?.write(ConvergenceLog.event(event, peer: node.configuration.peer, round: round, time: now()))
                 switch event {
@@ -398,6 +399,7 @@ actor NodeDriver: Service {
                 case .awaitingFirstSession(let neighbour):
                     node.logger.warning("New neighbour has not connected yet; rounds go on without it until its first session", metadata: ["neighbour": "\(neighbour)"])
                 case .deadlineMissed(let missedRound, let missing):
+                    metrics.deadlineMissed(missing: missing)
                     if let suppressed = warningLimiter.admit("deadline", now: elapsed()) {
                         var metadata: Logger.Metadata = ["round": "\(missedRound)", "missing": "\(missing.map(\.rawValue).joined(separator: ","))", "deadline": "\(node.plan.roundDeadlineMilliseconds) ms"]
                         if suppressed > 0 { metadata["rounds_missed_since_last_warning"] = "\(suppressed)" }
@@ -408,7 +410,7 @@ actor NodeDriver: Service {
                 }
             case .finished:
                 finished = true
-                metrics.update { $0.finished = true }
+                metrics.finished()
                 saveModel()
                 if !node.configuration.forever && !stopScheduled {
                     stopScheduled = true
@@ -584,6 +586,7 @@ actor NodeDriver: Service {
         }
         let diff = TopologyDiff(from: topology, to: updated)
         topology = updated
+        metrics.topologyChanged(fingerprint: updated.fingerprintHex, neighbours: updated.neighbours(of: me))
         carryOut(statisticsRound.updatePeers(Self.pinnedKeys(updated), neighbours: updated.neighbours(of: me), now: elapsed()))
         let neighbours = node.neighbours(updated)
         for peer in outbound.keys where neighbours[peer] == nil { closeQueue(to: peer) }
@@ -636,7 +639,7 @@ actor NodeDriver: Service {
             entry.warned = false
         }
         neighbourTopology[peer] = entry
-        metrics.update { $0.topologyMatches[peer.rawValue] = matches }
+        metrics.setNeighbourTopologyMatch(neighbour: peer, matches: matches)
     }
 
     /// The differences that outlasted the grace period, reported once each.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import PlexusCore
 
 @main
 struct Plexus: AsyncParsableCommand {
@@ -10,7 +11,7 @@ struct Plexus: AsyncParsableCommand {
             locally and gossip compressed, signed model deltas to the neighbours named in a \
             topology file. There is no central server.
             """,
-        version: "0.1.0",
+        version: PlexusVersion.current,
         subcommands: [
             KeyGen.self,
             PubKey.self,

@@ -3,6 +3,7 @@ import PlexusCore
 import PlexusEngine
 import PlexusLearning
 import PlexusLog
+import PlexusTestKit
 import PlexusTopology
 import Testing
 
@@ -176,8 +177,13 @@ import Testing
         )
         let all = Topology(networkName: "reload", plan: plan, peers: four.peers, links: four.links)
         try TopologyWriter.toml(three).write(toFile: path, atomically: true, encoding: .utf8)
+        let threeFingerprint = try Topology.load(path: path, spectralAnalysis: false).fingerprintHex
+        let metricsPort = freePorts(1)
         var nodes = try (0..<3).map { index in
-            try Background(runArguments(path, ids[index], directory, ["--split", split, "--shard", "\(index)/4"]), output: "\(directory)/\(index).out")
+            try Background(
+                runArguments(path, ids[index], directory, ["--split", split, "--shard", "\(index)/4"] + (index == 0 ? ["--metrics", "127.0.0.1:\(metricsPort)"] : [])),
+                output: "\(directory)/\(index).out"
+            )
         }
         defer { for node in nodes where node.process.isRunning { node.kill9() } }
         // Let the three train for a while, then add the fourth peer and its links to the file.
@@ -186,6 +192,9 @@ import Testing
         while Date() < deadline, ((try? String(contentsOfFile: firstLog, encoding: .utf8)) ?? "").components(separatedBy: "\"type\":\"round\"").count < 100 {
             usleep(20_000)
         }
+        let before = PrometheusExposition(parsing: httpGet(port: metricsPort, path: "/metrics").map { String($0[($0.range(of: "\r\n\r\n")?.upperBound ?? $0.endIndex)...]) } ?? "")
+        #expect(before.value("plexus_topology_info", ["peer": ids[0].rawValue, "fingerprint": threeFingerprint]) == 1)
+        #expect(before.samples("plexus_deadline_misses_total").compactMap { $0.label("neighbour") }.sorted() == [ids[1].rawValue, ids[2].rawValue])
         try TopologyWriter.toml(all).write(toFile: path, atomically: true, encoding: .utf8)
         // The newcomer starts late: until then the three must not wait for it at every round.
         func reloadedAt() -> Int? {
@@ -194,7 +203,21 @@ import Testing
         func roundCount() -> Int { ((try? String(contentsOfFile: firstLog, encoding: .utf8)) ?? "").components(separatedBy: "\"type\":\"round\"").count - 1 }
         let waitUntil = Date().addingTimeInterval(60)
         while Date() < waitUntil, reloadedAt().map({ roundCount() < $0 + 60 }) ?? true { usleep(20_000) }
+        let allFingerprint = try Topology.load(path: path, spectralAnalysis: false).fingerprintHex
         nodes.append(try Background(runArguments(path, ids[3], directory, ["--split", split, "--shard", "3/4"]), output: "\(directory)/3.out"))
+        // The reload, in node 0's metrics: the new fingerprint's label set replaces the old one,
+        // and the newcomer has its per-neighbour series.
+        var after = PrometheusExposition(parsing: "")
+        let reloaded = Date().addingTimeInterval(30)
+        while Date() < reloaded {
+            after = PrometheusExposition(parsing: httpGet(port: metricsPort, path: "/metrics").map { String($0[($0.range(of: "\r\n\r\n")?.upperBound ?? $0.endIndex)...]) } ?? "")
+            if after.value("plexus_topology_info", ["peer": ids[0].rawValue, "fingerprint": allFingerprint]) == 1 { break }
+            usleep(50_000)
+        }
+        #expect(after.problems == [])
+        #expect(threeFingerprint != allFingerprint)
+        #expect(after.samples("plexus_topology_info").map { $0.label("fingerprint") } == [allFingerprint], "only the running topology's fingerprint")
+        #expect(after.value("plexus_deadline_misses_total", ["peer": ids[0].rawValue, "neighbour": ids[3].rawValue]) != nil)
         for (index, node) in nodes.enumerated() { #expect(node.wait(timeout: 240) == 0, "node \(index): \(node.log)") }
         let logs = try ConvergenceLogReader.read(directory: directory + "/logs")
         #expect(logs.count == 4)
@@ -274,6 +297,53 @@ import Testing
         #expect(sample(late, "plexus_training_loss\(label)").map { $0.isFinite && $0 > 0 } == true)
         #expect(sample(late, "plexus_validation_metric{peer=\"\(topology.peers[0].id)\",metric=\"accuracy\"}") != nil)
         #expect(httpGet(port: port, path: "/other")?.hasPrefix("HTTP/1.1 404") == true)
+
+        // The live exposition, strictly: HELP and TYPE before samples, one TYPE per family, valid
+        // names, counters in _total, NaN/±Inf spelled as the format wants, no series twice.
+        let me = topology.peers[0].id
+        let body = String(late[late.range(of: "\r\n\r\n")!.upperBound...])
+        let exposition = PrometheusExposition(parsing: body)
+        #expect(exposition.problems == [], "\(body)")
+        // Every label from a bounded set: reasons are Reason raw values, neighbours the topology's.
+        let reasons = Set(Reason.allCases.map(\.rawValue))
+        let neighbours = Set(topology.neighbours(of: me).map(\.rawValue))
+        for sample in exposition.samples {
+            if let reason = sample.label("reason") { #expect(reasons.contains(reason), "\(sample.name): reason '\(reason)'") }
+            if let neighbour = sample.label("neighbour") { #expect(neighbours.contains(neighbour), "\(sample.name): neighbour '\(neighbour)'") }
+            if sample.name.hasPrefix("plexus_") { #expect(sample.label("peer") == me.rawValue, "\(sample.name)") }
+        }
+        let peer = ["peer": me.rawValue]
+        #expect(exposition.value("plexus_plan_rounds", peer) == Double(topology.plan.rounds))
+        #expect(exposition.value("plexus_build_info", ["peer": me.rawValue, "version": PlexusVersion.current]) == 1)
+        #expect(exposition.value("plexus_topology_info", ["peer": me.rawValue, "fingerprint": topology.fingerprintHex]) == 1)
+        #expect(exposition.value("plexus_open_sessions", peer).map { $0 >= 0 } == true)
+        #expect((exposition.value("plexus_last_round_timestamp_seconds", peer) ?? 0) > Date().timeIntervalSince1970 - 600)
+        #expect(exposition.value("plexus_round_duration_seconds_count", peer) == Double(topology.plan.rounds))
+        for neighbour in neighbours {
+            #expect(exposition.value("plexus_neighbour_staleness_rounds", ["peer": me.rawValue, "neighbour": neighbour]) != nil, "\(neighbour)")
+            #expect(exposition.value("plexus_deadline_misses_total", ["peer": me.rawValue, "neighbour": neighbour]) != nil, "\(neighbour)")
+        }
+        #expect((exposition.value("process_resident_memory_bytes") ?? 0) > 0)
+        #expect((exposition.value("process_open_fds") ?? 0) > 0)
+        // promtool, where installed (CI installs it and requires it).
+        if let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) {
+            let check = Process()
+            check.executableURL = URL(fileURLWithPath: promtool)
+            check.arguments = ["check", "metrics"]
+            let input = Pipe()
+            let output = Pipe()
+            check.standardInput = input
+            check.standardOutput = output
+            check.standardError = output
+            try check.run()
+            input.fileHandleForWriting.write(Data(body.utf8))
+            try input.fileHandleForWriting.close()
+            let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            check.waitUntilExit()
+            #expect(check.terminationStatus == 0, "promtool check metrics on a live scrape: \(said)")
+        } else {
+            #expect(ProcessInfo.processInfo.environment["PLEXUS_REQUIRE_PROMTOOL"] != "1", "promtool is required here but not installed")
+        }
     }
 
     /// Start-up errors are one clear line each and a non-zero exit.
