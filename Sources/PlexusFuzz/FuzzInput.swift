@@ -69,11 +69,7 @@ enum FuzzKeys {
     static let stateKey = SecureBytes(count: 32) { $0.initializeMemory(as: UInt8.self, repeating: 0x42) }
 
     /// The MAC a state file ends with under ``stateKey``.
-    static func stateMAC(_ body: [UInt8]) -> [UInt8] {
-        var h = BLAKE2b(key: stateKey)
-        h.update(body)
-        return h.finalize()
-    }
+    static func stateMAC(_ body: [UInt8]) -> [UInt8] { LocalFileMAC.mac(body, key: stateKey) }
 }
 
 func allFinite(_ values: some Sequence<Float>) -> Bool { values.allSatisfy(\.isFinite) }

@@ -544,18 +544,13 @@ public struct CompletedStatistics: Sendable, Equatable {
             w.write(contentsOf: message)
         }
         if let key {
-            w.write(contentsOf: Self.mac(w.bytes, key: key))
+            w.write(contentsOf: LocalFileMAC.mac(w.bytes, key: key))
         } else {
             w.write(contentsOf: BLAKE2b.hash256(w.bytes))
         }
         return w.bytes
     }
 
-    static func mac(_ body: [UInt8], key: SecureBytes) -> [UInt8] {
-        var h = BLAKE2b(key: key)
-        h.update(body)
-        return h.finalize()
-    }
 
     public struct Error: Swift.Error, Sendable, CustomStringConvertible {
         public var description: String
@@ -569,23 +564,8 @@ public struct CompletedStatistics: Sendable, Equatable {
         let body = Array(bytes[..<(bytes.count - 32)])
         let trailer = Array(bytes[(bytes.count - 32)...])
         let version = bytes[4]
-        switch version {
-        case 2:
-            guard let key else {
-                throw Error(description: "statistics file is authenticated by a state key, and the state key (<peer>.statekey) is missing from the state directory")
-            }
-            guard constantTimeEquals(Self.mac(body, key: key), trailer) else {
-                throw Error(description: "statistics file does not authenticate under this node's state key (torn, altered, or another node's)")
-            }
-        case 1:
-            guard acceptChecksum else {
-                throw Error(description: "statistics file of version 1 (a plain checksum) where this node writes authenticated ones: a downgraded or forged file")
-            }
-            guard BLAKE2b.hash256(body) == trailer else {
-                throw Error(description: "statistics file checksum does not match (truncated or altered)")
-            }
-        default:
-            throw Error(description: "not a statistics file of version 1 or 2")
+        if let problem = LocalFileMAC.problem(version: version, body: body, trailer: trailer, key: key, acceptChecksum: acceptChecksum, what: "statistics file") {
+            throw Error(description: problem)
         }
         let parsed: Result<CompletedStatistics, Error> = body.withUnsafeBytes { raw in
             var r = ByteReader(raw)

@@ -57,11 +57,6 @@ public enum StateFile {
         return key
     }
 
-    static func mac(_ body: [UInt8], key: SecureBytes) -> [UInt8] {
-        var h = BLAKE2b(key: key)
-        h.update(body)
-        return h.finalize()
-    }
 
     public static func encode(_ s: GossipSnapshot, planHash: [UInt8], key: SecureBytes) -> [UInt8] {
         var w = ByteWriter(capacity: 64 + 8 * s.parameters.count)
@@ -89,7 +84,7 @@ public enum StateFile {
             w.write(peerID: peer)
             w.write(littleEndian: s.replayWindow.lastAccepted[peer]!)
         }
-        w.write(contentsOf: mac(w.bytes, key: key))
+        w.write(contentsOf: LocalFileMAC.mac(w.bytes, key: key))
         return w.bytes
     }
 
@@ -101,25 +96,8 @@ public enum StateFile {
         guard bytes.count >= 4 + 1 + 32 + 4 + 8 + 8 + 8 * n + 4 + 4 + 32 else { throw Error(description: "state file is truncated") }
         let body = Array(bytes.dropLast(32))
         let trailer = Array(bytes.suffix(32))
-        switch bytes[4] {
-        case 2:
-            guard let key else {
-                throw Error(description: "state file is authenticated by a state key, and its state key (<peer>.statekey) is missing from the state directory")
-            }
-            let expected = mac(body, key: key)
-            let matches = expected.withUnsafeBytes { a in trailer.withUnsafeBytes { b in SecureBytes(copying: a) == SecureBytes(copying: b) } }
-            guard matches else {
-                throw Error(description: "state file does not authenticate under this node's state key (torn, altered, or another node's)")
-            }
-        case 1:
-            guard acceptChecksum else {
-                throw Error(description: "state file of version 1 (a plain checksum) where this node writes authenticated ones: a downgraded or forged file")
-            }
-            guard BLAKE2b.hash256(body) == trailer else {
-                throw Error(description: "state file checksum does not match (torn or altered file)")
-            }
-        default:
-            throw Error(description: "not a Plexus state file of version 1 or 2")
+        if let problem = LocalFileMAC.problem(version: bytes[4], body: body, trailer: trailer, key: key, acceptChecksum: acceptChecksum, what: "state file") {
+            throw Error(description: problem)
         }
         do {
             return try body.withUnsafeBytes { raw in
