@@ -551,8 +551,8 @@ public struct GossipInstance<Learner: LocalLearner> {
 
     private mutating func completeRound(into directives: inout [GossipDirective]) {
         let t0 = clock()
-        // Consensus step: x ← x + γ Σ_j p_ij (x̂_j − x̂_self), neighbours in id order, computed
-        // into `scratch` and kept only if finite.
+        // Consensus step (the plan's ``ConsensusRule``; CHOCO: x ← x + γ Σ_j p_ij (x̂_j − x̂_self)),
+        // neighbours in id order, computed into `scratch` and kept only if finite.
         let row = MixingWeights.row(
             selfSamples: learner.sampleCount,
             selfNeighbourhood: advertisedNeighbourhood,
@@ -568,18 +568,14 @@ public struct GossipInstance<Learner: LocalLearner> {
             weighting: settings.weighting,
             mixing: settings.mixing
         )
-        let gamma = Float(settings.consensusStep)
+        let inputs = order.compactMap { peer -> ConsensusNeighbour? in
+            guard let weight = row[peer], weight > 0, let copy = neighbourStates[peer]?.copy else { return nil }
+            return ConsensusNeighbour(peer: peer, weight: weight, copy: copy)
+        }
         scratch.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: parameters) }
-        for peer in order {
-            guard let weight = row[peer], weight > 0, let copy = neighbourStates[peer]?.copy else { continue }
-            let w = gamma * Float(weight)
-            scratch.withUnsafeMutableBufferPointer { x in
-                copy.withUnsafeBufferPointer { c in
-                    publicCopy.withUnsafeBufferPointer { s in
-                        for i in 0..<x.count { x[i] += w * (c[i] - s[i]) }
-                    }
-                }
-            }
+        let rule = settings.consensusRule
+        scratch.withUnsafeMutableBufferPointer { x in
+            publicCopy.withUnsafeBufferPointer { rule.step(candidate: x, publicCopy: $0, neighbours: inputs) }
         }
         if scratch.withUnsafeBufferPointer(FiniteVector.allFinite) {
             swap(&parameters, &scratch)

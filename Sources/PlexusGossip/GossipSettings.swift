@@ -33,6 +33,9 @@ public struct GossipSettings: Sendable {
     public var zstdLevel: Int = DeltaEncoder.defaultZstdLevel
     /// The CHOCO-Gossip consensus step γ in (0, 1]; 1 with a lossless codec is exact neighbour averaging.
     public var consensusStep: Double = 1
+    /// How the peer mixes its neighbours' copies: today always CHOCO-Gossip with
+    /// ``consensusStep`` (the seam for robust rules, see ``ConsensusRule``).
+    public var consensusRule: any ConsensusRule { ChocoConsensus(step: Float(consensusStep)) }
     public var synchrony: Plan.Synchrony = .synchronous
     /// Rounds to run; MUST be ≥ 1.
     public var rounds: Int
