@@ -38,6 +38,8 @@ public enum Reason: String, CaseIterable, Sendable, Hashable, CustomStringConver
     case unknownPeer
     /// An envelope signed by one peer arrived from another.
     case originMismatch
+    /// An envelope advertises another sample count than its origin's signed statistics message.
+    case sampleCountMismatch
     /// The message is for another learning plan.
     case planMismatch
     /// The parameter count is not the plan's.

@@ -641,6 +641,10 @@ public struct GossipInstance<Learner: LocalLearner> {
             reject(from: peer, .originMismatch, "envelope signed by '\(header.origin)' arrived from '\(peer)'", into: &directives)
             return
         }
+        if let declared = settings.neighbours[peer]?.declaredSamples, header.sampleCount != UInt64(clamping: declared) {
+            reject(from: peer, .sampleCountMismatch, "envelope advertises \(header.sampleCount) samples; the signed statistics of '\(peer)' declare \(declared)", into: &directives)
+            return
+        }
         do {
             try replayWindow.check(origin: peer, sequence: header.sequence)
         } catch {

@@ -7,10 +7,16 @@ public struct Neighbour: Hashable, Sendable {
     public var publicKey: Ed25519.PublicKey
     /// The symmetric base weight w_ij of the link (Metropolis–Hastings or explicit), in (0, 1).
     public var weight: Double
+    /// The sample count this neighbour declared in its signed statistics message, when known
+    /// (a node knows it once the statistics round completed; the simulator does not): an
+    /// envelope advertising another count is refused (`sampleCountMismatch`), so a count can
+    /// be no larger a lie than the one the neighbour signed before training began.
+    public var declaredSamples: Int?
 
-    public init(publicKey: Ed25519.PublicKey, weight: Double) {
+    public init(publicKey: Ed25519.PublicKey, weight: Double, declaredSamples: Int? = nil) {
         self.publicKey = publicKey
         self.weight = weight
+        self.declaredSamples = declaredSamples
     }
 }
 

@@ -36,6 +36,8 @@ actor NodeDriver: Service {
     /// The node-local key that authenticates the state file (`<state-dir>/<peer>.statekey`).
     private var stateKey: SecureBytes?
     private var standardization: Standardization?
+    /// Each site's sample count from its signed statistics, once the round completed.
+    private var declaredSamples: [PeerID: Int] = [:]
     private var restoredSnapshot: GossipInstance<PlanLearner>.Snapshot?
     /// Operator warnings about refused messages: at most one per neighbour and reason per interval.
     private var warningLimiter = RateLimiter(interval: .seconds(10))
@@ -124,6 +126,7 @@ actor NodeDriver: Service {
                         throw NodeError("\(statisticsPath!): \(error.description); delete it to run the statistics round again")
                     }
                     standardization = try Self.pooled(saved.basis, mine: summary, me: me)
+                    declaredSamples = Self.declaredSamples(saved.basis)
                     statisticsRound.restoreCompleted(basis: saved.basis, messages: saved.messages)
                     if bytes[4] == 1, let stateKey {
                         try StateFile.writeAtomically(saved.encoded(planHash: node.planHash, key: stateKey), to: statisticsPath!)
@@ -144,6 +147,21 @@ actor NodeDriver: Service {
 
     /// The pooled standardization of the basis (merged in peer-id order: the same bits on every
     /// peer and in the simulator), after checking that every site resolved this site's schema.
+    /// Each site's sample count as its signed statistics declare it (payloads that do not decode
+    /// were refused by the round already).
+    static func declaredSamples(_ payloads: [PeerID: [UInt8]]) -> [PeerID: Int] {
+        payloads.compactMapValues { payload in (try? SiteSummary(decoding: payload)).map { Int($0.statistics.count) } }
+    }
+
+    /// The neighbours of `topology` with their mixing weights and, once known, declared counts.
+    private func neighbours(_ topology: Topology) -> [PeerID: Neighbour] {
+        node.neighbours(topology).reduce(into: [:]) { out, entry in
+            var neighbour = entry.value
+            neighbour.declaredSamples = declaredSamples[entry.key]
+            out[entry.key] = neighbour
+        }
+    }
+
     static func pooled(_ payloads: [PeerID: [UInt8]], mine: SiteSummary, me: PeerID) throws(NodeError) -> Standardization {
         var sites: [PeerID: FeatureStatistics] = [:]
         var mismatches: [String] = []
@@ -286,6 +304,7 @@ actor NodeDriver: Service {
             case .completed(let payloads):
                 do {
                     let pooled = try Self.pooled(payloads, mine: summary, me: me)
+                    declaredSamples = Self.declaredSamples(payloads)
                     persistStatistics()
                     node.logger.info("Pooled statistics complete; training", metadata: ["sites": "\(payloads.count)"])
                     startTraining(pooled)
@@ -318,6 +337,8 @@ actor NodeDriver: Service {
     /// Standardize this site's rows with the network's pooled standardization and start (or resume).
     private func startTraining(_ pooled: Standardization) {
         standardization = pooled
+        // From now on every neighbour's envelopes must advertise the count it signed.
+        carryOut(instance.updateNeighbours(neighbours(topology)))
         let data = pooled.applied(to: node.site)
         instance.withLearner { $0.data = data }
         metrics.trainingStarted()
@@ -588,7 +609,7 @@ actor NodeDriver: Service {
         topology = updated
         metrics.topologyChanged(fingerprint: updated.fingerprintHex, neighbours: updated.neighbours(of: me))
         carryOut(statisticsRound.updatePeers(Self.pinnedKeys(updated), neighbours: updated.neighbours(of: me), now: elapsed()))
-        let neighbours = node.neighbours(updated)
+        let neighbours = self.neighbours(updated)
         for peer in outbound.keys where neighbours[peer] == nil { closeQueue(to: peer) }
         for peer in neighbours.keys { openQueue(to: peer) }
         carryOut(instance.updateNeighbours(neighbours))

@@ -18,6 +18,9 @@ final class HostilePeer: @unchecked Sendable {
     let key: Ed25519.PrivateKey
     let planHash: [UInt8]
     let parameterCount: Int
+    /// The sample count its (honest) statistics message declares: what its envelopes advertise
+    /// unless an attack lies about it.
+    let declaredSamples: UInt64
     let mesh: PeerMesh
     private let lock = NSLock()
     private var open: Set<PeerID> = []
@@ -26,8 +29,9 @@ final class HostilePeer: @unchecked Sendable {
     private var tasks: [_Concurrency.Task<Void, Never>] = []
     private var _reading = true
 
-    init(topology: Topology, peer: PeerID, keyPath: String, parameterCount: Int, statistics: [UInt8]?) throws {
+    init(topology: Topology, peer: PeerID, keyPath: String, parameterCount: Int, declaredSamples: UInt64, statistics: [UInt8]?) throws {
         me = peer
+        self.declaredSamples = declaredSamples
         key = try KeyFile.read(from: keyPath).key
         planHash = topology.planHash
         self.parameterCount = parameterCount

@@ -63,7 +63,8 @@ import Testing
         let c = topology.peers[2].id
         let hostile = try HostilePeer(
             topology: topology, peer: c, keyPath: "\(directory)/keys/\(c).key",
-            parameterCount: makeModel(plan: topology.plan, dimension: sites[2].dimension).layout.count, statistics: nil
+            parameterCount: makeModel(plan: topology.plan, dimension: sites[2].dimension).layout.count,
+            declaredSamples: UInt64(sites[2].count), statistics: nil
         )
         if !silentStatistics { hostile.statistics = hostile.statisticsMessage(summary) }
         return Network(directory: directory, path: path, topology: topology, honest: topology.peers.prefix(2).map(\.id), hostile: hostile, siteSummary: summary)
@@ -187,7 +188,6 @@ import Testing
         if let knownIssue { withKnownIssue(knownIssue, isIntermittent: intermittent, close) } else { close() }
     }
 
-    var honestSamples: UInt64 { 10 }
 
     // MARK: Attacks
 
@@ -202,11 +202,27 @@ import Testing
         #expect(outcome.rejected["outOfRange", default: 0] >= 2, "\(outcome.rejected)")
     }
 
+    /// 1b. A plausible lie: keyframes advertising 1000× the count hospital-c signed in its
+    /// statistics (well inside the 2⁴⁰ range), to take over its neighbours' mixing weights:
+    /// `sampleCountMismatch` (issue 12's first defence), and the honest nodes train as if it
+    /// were silent.
+    @Test func keyframeWithALyingSampleCount() async throws {
+        let net = try network("lying-samples")
+        let outcome = try await run(net) { peer, honest in
+            let zeros = [Float](repeating: 0, count: peer.parameterCount)
+            for h in honest {
+                await peer.send(peer.envelope(.keyframe, sequence: 1, round: 1, samples: peer.declaredSamples * 1000, peer.lossless(zeros)), to: h)
+            }
+        }
+        try await expectSound(outcome, "keyframe with 1000x the declared sample count")
+        #expect(outcome.rejected["sampleCountMismatch", default: 0] >= 2, "\(outcome.rejected)")
+    }
+
     /// 2a. An int8 delta with scale 3e38 and q = 127 (the plan's codec is lossless): `wrongCodec`.
     @Test func int8DeltaWithHugeScale() async throws {
         let net = try network("int8-scale")
         let outcome = try await run(net) { peer, honest in
-            for h in honest { await peer.send(peer.envelope(.delta, sequence: 1, round: 1, samples: 10, peer.int8(scale: 3e38, q: 127)), to: h) }
+            for h in honest { await peer.send(peer.envelope(.delta, sequence: 1, round: 1, samples: peer.declaredSamples, peer.int8(scale: 3e38, q: 127)), to: h) }
         }
         try await expectSound(outcome, "int8 delta scale 3e38")
         #expect(outcome.rejected["wrongCodec", default: 0] + outcome.rejected["nonFinite", default: 0] >= 2, "\(outcome.rejected)")
@@ -222,9 +238,9 @@ import Testing
         let outcome = try await run(net) { peer, honest in
             let n = peer.parameterCount
             for h in honest {
-                await peer.send(peer.envelope(.keyframe, sequence: 1, round: 1, samples: 10, peer.lossless([Float](repeating: 0, count: n))), to: h)
+                await peer.send(peer.envelope(.keyframe, sequence: 1, round: 1, samples: peer.declaredSamples, peer.lossless([Float](repeating: 0, count: n))), to: h)
                 for s in UInt64(2)...3 {
-                    await peer.send(peer.envelope(.delta, sequence: s, round: 1, base: s - 1, samples: 10, peer.lossless([Float](repeating: 3e38, count: n))), to: h)
+                    await peer.send(peer.envelope(.delta, sequence: s, round: 1, base: s - 1, samples: peer.declaredSamples, peer.lossless([Float](repeating: 3e38, count: n))), to: h)
                 }
             }
         }
@@ -237,7 +253,7 @@ import Testing
         let net = try network("far-round")
         let outcome = try await run(net) { peer, honest in
             let zeros = [Float](repeating: 0, count: peer.parameterCount)
-            for h in honest { await peer.send(peer.envelope(.keyframe, sequence: 1, round: 1 << 40, samples: 10, peer.lossless(zeros)), to: h) }
+            for h in honest { await peer.send(peer.envelope(.keyframe, sequence: 1, round: 1 << 40, samples: peer.declaredSamples, peer.lossless(zeros)), to: h) }
         }
         try await expectSound(outcome, "keyframe for round 2^40")
         #expect(outcome.rejected["outOfRange", default: 0] >= 2, "\(outcome.rejected)")
@@ -255,7 +271,7 @@ import Testing
             var sequence: UInt64 = 1
             // One now, and one more every few seconds (each a new version).
             while !_Concurrency.Task.isCancelled && sequence <= 4 {
-                for h in honest { await peer.send(peer.envelope(.keyframe, sequence: sequence, round: rounds, samples: 10, peer.lossless(zeros)), to: h) }
+                for h in honest { await peer.send(peer.envelope(.keyframe, sequence: sequence, round: rounds, samples: peer.declaredSamples, peer.lossless(zeros)), to: h) }
                 sequence += 1
                 try? await _Concurrency.Task.sleep(for: .seconds(3))
             }

@@ -91,7 +91,7 @@ extension HostilePeerTests {
             case .keyframeRequests:
                 message = GossipMessage.keyframeRequest(heldVersion: 0).encoded()
             case .badSignatures, .badSignaturesNotReading:
-                message = peer.badlySigned(peer.envelope(.keyframe, sequence: 1, round: 1, samples: 10, peer.lossless(zeros)))
+                message = peer.badlySigned(peer.envelope(.keyframe, sequence: 1, round: 1, samples: peer.declaredSamples, peer.lossless(zeros)))
             case .statisticsRequests:
                 // One request naming hospital-a as often as a request may (4096 times).
                 message = StatisticsRound.request([PeerID](repeating: a, count: StatisticsRound.maximumOrigins))

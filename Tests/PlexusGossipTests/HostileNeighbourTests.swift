@@ -64,6 +64,20 @@ import Testing
         directives.contains { if case .send(_, let bytes) = $0 { bytes.first == 1 } else { false } }
     }
 
+    /// A neighbour whose signed statistics declared its count (the node knows it once the
+    /// statistics round completed) cannot advertise another one: any other count in an envelope
+    /// is refused before it changes anything, the declared one is taken.
+    @Test func anEnvelopeMustAdvertiseTheDeclaredSampleCount() throws {
+        var p = Pair { settings in settings.neighbours[peerID(1)]!.declaredSamples = 10 }
+        #expect(Self.reasons(p.a.receive(p.envelope(sequence: 1, round: 0, samples: 10_000, neighbourhood: 20_000, delta: p.lossless([9, 9, 9, 9])), from: p.b)) == [.sampleCountMismatch])
+        #expect(p.a.neighbourStates[p.b]!.copy == nil && p.a.neighbourStates[p.b]!.sampleCount == nil)
+        #expect(Self.reasons(p.a.receive(p.envelope(sequence: 2, round: 0, samples: 9, delta: p.lossless([9, 9, 9, 9])), from: p.b)).isEmpty, "same reason, same round: counted, not logged again")
+        #expect(p.a.neighbourStates[p.b]!.copy == nil)
+        #expect(Self.reasons(p.a.receive(p.envelope(sequence: 3, round: 0, samples: 10, delta: p.lossless([1, 2, 3, 4])), from: p.b)).isEmpty)
+        #expect(p.a.neighbourStates[p.b]!.copy == [1, 2, 3, 4])
+        #expect(p.a.neighbourStates[p.b]!.sampleCount == 10)
+    }
+
     // MARK: 1. No arithmetic on outside numbers traps
 
     /// Sample count 2⁶³ used to overflow S_i at the next round (a trap, and a crash loop);

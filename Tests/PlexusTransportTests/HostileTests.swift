@@ -5,7 +5,9 @@ import PlexusTransport
 import Testing
 
 /// A hostile peer against mesh `a`, while `a` and `b` keep an honest session.
-@Suite(.serialized, .timeLimit(.minutes(1))) struct HostileTests {
+// The limit catches a hang, not slowness: on 2 cores the whole package's tests share a 2-thread
+// cooperative pool, which the process-running CLI suites can hold for tens of seconds.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct HostileTests {
     struct Fixture {
         var logs: LogCapture
         var a: RunningMesh

@@ -5,7 +5,9 @@ import PlexusTransport
 import ServiceLifecycle
 import Testing
 
-@Suite(.serialized, .timeLimit(.minutes(1))) struct LifecycleTests {
+// The limit catches a hang, not slowness: on 2 cores the whole package's tests share a 2-thread
+// cooperative pool, which the process-running CLI suites can hold for tens of seconds.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct LifecycleTests {
     @Test func gracefulShutdownOfAServiceGroupStopsTheMesh() async throws {
         let logs = LogCapture()
         let a = await RunningMesh.start(Identity("a"), logs: logs)

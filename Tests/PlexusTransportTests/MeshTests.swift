@@ -6,7 +6,9 @@ import PlexusTransport
 import Testing
 
 /// Real sockets on 127.0.0.1, ephemeral ports, every wait bounded.
-@Suite(.serialized, .timeLimit(.minutes(1))) struct MeshTests {
+// The limit catches a hang, not slowness: on 2 cores the whole package's tests share a 2-thread
+// cooperative pool, which the process-running CLI suites can hold for tens of seconds.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct MeshTests {
     @Test func twoMeshesExchangeMessagesBothWaysInOrder() async throws {
         let logs = LogCapture()
         let a = await RunningMesh.start(Identity("a"), logs: logs)
