@@ -7,6 +7,7 @@ import PlexusTestKit
 import PlexusTopology
 import Testing
 
+extension ProcessSuites {
 /// Real `plexus run` processes on 127.0.0.1; every wait is bounded.
 @Suite(.serialized) struct NodeTests {
     let data = repositoryRoot + "/Topologies/data/wdbc.csv"
@@ -369,4 +370,5 @@ import Testing
         })
         #expect(portInUse.status != 0 && portInUse.stderr.contains("cannot listen on 127.0.0.1:"))
     }
+}
 }

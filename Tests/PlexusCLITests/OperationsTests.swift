@@ -6,6 +6,7 @@ import PlexusLearning
 import PlexusTopology
 import Testing
 
+extension ProcessSuites {
 /// What a consortium does to a running network, with real `plexus run` processes on 127.0.0.1:
 /// exports that differ in column order or schema, restarts after the end. Every wait is bounded.
 @Suite(.serialized) struct OperationsTests {
@@ -304,4 +305,5 @@ import Testing
         for n in nodes { kill(n.process.processIdentifier, SIGTERM) }
         for n in nodes { #expect(n.wait(timeout: 10) != nil) }
     }
+}
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+extension ProcessSuites {
 /// Renders `plexus report`'s HTML with headless Chromium (Debian's `chromium`, which .ci/run
 /// installs) and checks the picture is not blank.
 @Suite struct ReportRenderingTests {
@@ -62,4 +63,5 @@ import Testing
         let none = try plexus(["watch", empty, "--once"])
         #expect(none.status != 0 && none.stderr.contains("no convergence logs (*.jsonl)"))
     }
+}
 }
