@@ -160,3 +160,14 @@ func generateFullMesh(peers count: Int, basePort: Int, directory: String, out: S
     #expect(generated.status == 0, "\(generated.stderr)")
     return try Topology.load(path: out, spectralAnalysis: false)
 }
+
+/// Waits (bounded) until `condition` holds, polling every 50 ms without holding a thread (the
+/// async suites' way to wait, see ``ProcessSuites``); false if it never did.
+func eventually(_ timeout: TimeInterval, _ condition: () -> Bool) async -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if condition() { return true }
+        try? await _Concurrency.Task.sleep(for: .milliseconds(50))
+    }
+    return condition()
+}

@@ -52,15 +52,6 @@ import Testing
         (try? ConvergenceLogReader.read(directory: pair.directory + "/logs"))?.first { $0.peer == pair.ids[i].rawValue }
     }
 
-    /// Waits (bounded) until `condition` holds; false if it never did.
-    func eventually(_ timeout: TimeInterval, _ condition: () -> Bool) async -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if condition() { return true }
-            try? await _Concurrency.Task.sleep(for: .milliseconds(50))
-        }
-        return condition()
-    }
 
     func stop(_ nodes: [Background]) async {
         for node in nodes where node.process.isRunning { kill(node.process.processIdentifier, SIGTERM) }

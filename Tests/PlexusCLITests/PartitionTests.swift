@@ -133,13 +133,4 @@ import Testing
         for node in nodes { #expect(await exitStatus(node, within: 5) == 0, "\(String(node.log.suffix(2000)))") }
     }
 
-    /// Waits (bounded) until `condition` holds; false if it never did.
-    func eventually(_ timeout: TimeInterval, _ condition: () -> Bool) async -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if condition() { return true }
-            try? await _Concurrency.Task.sleep(for: .milliseconds(50))
-        }
-        return condition()
-    }
 }
