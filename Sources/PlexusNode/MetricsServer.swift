@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import PlexusTransport
 import ServiceLifecycle
 
 /// A minimal HTTP/1.1 server: `GET /metrics` returns the node's exposition (``NodeMetrics``,
@@ -19,9 +20,29 @@ final class MetricsServer: Service, Sendable {
         self.logger = logger
     }
 
+    /// The metrics address could not be bound; names it, as the mesh's bind error names its own.
+    struct BindError: Error, CustomStringConvertible {
+        var description: String
+    }
+
     func run() async throws {
         let metrics = self.metrics
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let channel: any Channel
+        do {
+            channel = try await bind(metrics)
+        } catch {
+            throw BindError(description: "cannot serve metrics on \(host):\(port): \(MeshError.plainReason(error))")
+        }
+        logger.info("Metrics listening", metadata: ["address": "\(host):\(port)"])
+        await withGracefulShutdownHandler {
+            try? await channel.closeFuture.get()
+        } onGracefulShutdown: {
+            channel.close(promise: nil)
+        }
+    }
+
+    private func bind(_ metrics: NodeMetrics) async throws -> any Channel {
+        try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -30,12 +51,6 @@ final class MetricsServer: Service, Sendable {
                 }
             }
             .bind(host: host, port: port).get()
-        logger.info("Metrics listening", metadata: ["address": "\(host):\(port)"])
-        await withGracefulShutdownHandler {
-            try? await channel.closeFuture.get()
-        } onGracefulShutdown: {
-            channel.close(promise: nil)
-        }
     }
 }
 

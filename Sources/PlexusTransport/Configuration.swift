@@ -1,5 +1,9 @@
 public import PlexusCore
 public import PlexusCrypto
+import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One allowed neighbour: where to dial it and the Ed25519 key it must prove.
 public struct MeshPeer: Sendable, Hashable {
@@ -263,7 +267,15 @@ public struct MeshError: Error, Sendable, CustomStringConvertible {
     public var cause: (any Error)?
 
     public var description: String {
-        if let cause { return "\(message): \(cause)" }
+        if let cause { return "\(message): \(MeshError.plainReason(cause))" }
         return message
+    }
+
+    /// Why a socket call failed, without NIO's internals: a failed system call as its errno's text
+    /// ("address already in use"), anything else as it describes itself.
+    public static func plainReason(_ error: any Error) -> String {
+        guard let io = error as? IOError else { return "\(error)" }
+        let text = String(cString: strerror(io.errnoCode))
+        return text.prefix(1).lowercased() + text.dropFirst()
     }
 }

@@ -368,7 +368,17 @@ extension ProcessSuites {
         let portInUse = try plexus(runArguments(path, a, directory + "/other", ["--split", split, "--site", "0"]).map {
             $0.hasPrefix(directory + "/other/keys") ? $0.replacingOccurrences(of: directory + "/other", with: directory) : $0
         })
-        #expect(portInUse.status != 0 && portInUse.stderr.contains("cannot listen on 127.0.0.1:"))
+        // One line an operator can act on: the address and the reason, no NIO internals; exit 75.
+        let port = topology.peer(a)!.endpoint.port
+        #expect(portInUse.status == 75)
+        #expect(portInUse.stderr.contains("error: cannot listen on 127.0.0.1:\(port): address already in use\n"), "\(portInUse.stderr)")
+        #expect(!portInUse.stderr.contains("bind(descriptor"), "\(portInUse.stderr)")
+        // The metrics address in use names the metrics address.
+        let metricsBusy = try plexus(runArguments(path, a, directory + "/other", ["--split", split, "--site", "0", "--listen", "127.0.0.1:\(freePorts(1))", "--metrics", "127.0.0.1:\(port)"]).map {
+            $0.hasPrefix(directory + "/other/keys") ? $0.replacingOccurrences(of: directory + "/other", with: directory) : $0
+        })
+        #expect(metricsBusy.status == 75)
+        #expect(metricsBusy.stderr.contains("error: cannot serve metrics on 127.0.0.1:\(port): address already in use\n"), "\(metricsBusy.stderr)")
     }
 }
 }
