@@ -69,7 +69,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Write the final model here (safetensors). Default: <state-dir>/<peer>.safetensors.", completion: .file())
     var model: String?
 
-    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464).")
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464; a bare port serves on 127.0.0.1 only).")
     var metrics: String?
 
     @Flag(help: "Keep serving the latest model to neighbours after the last round.")
@@ -120,7 +120,15 @@ struct Run: AsyncParsableCommand {
             }
         }
         if let listen { configuration.listen = try endpoint(listen, "--listen") }
-        if let metrics { configuration.metrics = try endpoint(metrics, "--metrics") }
+        if let metrics {
+            // A bare port (`--metrics 9464`) is the loopback address: nothing is exposed beyond
+            // this machine unless HOST:PORT says so.
+            if let port = Int(metrics), (1...65535).contains(port), metrics.allSatisfy(\.isASCII) {
+                configuration.metrics = ("127.0.0.1", port)
+            } else {
+                configuration.metrics = try endpoint(metrics, "--metrics")
+            }
+        }
         if check {
             let (problems, facts) = PeerNode.check(configuration: configuration)
             for fact in facts { StandardStream.output.write("ok: \(fact)\n") }

@@ -373,8 +373,8 @@ extension ProcessSuites {
         #expect(portInUse.status == 75)
         #expect(portInUse.stderr.contains("error: cannot listen on 127.0.0.1:\(port): address already in use\n"), "\(portInUse.stderr)")
         #expect(!portInUse.stderr.contains("bind(descriptor"), "\(portInUse.stderr)")
-        // The metrics address in use names the metrics address.
-        let metricsBusy = try plexus(runArguments(path, a, directory + "/other", ["--split", split, "--site", "0", "--listen", "127.0.0.1:\(freePorts(1))", "--metrics", "127.0.0.1:\(port)"]).map {
+        // The metrics address in use names the metrics address (given as a bare port: 127.0.0.1).
+        let metricsBusy = try plexus(runArguments(path, a, directory + "/other", ["--split", split, "--site", "0", "--listen", "127.0.0.1:\(freePorts(1))", "--metrics", "\(port)"]).map {
             $0.hasPrefix(directory + "/other/keys") ? $0.replacingOccurrences(of: directory + "/other", with: directory) : $0
         })
         #expect(metricsBusy.status == 75)
