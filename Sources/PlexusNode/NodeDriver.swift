@@ -111,9 +111,10 @@ actor NodeDriver: Service {
                 let upgrading = try StateFile.stateKey(directory: directory, peer: me, create: false) == nil
                 stateKey = try StateFile.stateKey(directory: directory, peer: me, create: true)
                 if let bytes = try StateFile.read(statePath!) {
-                    restoredSnapshot = try StateFile.decode(
-                        bytes, planHash: node.planHash, parameterCount: node.model.layout.count, key: stateKey, acceptChecksum: upgrading, as: PlanLearner.self
-                    )
+                    let key = stateKey, planHash = node.planHash, count = node.model.layout.count
+                    restoredSnapshot = try Self.naming(statePath!) {
+                        try StateFile.decode(bytes, planHash: planHash, parameterCount: count, key: key, acceptChecksum: upgrading, as: PlanLearner.self)
+                    }
                     // An upgrade: the version-1 file is rewritten authenticated now, so the next
                     // start (which has the key) does not take it for a downgrade.
                     if bytes[4] == 1, let snapshot = restoredSnapshot, let stateKey {
@@ -147,6 +148,15 @@ actor NodeDriver: Service {
 
     /// The pooled standardization of the basis (merged in peer-id order: the same bits on every
     /// peer and in the simulator), after checking that every site resolved this site's schema.
+    /// Runs `body`; a failure becomes a configuration error naming `path` (every state-file error
+    /// says which file).
+    static func naming<T>(_ path: String, _ body: () throws -> T) throws(NodeError) -> T {
+        do { return try body() } catch let error as NodeError { throw error } catch {
+            let text = "\(error)"
+            throw NodeError(text.hasPrefix(path) ? text : "\(path): \(text)")
+        }
+    }
+
     /// Each site's sample count as its signed statistics declare it (payloads that do not decode
     /// were refused by the round already).
     static func declaredSamples(_ payloads: [PeerID: [UInt8]]) -> [PeerID: Int] {

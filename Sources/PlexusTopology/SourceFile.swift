@@ -139,6 +139,11 @@ enum SourceFile {
     /// toml++ says "Error while parsing key-value pair: encountered end-of-file"; we say
     /// "TOML syntax: encountered end-of-file (while parsing key-value pair)".
     static func syntaxMessage(_ raw: String) -> String {
+        // An unclosed "…" string: toml++ reports the line feed (or the end of the file) it runs
+        // into as a control character inside the string; the admin's mistake is the missing quote.
+        if raw.contains("parsing string"), raw.contains("control characters") || raw.contains("end-of-file") {
+            return "TOML syntax: unterminated string (a \"…\" string must close on the line it opens)"
+        }
         let prefix = "Error while parsing "
         if raw.hasPrefix(prefix) {
             let rest = raw.dropFirst(prefix.count)

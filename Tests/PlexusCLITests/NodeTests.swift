@@ -379,6 +379,14 @@ extension ProcessSuites {
         })
         #expect(metricsBusy.status == 75)
         #expect(metricsBusy.stderr.contains("error: cannot serve metrics on 127.0.0.1:\(port): address already in use\n"), "\(metricsBusy.stderr)")
+        // A torn state file: the error names the file; exit 78 (restarting will not help).
+        try FileManager.default.createDirectory(atPath: directory + "/torn/state", withIntermediateDirectories: true)
+        try "torn".write(toFile: "\(directory)/torn/state/\(a).state", atomically: true, encoding: .utf8)
+        let torn = try plexus(runArguments(path, a, directory + "/torn", ["--split", split, "--site", "0", "--listen", "127.0.0.1:\(freePorts(1))"]).map {
+            $0.hasPrefix(directory + "/torn/keys") ? $0.replacingOccurrences(of: directory + "/torn", with: directory) : $0
+        })
+        #expect(torn.status == 78)
+        #expect(torn.stderr.contains("error: \(directory)/torn/state/\(a).state: state file is truncated\n"), "\(torn.stderr)")
     }
 }
 }

@@ -52,6 +52,20 @@ import Testing
         #expect(variety.plan.features == .columns(["age", "bmi", "xé"]))
     }
 
+    /// An unclosed string is named as such, at its line — not as toml++'s "unescaped control
+    /// characters" (the line feed it runs into), and in the last line of a file too.
+    @Test(arguments: ["[network]\nname = \"x\nprotocol = 1\n", "[network]\nprotocol = 1\nname = \"x"])
+    func anUnterminatedStringIsNamed(_ text: String) throws {
+        do {
+            _ = try Topology.parse(source: text, path: "u.toml")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.description.hasPrefix("u.toml:"), "\(error.description)")
+            #expect(error.description.contains(": error: TOML syntax: unterminated string (a \"…\" string must close on the line it opens)"), "\(error.description)")
+            #expect(!error.description.contains("control characters"))
+        }
+    }
+
     @Test func inlineTablesFallBackToUsefulPositions() throws {
         let text = Fixtures.text("good/variety.toml").replacingOccurrences(of: "{ peers = [\"a\", \"b\"] }", with: "{ peers = [\"a\", \"bb\"] }")
         do {
