@@ -95,24 +95,35 @@ import Testing
             }
             return all
         case .configuredPeers:
-            var chosen: [Int] = []
-            while chosen.count < identities.count {
-                let port = try await freePort()
-                if !chosen.contains(port) { chosen.append(port) }
+            // A port free a moment ago can be taken by a concurrently running test before the
+            // mesh binds it; such a start says nothing about sessions, so it is made again.
+            for _ in 0..<5 {
+                let all = try await startConfigured(identities, logs: logs)
+                if all.allSatisfy({ $0.port != 0 }) { return all }
+                for mesh in all { await mesh.stop() }
             }
-            let ports = chosen
-            let entries = zip(identities, ports).map { identity, port in
-                (identity.id, MeshPeer(host: "127.0.0.1", port: port, publicKey: identity.key.publicKey))
+            return try await startConfigured(identities, logs: logs)
+        }
+    }
+
+    static func startConfigured(_ identities: [Identity], logs: LogCapture) async throws -> [RunningMesh] {
+        var chosen: [Int] = []
+        while chosen.count < identities.count {
+            let port = try await freePort()
+            if !chosen.contains(port) { chosen.append(port) }
+        }
+        let ports = chosen
+        let entries = zip(identities, ports).map { identity, port in
+            (identity.id, MeshPeer(host: "127.0.0.1", port: port, publicKey: identity.key.publicKey))
+        }
+        return await withTaskGroup(of: (Int, RunningMesh).self) { group in
+            for (index, identity) in identities.enumerated() {
+                let peers = Dictionary(uniqueKeysWithValues: entries.filter { $0.0 != identity.id })
+                group.addTask { (index, await RunningMesh.start(identity, port: ports[index], peers: peers, logs: logs)) }
             }
-            return await withTaskGroup(of: (Int, RunningMesh).self) { group in
-                for (index, identity) in identities.enumerated() {
-                    let peers = Dictionary(uniqueKeysWithValues: entries.filter { $0.0 != identity.id })
-                    group.addTask { (index, await RunningMesh.start(identity, port: ports[index], peers: peers, logs: logs)) }
-                }
-                var started: [(Int, RunningMesh)] = []
-                for await entry in group { started.append(entry) }
-                return started.sorted { $0.0 < $1.0 }.map(\.1)
-            }
+            var started: [(Int, RunningMesh)] = []
+            for await entry in group { started.append(entry) }
+            return started.sorted { $0.0 < $1.0 }.map(\.1)
         }
     }
 
