@@ -14,13 +14,7 @@ enum StateFileFuzz {
     static let dimension = 4
 
     static func run(_ bytes: [UInt8]) {
-        guard let first = bytes.first else { return }
-        let body = Array(bytes.dropFirst())
-        let file = switch first & 3 {
-        case 0: body + FuzzKeys.stateMAC(body)
-        case 1: body + BLAKE2b.hash256(body)
-        default: body
-        }
+        guard let file = FuzzKeys.localFile(bytes) else { return }
         let key = FuzzKeys.stateKey
         guard let snapshot = try? StateFile.decode(file, planHash: FuzzKeys.planHash, parameterCount: dimension, key: key, as: FuzzLearner.self) else {
             return

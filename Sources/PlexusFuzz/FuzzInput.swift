@@ -70,6 +70,18 @@ enum FuzzKeys {
 
     /// The MAC a state file ends with under ``stateKey``.
     static func stateMAC(_ body: [UInt8]) -> [UInt8] { LocalFileMAC.mac(body, key: stateKey) }
+
+    /// A local file (state, statistics) from fuzzer bytes: the first byte picks the trailer the
+    /// rest gets — the MAC under ``stateKey`` (version 2), the plain checksum (version 1) or none.
+    static func localFile(_ bytes: [UInt8]) -> [UInt8]? {
+        guard let first = bytes.first else { return nil }
+        let body = Array(bytes.dropFirst())
+        switch first & 3 {
+        case 0: return body + stateMAC(body)
+        case 1: return body + BLAKE2b.hash256(body)
+        default: return body
+        }
+    }
 }
 
 func allFinite(_ values: some Sequence<Float>) -> Bool { values.allSatisfy(\.isFinite) }

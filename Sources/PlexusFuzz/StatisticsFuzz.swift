@@ -92,13 +92,7 @@ enum StatisticsRoundFuzz {
 /// appended here. What decodes survives re-encoding, in both versions.
 enum CompletedStatisticsFuzz {
     static func run(_ bytes: [UInt8]) {
-        guard let first = bytes.first else { return }
-        let body = Array(bytes.dropFirst())
-        let file = switch first & 3 {
-        case 0: body + FuzzKeys.stateMAC(body)
-        case 1: body + BLAKE2b.hash256(body)
-        default: body
-        }
+        guard let file = FuzzKeys.localFile(bytes) else { return }
         let key = FuzzKeys.stateKey
         guard let decoded = try? CompletedStatistics(decoding: file, planHash: FuzzKeys.planHash, key: key) else { return }
         // Refused without the checksum path when the node has a key: only a MAC'd file decodes.
