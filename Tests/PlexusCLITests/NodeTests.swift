@@ -327,21 +327,9 @@ extension ProcessSuites {
         #expect((exposition.value("process_resident_memory_bytes") ?? 0) > 0)
         #expect((exposition.value("process_open_fds") ?? 0) > 0)
         // promtool, where installed (CI installs it and requires it).
-        if let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) {
-            let check = Process()
-            check.executableURL = URL(fileURLWithPath: promtool)
-            check.arguments = ["check", "metrics"]
-            let input = Pipe()
-            let output = Pipe()
-            check.standardInput = input
-            check.standardOutput = output
-            check.standardError = output
-            try check.run()
-            input.fileHandleForWriting.write(Data(body.utf8))
-            try input.fileHandleForWriting.close()
-            let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            check.waitUntilExit()
-            #expect(check.terminationStatus == 0, "promtool check metrics on a live scrape: \(said)")
+        if let promtool = Promtool.path {
+            let (status, said) = try Promtool.checkMetrics(promtool, input: Array(body.utf8))
+            #expect(status == 0, "promtool check metrics on a live scrape: \(said)")
         } else {
             #expect(ProcessInfo.processInfo.environment["PLEXUS_REQUIRE_PROMTOOL"] != "1", "promtool is required here but not installed")
         }

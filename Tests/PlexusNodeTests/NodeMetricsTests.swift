@@ -260,7 +260,7 @@ import Testing
     /// `promtool check metrics` on a driven exposition, where promtool is installed (CI installs
     /// Debian's prometheus package and sets PLEXUS_REQUIRE_PROMTOOL=1).
     @Test func promtoolAcceptsTheExposition() throws {
-        guard let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        guard let promtool = Promtool.path else {
             #expect(ProcessInfo.processInfo.environment["PLEXUS_REQUIRE_PROMTOOL"] != "1", "promtool is required here but not installed")
             return
         }
@@ -270,7 +270,7 @@ import Testing
         metrics.roundCompleted(.init(round: 1, trainingLoss: 0.5, consensusDistance: 0.1, bytesSent: 10, bytesReceived: 10, staleness: [b: 0, c: 1], validation: (name: "accuracy", value: 0.9)), unixTime: 1)
         metrics.deadlineMissed(missing: [b])
         metrics.setNeighbourTopologyMatch(neighbour: b, matches: true)
-        let (status, output) = try runPromtool(promtool, input: metrics.exposition())
+        let (status, output) = try Promtool.checkMetrics(promtool, input: metrics.exposition())
         #expect(status == 0, "promtool check metrics: \(output)")
     }
 }
@@ -289,19 +289,3 @@ func assertBoundedLabels(_ exposition: PrometheusExposition, neighbours: Set<Pee
     }
 }
 
-func runPromtool(_ promtool: String, input: [UInt8]) throws -> (Int32, String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: promtool)
-    process.arguments = ["check", "metrics"]
-    let stdin = Pipe()
-    let output = Pipe()
-    process.standardInput = stdin
-    process.standardOutput = output
-    process.standardError = output
-    try process.run()
-    stdin.fileHandleForWriting.write(Data(input))
-    try stdin.fileHandleForWriting.close()
-    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return (process.terminationStatus, text)
-}

@@ -1,3 +1,5 @@
+import Foundation
+
 // NOT FOR PUBLIC CONSUMPTION: a strict reader of the Prometheus text exposition format
 // (version 0.0.4), for tests of `/metrics`. Stricter than Prometheus itself where the node's
 // own conventions are stricter: every family has HELP and TYPE before its samples, counters end
@@ -223,4 +225,28 @@ package struct PrometheusExposition: Sendable {
 extension Unicode.Scalar {
     fileprivate var isASCIILetter: Bool { ("a"..."z").contains(self) || ("A"..."Z").contains(self) }
     fileprivate var isASCIIDigit: Bool { ("0"..."9").contains(self) }
+}
+
+/// Debian's `promtool` (the prometheus package), where installed: CI installs it and sets
+/// `PLEXUS_REQUIRE_PROMTOOL=1`.
+public enum Promtool {
+    public static let path = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    /// `promtool check metrics` on `input`: its exit status and what it printed.
+    public static func checkMetrics(_ promtool: String, input: [UInt8]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: promtool)
+        process.arguments = ["check", "metrics"]
+        let stdin = Pipe()
+        let output = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        stdin.fileHandleForWriting.write(Data(input))
+        try stdin.fileHandleForWriting.close()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, text)
+    }
 }
