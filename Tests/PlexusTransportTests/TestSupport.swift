@@ -78,9 +78,11 @@ final class EventRecorder: Sendable {
     }
 }
 
-/// Polls `condition` every 10 ms until it holds or `timeout` passes.
+/// Polls `condition` every 10 ms until it holds or `timeout` passes. The default is generous on
+/// purpose: a wait that succeeds returns at once, and in a full run on 2 cores a test task can
+/// wait tens of seconds for a cooperative thread while other suites compute.
 func eventually(
-    timeout: Duration = .seconds(10),
+    timeout: Duration = .seconds(60),
     _ condition: () async -> Bool
 ) async -> Bool {
     let deadline = ContinuousClock.now + timeout
