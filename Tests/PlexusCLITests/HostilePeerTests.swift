@@ -172,7 +172,12 @@ import Testing
     }
 
     /// What every attack must leave true of the honest nodes.
-    /// - Parameter knownIssue: why the accuracy is not yet within 0.005 of the silent run (recorded as a known issue).
+    /// The accuracies must be within 0.02 of the silent run's — two of the 114 test patients, the
+    /// tolerance issue 12 sets. Not closer: with hospital-c missing every round, each round ends
+    /// at its 300 ms deadline, and whether the other honest node's delta of that round is in by
+    /// then depends on scheduling; on a loaded 2-core CI machine one borderline patient flipped
+    /// (0.956 silent against 0.965 under rejected attacks, with nothing of the attacker mixed in).
+    /// - Parameter knownIssue: why the accuracy is not yet within 0.02 of the silent run (recorded as a known issue).
     func expectSound(_ outcome: Outcome, _ label: String, knownIssue: Comment? = nil, intermittent: Bool = false) async throws {
         let baseline = try await silentBaseline()
         print("hostile-peer \(label): statuses \(outcome.statuses), accuracies \(outcome.accuracies) (silent \(baseline.accuracies)), rejected \(outcome.rejected), peak RSS \(outcome.peakKB) kB (silent \(baseline.peakKB)), log bytes \(outcome.logBytes), longest round \(outcome.longestRound) s")
@@ -183,7 +188,7 @@ import Testing
         for (peak, base) in zip(outcome.peakKB, baseline.peakKB) { #expect(peak < 2 * base, "\(label): peak RSS \(peak) kB vs silent \(base) kB") }
         for bytes in outcome.logBytes { #expect(bytes < 10 << 20, "\(label): log bytes \(bytes)") }
         let close = {
-            for (a, b) in zip(outcome.accuracies, baseline.accuracies) { #expect(abs(a - b) <= 0.005, "\(label): accuracy \(a) vs silent \(b)") }
+            for (a, b) in zip(outcome.accuracies, baseline.accuracies) { #expect(abs(a - b) <= 0.02, "\(label): accuracy \(a) vs silent \(b)") }
         }
         if let knownIssue { withKnownIssue(knownIssue, isIntermittent: intermittent, close) } else { close() }
     }
