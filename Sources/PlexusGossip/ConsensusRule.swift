@@ -25,10 +25,11 @@ public struct ConsensusNeighbour: Sendable {
 public protocol ConsensusRule: Sendable {
     /// Writes the stepped model into `candidate`, which holds this peer's model x on entry.
     /// `publicCopy` is x̂_self; `neighbours` are in peer-id order, each with a weight > 0 and a
-    /// copy of the model's length.
+    /// copy of the model's length. Returns the neighbours whose contribution the rule cut this
+    /// step (clipped, or mostly trimmed away): peer scoring counts them.
     func step(
         candidate: UnsafeMutableBufferPointer<Float>, publicCopy: UnsafeBufferPointer<Float>, neighbours: [ConsensusNeighbour]
-    )
+    ) -> Set<PeerID>
 }
 
 /// CHOCO-Gossip's consensus step (Koloskova, Stich & Jaggi 2019): x ← x + γ Σ_j p_ij (x̂_j − x̂_self).
@@ -44,12 +45,13 @@ public struct ChocoConsensus: ConsensusRule {
 
     public func step(
         candidate x: UnsafeMutableBufferPointer<Float>, publicCopy s: UnsafeBufferPointer<Float>, neighbours: [ConsensusNeighbour]
-    ) {
+    ) -> Set<PeerID> {
         for neighbour in neighbours {
             let w = step * Float(neighbour.weight)
             neighbour.copy.withUnsafeBufferPointer { c in
                 for i in 0..<x.count { x[i] += w * (c[i] - s[i]) }
             }
         }
+        return []
     }
 }

@@ -574,9 +574,10 @@ public struct GossipInstance<Learner: LocalLearner> {
         }
         scratch.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: parameters) }
         let rule = settings.consensusRule
-        scratch.withUnsafeMutableBufferPointer { x in
+        let cut = scratch.withUnsafeMutableBufferPointer { x in
             publicCopy.withUnsafeBufferPointer { rule.step(candidate: x, publicCopy: $0, neighbours: inputs) }
         }
+        _ = cut  // peer scoring (issue 12) counts these
         if scratch.withUnsafeBufferPointer(FiniteVector.allFinite) {
             swap(&parameters, &scratch)
         } else {
