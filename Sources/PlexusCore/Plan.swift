@@ -117,6 +117,12 @@ public struct Plan: Hashable, Sendable {
     public var roundDeadlineMilliseconds: Int = 10_000
     /// In asynchronous mode, how many rounds a neighbour's copy may lag before it is left out. Default: 5.
     public var maxStaleness: Int = 5
+    /// The symmetric bound on sample counts: with sample weighting, a site counts at most this
+    /// many times the network's median signed count (after the topology file's pins); 0 turns
+    /// the bound off. Every peer applies it to the same signed counts, so the weights stay
+    /// reversible (π_i p_ij = π_j p_ji) and an honest network whose counts are all under the
+    /// bound keeps the exact sample-weighted mean. Default: 4.
+    public var maxSampleRatio: Double = 4
 
     /// Seeds every random choice (initialisation, mini-batches, partitions). Default: 1.
     public var seed: UInt64 = 1

@@ -112,6 +112,19 @@ public enum Experiment {
         return settings
     }
 
+    /// The bounded sample counts of `topology` (its pins and graph) and `plan` (its
+    /// `max_sample_ratio`) for the sites' signed counts `declared`: nodes and the simulator
+    /// compute it the same way, so both ends of every link weigh it alike.
+    public static func sampleBasis(topology: Topology, plan: Plan, declared: [PeerID: Int]) -> SampleBasis {
+        var pins: [PeerID: SamplePin] = [:]
+        var graph: [PeerID: Set<PeerID>] = [:]
+        for peer in topology.peers {
+            if let pin = peer.samples { pins[peer.id] = pin }
+            graph[peer.id] = Set(topology.neighbours(of: peer.id))
+        }
+        return SampleBasis(declared: declared, pins: pins, ratio: plan.maxSampleRatio, graph: graph)
+    }
+
     /// Runs the decentralized protocol in the simulator and evaluates every peer's model.
     public static func simulate(_ options: SimulationOptions) throws(ExperimentError) -> SimulationSummary {
         let plan = options.plan
@@ -143,9 +156,13 @@ public enum Experiment {
         }
         let test = options.data.test.map { standardization.applied(to: $0) }
 
+        // Every site's count as its statistics would sign it (the simulator has no statistics
+        // round; the counts are the same).
+        let basis = sampleBasis(topology: topology, plan: plan, declared: training.mapValues(\.count))
         var peers: [SimulatedPeer<PlanLearner>] = []
         for (index, peer) in peerIDs.enumerated() {
-            let settings = try gossipSettings(topology: topology, plan: plan, planHash: planHash, peer: peer, keys: { keys[$0]!.publicKey })
+            var settings = try gossipSettings(topology: topology, plan: plan, planHash: planHash, peer: peer, keys: { keys[$0]!.publicKey })
+            settings.sampleBasis = basis
             let learner = PlanLearner(model: model, plan: plan, data: training[peer]!, seed: plan.seed &+ UInt64(index) &* 0x9E37_79B9)
             peers.append(SimulatedPeer(settings: settings, key: keys[peer]!, learner: learner, initialParameters: x0))
         }

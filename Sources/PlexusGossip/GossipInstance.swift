@@ -314,6 +314,12 @@ public struct GossipInstance<Learner: LocalLearner> {
         return directives
     }
 
+    /// Every site's signed count is known (the statistics round completed, or a reload changed
+    /// the pins or the graph): the mixing weights use `basis` from the next consensus step on.
+    public mutating func updateSampleBasis(_ basis: SampleBasis?) {
+        settings.sampleBasis = basis
+    }
+
     /// This peer's key was rotated: envelopes from now on are signed with `newKey` (neighbours
     /// that still pin the old key drop them as `badSignature` and ask for a keyframe once they
     /// reload). Each open session gets a keyframe signed with the new key.
@@ -451,7 +457,7 @@ public struct GossipInstance<Learner: LocalLearner> {
         var mean = [Double](repeating: 0, count: parameters.count)
         for peer in order {
             guard let state = neighbourStates[peer], let copy = state.copy else { continue }
-            let weight = Double(max(state.sampleCount ?? 1, 1))
+            let weight = Double(max(settings.sampleBasis?.counts[peer] ?? state.sampleCount ?? 1, 1))
             total += weight
             for i in mean.indices { mean[i] += weight * Double(copy[i]) }
         }
@@ -553,16 +559,28 @@ public struct GossipInstance<Learner: LocalLearner> {
         let t0 = clock()
         // Consensus step (the plan's ``ConsensusRule``; CHOCO: x ← x + γ Σ_j p_ij (x̂_j − x̂_self)),
         // neighbours in id order, computed into `scratch` and kept only if finite.
+        // With a sample basis, n′ and S′ come from it (the same values at both ends of every
+        // link); a neighbour it does not know yet (added by a reload) is weighed by what it
+        // advertises, its count held to the basis's bound.
+        let basis = settings.sampleBasis
+        let selfBasis = basis.flatMap { b in b.counts[settings.me].flatMap { n in b.neighbourhoods[settings.me].map { (n, $0) } } }
         let row = MixingWeights.row(
-            selfSamples: learner.sampleCount,
-            selfNeighbourhood: advertisedNeighbourhood,
+            selfSamples: selfBasis?.0 ?? learner.sampleCount,
+            selfNeighbourhood: selfBasis?.1 ?? advertisedNeighbourhood,
             neighbours: order.map { peer in
                 let state = neighbourStates[peer]!
-                let fresh = (settings.synchrony == .synchronous || round - state.round <= settings.maxStaleness)
-                    && advertisedKnown.contains(peer)
+                let current = settings.synchrony == .synchronous || round - state.round <= settings.maxStaleness
+                if selfBasis != nil, let n = basis?.counts[peer], let hood = basis?.neighbourhoods[peer] {
+                    return MixingWeights.Entry(
+                        id: peer, baseWeight: settings.neighbours[peer]!.weight,
+                        samples: current && state.sampleCount != nil ? n : nil, neighbourhoodSamples: hood
+                    )
+                }
+                let fresh = current && advertisedKnown.contains(peer)
+                let advertised = state.sampleCount.map { n in basis?.bound.map { min(n, $0) } ?? n }
                 return MixingWeights.Entry(
                     id: peer, baseWeight: settings.neighbours[peer]!.weight,
-                    samples: fresh ? state.sampleCount : nil, neighbourhoodSamples: state.neighbourhoodSampleCount
+                    samples: fresh ? advertised : nil, neighbourhoodSamples: state.neighbourhoodSampleCount
                 )
             },
             weighting: settings.weighting,

@@ -60,6 +60,10 @@ public struct GossipSettings: Sendable {
     /// emit ``GossipDirective/disconnect(_:reason:)`` (once per round). MUST be ≥ 1. Default: 64.
     public var rejectionBudgetPerRound: Int = 64
     public var weighting: SiteWeighting = .samples
+    /// The bounded sample counts (``SampleBasis``), once every site's signed count is known:
+    /// the mixing weights use its n′ and S′ instead of the counts the envelopes advertise.
+    /// `nil` (before the statistics round, or in a harness without one): the advertised counts.
+    public var sampleBasis: SampleBasis?
     /// Where the base weights came from: Metropolis–Hastings (the default) lets sample
     /// weighting use the neighbourhood form of ``MixingWeights``; explicit weights are kept as
     /// the admin wrote them.

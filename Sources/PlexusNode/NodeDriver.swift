@@ -38,6 +38,8 @@ actor NodeDriver: Service {
     private var standardization: Standardization?
     /// Each site's sample count from its signed statistics, once the round completed.
     private var declaredSamples: [PeerID: Int] = [:]
+    /// The counts the last sample basis changed (to warn once per change).
+    private var sampleAdjustments: [SampleBasis.Adjustment] = []
     private var restoredSnapshot: GossipInstance<PlanLearner>.Snapshot?
     /// Operator warnings about refused messages: at most one per neighbour and reason per interval.
     private var warningLimiter = RateLimiter(interval: .seconds(10))
@@ -126,8 +128,9 @@ actor NodeDriver: Service {
                     do { saved = try CompletedStatistics(decoding: bytes, planHash: node.planHash, key: stateKey, acceptChecksum: upgrading) } catch {
                         throw NodeError("\(statisticsPath!): \(error.description); delete it to run the statistics round again")
                     }
-                    standardization = try Self.pooled(saved.basis, mine: summary, me: me)
                     declaredSamples = Self.declaredSamples(saved.basis)
+                    let counts = Experiment.sampleBasis(topology: node.topology, plan: node.plan, declared: declaredSamples)
+                    standardization = try Self.pooled(saved.basis, mine: summary, me: me, counts: counts)
                     statisticsRound.restoreCompleted(basis: saved.basis, messages: saved.messages)
                     if bytes[4] == 1, let stateKey {
                         try StateFile.writeAtomically(saved.encoded(planHash: node.planHash, key: stateKey), to: statisticsPath!)
@@ -172,7 +175,10 @@ actor NodeDriver: Service {
         }
     }
 
-    static func pooled(_ payloads: [PeerID: [UInt8]], mine: SiteSummary, me: PeerID) throws(NodeError) -> Standardization {
+    /// A site whose count the sample basis changed (a pin or the bound) is pooled with the count
+    /// used — its mean as signed, its sum of squared deviations rescaled to keep its variance —
+    /// so that a lie about the count buys no more in the standardization than in the weights.
+    static func pooled(_ payloads: [PeerID: [UInt8]], mine: SiteSummary, me: PeerID, counts: SampleBasis) throws(NodeError) -> Standardization {
         var sites: [PeerID: FeatureStatistics] = [:]
         var mismatches: [String] = []
         for origin in payloads.keys.sorted() {
@@ -184,7 +190,13 @@ actor NodeDriver: Service {
                 mismatches.append("site '\(origin)' \(difference)")
                 continue
             }
-            sites[origin] = summary.statistics
+            var statistics = summary.statistics
+            if let used = counts.counts[origin], Double(used) != statistics.count, statistics.count > 0 {
+                let factor = Double(used) / statistics.count
+                statistics.sumOfSquaredDeviations = statistics.sumOfSquaredDeviations.map { $0 * factor }
+                statistics.count = Double(used)
+            }
+            sites[origin] = statistics
         }
         let merged = FeatureStatistics.pooled(sites, dimension: mine.features.count)
         guard mismatches.isEmpty else {
@@ -313,8 +325,9 @@ actor NodeDriver: Service {
                 fail(NodeError("'\(a)' and '\(b)' train with different pooled standardizations (they differ on the statistics of \(origins.map { "'\($0)'" }.joined(separator: ", "))): a site signed two different statistics, or the network was restarted with other sites"))
             case .completed(let payloads):
                 do {
-                    let pooled = try Self.pooled(payloads, mine: summary, me: me)
                     declaredSamples = Self.declaredSamples(payloads)
+                    let counts = Experiment.sampleBasis(topology: topology, plan: node.plan, declared: declaredSamples)
+                    let pooled = try Self.pooled(payloads, mine: summary, me: me, counts: counts)
                     persistStatistics()
                     node.logger.info("Pooled statistics complete; training", metadata: ["sites": "\(payloads.count)"])
                     startTraining(pooled)
@@ -347,12 +360,42 @@ actor NodeDriver: Service {
     /// Standardize this site's rows with the network's pooled standardization and start (or resume).
     private func startTraining(_ pooled: Standardization) {
         standardization = pooled
-        // From now on every neighbour's envelopes must advertise the count it signed.
+        // From now on every neighbour's envelopes must advertise the count it signed, and the
+        // weights use the bounded counts.
+        updateSampleBasis()
         carryOut(instance.updateNeighbours(neighbours(topology)))
         let data = pooled.applied(to: node.site)
         instance.withLearner { $0.data = data }
         metrics.trainingStarted()
         carryOut(restoredSnapshot != nil ? instance.resume() : instance.start())
+    }
+
+    /// Gives the instance the bounded counts of the running topology (once every site's signed
+    /// count is known), and warns about every count that was changed — once per change, since
+    /// the basis only changes at the statistics round and at reloads.
+    private func updateSampleBasis() {
+        guard !declaredSamples.isEmpty else { return }
+        let basis = Experiment.sampleBasis(topology: topology, plan: node.plan, declared: declaredSamples)
+        instance.updateSampleBasis(basis)
+        guard basis.adjustments != sampleAdjustments else { return }
+        sampleAdjustments = basis.adjustments
+        for adjustment in basis.adjustments {
+            let why: String
+            switch adjustment.cause {
+            case .pin(let pin):
+                why = "the topology file pins \(pin.description)"
+            case .bound(let ratio, let median):
+                why = "max_sample_ratio = \(ratio) × the median count \(median)"
+            }
+            let message = adjustment.contradictsPin
+                ? "'\(adjustment.peer)' signed \(adjustment.declared) samples, which contradicts \(why); the mixing weights count \(adjustment.used)"
+                : "the mixing weights count '\(adjustment.peer)' as \(adjustment.used) samples, not the \(adjustment.declared) it signed: \(why)"
+            node.logger.warning(
+                "Sample count bounded",
+                metadata: ["peer": "\(adjustment.peer)", "signed": "\(adjustment.declared)", "used": "\(adjustment.used)", "why": "\(why)"]
+            )
+            log?.write(ConvergenceLog.session("sample_count_bounded", peer: node.configuration.peer, other: adjustment.peer.rawValue, reason: message, round: round, time: now()))
+        }
     }
 
     /// Stops the node with `error` (its exit code tells an init system whether to restart).
@@ -622,6 +665,7 @@ actor NodeDriver: Service {
         let neighbours = self.neighbours(updated)
         for peer in outbound.keys where neighbours[peer] == nil { closeQueue(to: peer) }
         for peer in neighbours.keys { openQueue(to: peer) }
+        updateSampleBasis()
         carryOut(instance.updateNeighbours(neighbours))
         let peers = node.meshPeers(updated)
         let mesh = self.mesh

@@ -34,6 +34,10 @@ import PlexusCrypto
 ///       max_staleness      int
 ///       seed               8 bytes, UInt64
 ///
+///     then each field added after version 1, only when it differs from its default (so that
+///     every plan written before it keeps its hash), as its key and its value:
+///       "max_sample_ratio" string ‖ float
+///
 ///     string   = varint(UTF-8 byte count) ‖ UTF-8 bytes
 ///     list     = varint(element count) ‖ elements
 ///     optional = 0x00 | 0x01 ‖ value
@@ -41,8 +45,8 @@ import PlexusCrypto
 ///     float    = 8 bytes, IEEE 754 binary64 bit pattern; -0.0 is written as +0.0
 ///     varint   = unsigned LEB128 (PlexusCore's ByteWriter)
 ///
-/// A field added to ``Plan`` MUST be appended here, and the tag bumped if old hashes must
-/// stop matching.
+/// A field added to ``Plan`` MUST be appended here — as a keyed extension when its default
+/// keeps the old behaviour — and the tag bumped if old hashes must stop matching.
 public enum PlanHash {
     public static let domain = "plexus-plan-v1"
 
@@ -121,6 +125,11 @@ public enum PlanHash {
         int(plan.roundDeadlineMilliseconds)
         int(plan.maxStaleness)
         w.write(littleEndian: plan.seed)
+        let defaults = Plan(model: plan.model, rounds: plan.rounds, learningRate: plan.learningRate)
+        if plan.maxSampleRatio != defaults.maxSampleRatio {
+            string("max_sample_ratio")
+            float(plan.maxSampleRatio)
+        }
         return w.bytes
     }
 }

@@ -27,13 +27,14 @@ import TOMLKit
 /// | `synchrony` | string | `"synchronous"` | `synchronous`, `asynchronous` |
 /// | `round_deadline_ms` | integer | 10000 | 1–86 400 000 |
 /// | `max_staleness` | integer | 5 | 0–1 000 000 |
+/// | `max_sample_ratio` | number | 4 | 0 (no bound) or 1–1 000 000 |
 /// | `seed` | integer | 1 | 0 – 2⁶³−1 |
 public enum PlanKeys {
     /// Every key the `[plan]` table accepts, in documentation (and canonical encoding) order.
     public static let all: [String] = [
         "model", "features", "exclude", "label", "time", "event", "missing", "hidden", "rounds", "local_steps",
         "learning_rate", "l2", "optimizer", "momentum", "batch_size", "proximal", "codec", "mixing",
-        "consensus_step", "synchrony", "round_deadline_ms", "max_staleness", "seed",
+        "consensus_step", "synchrony", "round_deadline_ms", "max_staleness", "max_sample_ratio", "seed",
     ]
 
     public static let maximumRounds = 10_000_000
@@ -41,6 +42,7 @@ public enum PlanKeys {
     public static let maximumHiddenWidth = 65_536
     public static let maximumRoundDeadlineMilliseconds = 86_400_000
     public static let maximumStaleness = 1_000_000
+    public static let maximumSampleRatio = 1_000_000.0
 }
 
 extension Reader {
@@ -164,6 +166,13 @@ extension Reader {
                 plan.maxStaleness = n
             } else {
                 error("max_staleness must be from 0 to \(PlanKeys.maximumStaleness), found \(n)", at: valuePosition(t, "max_staleness"))
+            }
+        }
+        if let x = number(t, "max_sample_ratio") {
+            if x == 0 || (x >= 1 && x <= PlanKeys.maximumSampleRatio) {
+                plan.maxSampleRatio = x
+            } else {
+                error("max_sample_ratio must be 0 (no bound) or from 1 to 1000000 (a multiple of the median count), found \(x)", at: valuePosition(t, "max_sample_ratio"))
             }
         }
         if let n = integer(t, "seed") {

@@ -19,11 +19,15 @@ public struct Topology: Sendable {
         public let endpoint: Endpoint
         /// The pinned Ed25519 key the peer MUST prove in every handshake.
         public let publicKey: Ed25519.PublicKey
+        /// `samples = N` or `max_samples = N`: the count the mixing weights use for this peer
+        /// whatever it signs (see ``SamplePin``); `nil` when the file names none.
+        public let samples: SamplePin?
 
-        public init(id: PeerID, endpoint: Endpoint, publicKey: Ed25519.PublicKey) {
+        public init(id: PeerID, endpoint: Endpoint, publicKey: Ed25519.PublicKey, samples: SamplePin? = nil) {
             self.id = id
             self.endpoint = endpoint
             self.publicKey = publicKey
+            self.samples = samples
         }
     }
 

@@ -6,7 +6,7 @@ import TOMLKit
 /// that span tables (duplicates, unknown peers, connectivity, mixing weights, mixing speed).
 enum TopologyParser {
     static let networkKeys = ["name", "protocol"]
-    static let peerKeys = ["id", "endpoint", "public_key"]
+    static let peerKeys = ["id", "endpoint", "public_key", "samples", "max_samples"]
     static let linkKeys = ["peers", "weight"]
     /// The longest network name accepted.
     static let maximumNameLength = 128
@@ -16,6 +16,7 @@ enum TopologyParser {
         var id: PeerID?
         var endpoint: Endpoint?
         var publicKey: Ed25519.PublicKey?
+        var samples: SamplePin?
         var header: SourcePosition
         /// Whether this entry is the one the graph uses for its id (the first valid one).
         var isCanonical = false
@@ -52,7 +53,7 @@ enum TopologyParser {
             plan: plan,
             peers: peers.compactMap { p in
                 guard p.isCanonical, let id = p.id, let endpoint = p.endpoint, let key = p.publicKey else { return nil }
-                return Topology.Peer(id: id, endpoint: endpoint, publicKey: key)
+                return Topology.Peer(id: id, endpoint: endpoint, publicKey: key, samples: p.samples)
             },
             links: links.map { Topology.Link($0.a, $0.b, weight: $0.weight) }
         )
@@ -116,6 +117,22 @@ extension Reader {
         return result
     }
 
+    /// `samples = N` or `max_samples = N` (at most one of them), N in 1…2⁴⁰.
+    mutating func samplePin(_ t: TableRef) -> SamplePin? {
+        let exact = integer(t, "samples")
+        let most = integer(t, "max_samples")
+        if exact != nil && most != nil {
+            error("a peer takes 'samples' (its exact count) or 'max_samples' (an upper bound), not both", at: keyPosition(t, "max_samples"))
+            return nil
+        }
+        guard let (key, n) = exact.map({ ("samples", $0) }) ?? most.map({ ("max_samples", $0) }) else { return nil }
+        guard (1...SamplePin.largest).contains(n) else {
+            error("\(key) must be an integer from 1 to \(SamplePin.largest) (2^40), found \(n)", at: valuePosition(t, key))
+            return nil
+        }
+        return key == "samples" ? .exactly(n) : .atMost(n)
+    }
+
     mutating func peers(_ root: TOMLTable) -> [TopologyParser.ParsedPeer] {
         var parsed: [TopologyParser.ParsedPeer] = []
         var firstId: [String: SourcePosition] = [:]
@@ -167,6 +184,7 @@ extension Reader {
                     self.error("malformed public_key '\(shown)': \(error.description)", at: at)
                 }
             }
+            peer.samples = samplePin(t)
             if peer.endpoint == nil || peer.publicKey == nil { peer.isCanonical = false }
             parsed.append(peer)
         }

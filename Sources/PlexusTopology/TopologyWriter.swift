@@ -37,6 +37,7 @@ public enum TopologyWriter {
         add("synchrony", string(plan.synchrony.rawValue), plan.synchrony == defaults.synchrony)
         add("round_deadline_ms", String(plan.roundDeadlineMilliseconds), plan.roundDeadlineMilliseconds == defaults.roundDeadlineMilliseconds)
         add("max_staleness", String(plan.maxStaleness), plan.maxStaleness == defaults.maxStaleness)
+        add("max_sample_ratio", number(plan.maxSampleRatio), plan.maxSampleRatio == defaults.maxSampleRatio)
         add("seed", String(plan.seed), plan.seed == defaults.seed)
         return entries
     }
@@ -60,6 +61,7 @@ public enum TopologyWriter {
         for peer in topology.peers {
             out += "\n[[peer]]\nid = \(string(peer.id.rawValue))\nendpoint = \(string(peer.endpoint.description))\n"
             out += "public_key = \(string(peer.publicKey.base64))\n"
+            if let pin = peer.samples { out += pin.description + "\n" }
         }
         let explicit = topology.plan.mixing == .explicit
         for link in topology.links {
@@ -111,7 +113,7 @@ public enum TopologyWriter {
     static func strings(_ list: [String]) -> String { "[" + list.map(string).joined(separator: ", ") + "]" }
 
     /// A TOML float that reads back to exactly `x` (Swift prints the shortest such form).
-    static func number(_ x: Double) -> String {
+    public static func number(_ x: Double) -> String {
         if x.isNaN { return "nan" }
         if x.isInfinite { return x < 0 ? "-inf" : "inf" }
         return "\(x)"

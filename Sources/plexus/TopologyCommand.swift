@@ -46,7 +46,11 @@ extension TopologyCommand {
                 (FILE:LINE:COLUMN: error: message) on standard error. When the file is valid, the \
                 graph facts follow on standard output: peers, links, degrees, diameter, components, \
                 the spectral gap of the mixing matrix and the rounds it implies to shrink \
-                disagreement between peers 1000×. Exits 1 when there is any error.
+                disagreement between peers 1000×, and how sample counts are held: a peer's \
+                `samples = N` (exact) or `max_samples = N` (upper bound) pins the count its \
+                neighbours' mixing weights use whatever it signs; every other count is bounded \
+                at max_sample_ratio × the network's median signed count. Exits 1 when there is \
+                any error.
                 """
         )
 
@@ -78,19 +82,35 @@ extension TopologyCommand {
                     let network: String?
                     let planHash: String?
                     let facts: GraphFacts?
+                    let samplePins: [String: String]?
+                    let maxSampleRatio: Double?
                 }
                 let report = Report(
                     file: file, valid: topology != nil, diagnostics: diagnostics, network: topology?.networkName,
-                    planHash: topology.map { PlanHash.hex($0.planHash) }, facts: facts)
+                    planHash: topology.map { PlanHash.hex($0.planHash) }, facts: facts,
+                    samplePins: topology.map { t in Dictionary(uniqueKeysWithValues: t.peers.compactMap { p in p.samples.map { (p.id.rawValue, $0.description) } }) },
+                    maxSampleRatio: topology?.plan.maxSampleRatio)
                 print(try PlexusJSON.string(report, pretty: true))
             case .text:
                 for d in diagnostics { StandardStream.error.write("\(d)\n") }
                 if let topology, let facts {
                     print("\(file): ok: network '\(topology.networkName)', plan hash \(PlanHash.hex(topology.planHash)), file fingerprint \(topology.fingerprintHex)")
                     for line in facts.summary { print("  \(line)") }
+                    print("  \(Self.sampleCounts(topology))")
                 }
             }
             if topology == nil { throw ExitCode(1) }
+        }
+
+        /// One line: the pins, and the bound on every other count.
+        static func sampleCounts(_ topology: Topology) -> String {
+            let pins = topology.peers.compactMap { p in p.samples.map { "\(p.id) \($0.description)" } }
+            let ratio = topology.plan.maxSampleRatio
+            let bound = ratio > 0
+                ? "counts at most \(TopologyWriter.number(ratio)) × the network's median signed count (max_sample_ratio)"
+                : "counts as signed: no bound (max_sample_ratio = 0)"
+            if pins.isEmpty { return "sample counts: none pinned; each \(bound)" }
+            return "sample counts: pinned \(pins.joined(separator: ", ")); every count \(bound)"
         }
     }
 

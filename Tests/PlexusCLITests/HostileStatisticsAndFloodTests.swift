@@ -52,6 +52,40 @@ extension HostilePeerTests {
         }
     }
 
+    /// 4c. A consistent lie: statistics claiming 1000× hospital-c's 46 rows (its means as they
+    /// are, its variances kept), validly signed and plausible, then silence. The statistics
+    /// round accepts it — it contradicts nothing in the messages — and both honest nodes say
+    /// once, at warning level and in a `sample_count_bounded` event, what they count instead:
+    /// - without a pin, the symmetric bound (4 × the median count, 1092 rows): that bounds the
+    ///   weight a lying neighbour's models would get, but the pooled standardization still leans
+    ///   on hospital-c's means (1092 of 1501 rows), which costs 2–4 of the 114 test patients after
+    ///   60 rounds (measured 0.930–0.947 against 0.965 silent; the same lie unbounded gave
+    ///   0.930–0.939): tolerance 0.05 here.
+    /// - with `max_samples = 60` in hospital-c's `[[peer]]`, the lie buys nothing: the nodes count
+    ///   60, name the contradiction, and match the silent run within 0.02.
+    @Test(arguments: [false, true]) func aConsistentSampleLieIsBoundedAndLogged(pinned: Bool) async throws {
+        let net = try network(pinned ? "sample-lie-pinned" : "sample-lie", silentStatistics: true, pinC: pinned ? "max_samples = 60" : nil)
+        let rows = Int(net.hostile.declaredSamples)
+        let lie = rows * 1000
+        net.hostile.statistics = try corrupted(net) { summary in
+            summary.statistics.count *= 1000
+            summary.statistics.sumOfSquaredDeviations = summary.statistics.sumOfSquaredDeviations.map { $0 * 1000 }
+        }
+        let outcome = try await run(net) { _, _ in }
+        try await expectSound(outcome, "a consistent sample lie (\(lie) rows) in the statistics, pinned \(pinned)", tolerance: pinned ? 0.02 : 0.05)
+        let c = net.topology.peers[2].id.rawValue
+        let expected = pinned
+            ? "'\(c)' signed \(lie) samples, which contradicts the topology file pins max_samples = 60; the mixing weights count 60"
+            : "not the \(lie) it signed: max_sample_ratio = 4.0 × the median count"
+        for (log, output) in zip(outcome.logs, outcome.output) {
+            let bounded = log.events.filter { $0.event == "sample_count_bounded" }
+            #expect(bounded.count == 1, "\(log.peer): \(bounded)")
+            #expect(bounded.first?.with == c)
+            #expect(bounded.first?.reason?.contains(expected) == true, "\(bounded)")
+            #expect(output.contains("Sample count bounded"), "\(log.peer): \(output)")
+        }
+    }
+
     /// 4b. Only implausible statistics, then silence: the honest nodes never train on them and
     /// give up after `--statistics-timeout` with exit 75 (a transient failure: an init system
     /// restarts them), as README's exit codes say.

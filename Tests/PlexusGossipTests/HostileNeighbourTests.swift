@@ -78,6 +78,34 @@ import Testing
         #expect(p.a.neighbourStates[p.b]!.sampleCount == 10)
     }
 
+    /// A lie told consistently — the same count in the statistics and in every envelope — is
+    /// bounded by the sample basis: b claims 10 000 samples beside a's 10. Advertised counts give
+    /// b the weight 10 000 ÷ 10 010 (it takes a over); the basis (median 10, ratio 4) counts b as
+    /// 40, S′ = 50 at both ends, and b's weight is 40 ÷ 50.
+    @Test func aConsistentLieIsBoundedByTheSampleBasis() throws {
+        let v: [Float] = [5, -5, 5, -5]
+        for bounded in [false, true] {
+            var p = Pair { settings in
+                settings.neighbours[peerID(1)]!.declaredSamples = 10_000
+                if bounded {
+                    settings.sampleBasis = SampleBasis(
+                        declared: [peerID(0): 10, peerID(1): 10_000], pins: [:], ratio: 4, graph: [peerID(0): [peerID(1)], peerID(1): [peerID(0)]]
+                    )
+                }
+            }
+            #expect(Self.reasons(p.a.receive(p.envelope(sequence: 1, round: 0, samples: 10_000, neighbourhood: 10_010, delta: p.lossless(v)), from: p.b)).isEmpty)
+            _ = p.a.start()
+            let trained = p.a.publicCopy  // x after round 1's training, sealed losslessly
+            let directives = p.a.receive(p.envelope(.delta, sequence: 2, base: 1, round: 1, samples: 10_000, neighbourhood: 10_010, delta: p.lossless([0, 0, 0, 0])), from: p.b)
+            let report = try #require(Self.report(directives))
+            let expected = bounded ? 40.0 / 50 : 10_000.0 / 10_010
+            for i in v.indices {
+                let weight = Double(report.parameters[i] - trained[i]) / Double(v[i] - trained[i])
+                #expect(abs(weight - expected) < 1e-5, "bounded \(bounded): b's weight \(weight), expected \(expected)")
+            }
+        }
+    }
+
     // MARK: 1. No arithmetic on outside numbers traps
 
     /// Sample count 2⁶³ used to overflow S_i at the next round (a trap, and a crash loop);

@@ -1,0 +1,78 @@
+import Foundation
+import PlexusCore
+import PlexusTopology
+import Testing
+
+/// `samples = N` / `max_samples = N` on a `[[peer]]`, and the plan's `max_sample_ratio`.
+@Suite struct SamplePinTests {
+    static let base = Fixtures.text("good/explicit.toml")
+
+    /// The base file with `extra` after peer c's public key (line 32 of the result holds it).
+    static func withPin(_ extra: String) -> String {
+        base.replacingOccurrences(of: "public_key = \"SpZ4oTo9Q52zvK7xuWc0aoMCVWPWuIn0eR0U8NB1LTQ=\"\n", with: "public_key = \"SpZ4oTo9Q52zvK7xuWc0aoMCVWPWuIn0eR0U8NB1LTQ=\"\n" + extra)
+    }
+
+    static func line(of needle: String, in text: String) -> Int {
+        text.split(separator: "\n", omittingEmptySubsequences: false).firstIndex { $0.contains(needle) }! + 1
+    }
+
+    @Test func pinsAreReadAndWrittenBack() throws {
+        let text = Self.withPin("samples = 500\n").replacingOccurrences(of: "endpoint = \"10.0.0.4:7401\"\n", with: "endpoint = \"10.0.0.4:7401\"\nmax_samples = 2000\n")
+        let topology = try Topology.parse(source: text, path: "t.toml")
+        let cID = try #require(PeerID("c")), dID = try #require(PeerID("d")), aID = try #require(PeerID("a"))
+        let c = try #require(topology.peer(cID))
+        let d = try #require(topology.peer(dID))
+        #expect(c.samples == .exactly(500))
+        #expect(d.samples == .atMost(2000))
+        #expect(topology.peer(aID)?.samples == nil)
+        let again = try Topology.parse(source: TopologyWriter.toml(topology), path: "w.toml")
+        #expect(again.peers.map(\.samples) == topology.peers.map(\.samples))
+    }
+
+    @Test func bothFormsAtOnceAreAnError() throws {
+        let text = Self.withPin("samples = 500\nmax_samples = 600\n")
+        let line = Self.line(of: "max_samples", in: text)
+        do {
+            _ = try Topology.parse(source: text, path: "t.toml")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.description.contains("t.toml:\(line):1: error: a peer takes 'samples' (its exact count) or 'max_samples' (an upper bound), not both"), "\(error.description)")
+        }
+    }
+
+    @Test(arguments: [("samples = 0", "samples must be an integer from 1 to 1099511627776 (2^40), found 0"),
+                      ("max_samples = 1099511627777", "max_samples must be an integer from 1 to 1099511627776 (2^40), found 1099511627777"),
+                      ("samples = 12.5", "'samples' must be an integer")])
+    func outOfRangePinsAreNamed(_ entry: String, _ message: String) throws {
+        let text = Self.withPin(entry + "\n")
+        let line = Self.line(of: entry, in: text)
+        do {
+            _ = try Topology.parse(source: text, path: "t.toml")
+            Issue.record("expected an error for \(entry)")
+        } catch {
+            #expect(error.description.contains("t.toml:\(line):"), "\(error.description)")
+            #expect(error.description.contains(message), "\(error.description)")
+        }
+    }
+
+    @Test func theRatioIsAPlanKeyCoveredByTheHashOnlyWhenChanged() throws {
+        let plain = try Topology.parse(source: Self.base, path: "t.toml")
+        #expect(plain.plan.maxSampleRatio == 4)
+        let same = try Topology.parse(source: Self.base.replacingOccurrences(of: "seed = 7", with: "seed = 7\nmax_sample_ratio = 4.0"), path: "t.toml")
+        #expect(same.planHash == plain.planHash)
+        let off = try Topology.parse(source: Self.base.replacingOccurrences(of: "seed = 7", with: "seed = 7\nmax_sample_ratio = 0"), path: "t.toml")
+        #expect(off.plan.maxSampleRatio == 0)
+        #expect(off.planHash != plain.planHash)
+        let wide = try Topology.parse(source: Self.base.replacingOccurrences(of: "seed = 7", with: "seed = 7\nmax_sample_ratio = 10"), path: "t.toml")
+        #expect(wide.planHash != plain.planHash && wide.planHash != off.planHash)
+        #expect(TopologyWriter.plan(wide.plan).contains("max_sample_ratio = 10"))
+        #expect(!TopologyWriter.plan(plain.plan).contains("max_sample_ratio"))
+        let text = Self.base.replacingOccurrences(of: "seed = 7", with: "seed = 7\nmax_sample_ratio = 0.5")
+        do {
+            _ = try Topology.parse(source: text, path: "t.toml")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.description.contains("t.toml:\(Self.line(of: "max_sample_ratio", in: text)):20: error: max_sample_ratio must be 0 (no bound) or from 1 to 1000000 (a multiple of the median count), found 0.5"), "\(error.description)")
+        }
+    }
+}
