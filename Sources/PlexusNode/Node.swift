@@ -270,7 +270,9 @@ public final class PeerNode: Sendable {
             .init(service: driver, successTerminationBehavior: .gracefullyShutdownGroup),
         ]
         if let endpoint = configuration.metrics {
-            services.append(.init(service: MetricsServer(host: endpoint.host, port: endpoint.port, metrics: metrics, logger: logger)))
+            services.append(.init(service: MetricsServer(
+                host: endpoint.host, port: endpoint.port, metrics: metrics, roundDeadline: .milliseconds(plan.roundDeadlineMilliseconds), logger: logger
+            )))
         }
         let group = ServiceGroup(
             configuration: .init(

@@ -220,6 +220,7 @@ actor NodeDriver: Service {
         node.logger.info("Node starting", metadata: [
             "peer": "\(me)", "neighbours": "\(topology.neighbours(of: me).map(\.rawValue).joined(separator: ","))", "round": "\(round)",
             "topology.fingerprint": "\(topology.fingerprintHex)", "plan": "\(PlanHash.hex(node.planHash).prefix(16))",
+            "version": "\(PlexusVersion.current)",
         ])
         if let snapshot = restoredSnapshot, snapshot.round > node.plan.rounds {
             node.logger.notice("This node already finished its plan (\(node.plan.rounds) rounds); the final model is \(node.modelPath)")

@@ -100,7 +100,13 @@ package final class NodeMetrics: Sendable {
         var staleness: [PeerID: CoreMetrics.Gauge] = [:]
         var topologyMatch: [PeerID: CoreMetrics.Gauge] = [:]
         var lastRound: ContinuousClock.Instant?
+        var training = false
+        var isFinished = false
+        var currentRound = 0
     }
+
+    /// The plan's rounds (for `/readyz`).
+    private let planRounds: Int
 
     private let labelled = Mutex(Labelled())
 
@@ -114,6 +120,7 @@ package final class NodeMetrics: Sendable {
         processMetrics: Bool = true
     ) {
         self.peer = peer
+        self.planRounds = planRounds
         self.registry = registry
         let factory = NodeMetricsFactory(registry: registry)
         self.factory = factory
@@ -176,7 +183,10 @@ package final class NodeMetrics: Sendable {
 
     /// Training (re)starts: the first round's duration is measured from now.
     package func trainingStarted(at instant: ContinuousClock.Instant = .now) {
-        labelled.withLock { $0.lastRound = instant }
+        labelled.withLock {
+            $0.lastRound = instant
+            $0.training = true
+        }
     }
 
     /// A round completed at `unixTime` (seconds since 1970) and `instant`.
@@ -189,7 +199,10 @@ package final class NodeMetrics: Sendable {
         lastRoundTimestamp.record(unixTime)
         for (reason, count) in values.rejected where count > 0 { rejected(reason, count: count) }
         let previous = labelled.withLock { state -> ContinuousClock.Instant? in
-            defer { state.lastRound = instant }
+            defer {
+                state.lastRound = instant
+                state.currentRound = values.round
+            }
             for (neighbour, rounds) in values.staleness where state.neighbours.contains(neighbour) {
                 if state.staleness[neighbour] == nil {
                     state.staleness[neighbour] = neighbourGauge(.neighbourStaleness, neighbour)
@@ -251,6 +264,46 @@ package final class NodeMetrics: Sendable {
     /// The plan's last round is done.
     package func finished() {
         finishedGauge.record(1)
+        labelled.withLock { $0.isFinished = true }
+    }
+
+    /// What `/readyz` answers: whether the node takes part in the network now, and why not.
+    package struct Readiness: Sendable, Equatable {
+        package var ready: Bool
+        package var reason: String
+
+        package init(ready: Bool, reason: String) {
+            self.ready = ready
+            self.reason = reason
+        }
+    }
+
+    /// Ready when the node trains with at least one neighbour session up and its last round
+    /// completed within two round deadlines — or when it finished its plan (it only serves the
+    /// final model then). Not ready while the statistics round runs, when no neighbour session
+    /// is up (all neighbours stopped or unreachable: at once, since their sessions close), and
+    /// when rounds stopped advancing.
+    package func readiness(roundDeadline: Duration, now: ContinuousClock.Instant = .now) -> Readiness {
+        let state = labelled.withLock { ($0.training, $0.isFinished, $0.openSessions, $0.neighbours.count, $0.lastRound, $0.currentRound) }
+        let (training, isFinished, sessions, neighbours, lastRound, current) = state
+        if isFinished { return Readiness(ready: true, reason: "finished: the plan's \(planRounds) rounds are done") }
+        guard training else { return Readiness(ready: false, reason: "not training yet: the statistics round has not completed") }
+        if neighbours > 0 && sessions == 0 {
+            return Readiness(ready: false, reason: "no neighbour session is up (0 of \(neighbours))")
+        }
+        if let lastRound {
+            let since = now - lastRound
+            if since > roundDeadline * 2 {
+                return Readiness(ready: false, reason: "no round completed for \(Self.seconds(since)) s (the round deadline is \(Self.seconds(roundDeadline)) s)")
+            }
+        }
+        return Readiness(ready: true, reason: "training: round \(current) of \(planRounds), \(min(sessions, neighbours)) of \(neighbours) neighbour sessions up")
+    }
+
+    /// Tenths of a second, e.g. `20.4`.
+    private static func seconds(_ d: Duration) -> String {
+        let tenths = d.components.seconds * 10 + d.components.attoseconds / 100_000_000_000_000_000
+        return "\(tenths / 10).\(tenths % 10)"
     }
 
     /// The running topology, at start and after each accepted reload: `plexus_topology_info`

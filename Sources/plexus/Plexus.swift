@@ -24,6 +24,16 @@ struct Plexus: AsyncParsableCommand {
             Run.self,
             Watch.self,
             Report.self,
+            Version.self,
         ]
     )
+}
+
+/// `plexus version`: the same line as `plexus --version`.
+struct Version: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print this build's version (the same as --version).")
+
+    func run() {
+        print(PlexusVersion.current)
+    }
 }

@@ -19,6 +19,11 @@ struct Run: AsyncParsableCommand {
             a crash, the same command resumes from the last completed round. The topology file is \
             re-read on SIGHUP and when it changes on disk.
 
+            With --metrics, the same address serves /healthz (200 while the process runs) and \
+            /readyz (200 when the node trains with at least one neighbour session up and its \
+            last round completed within two round deadlines, or when it finished its plan; 503 \
+            otherwise, with the reason on one line).
+
             Exit codes: 0 finished (also when restarted after its last round); 78 a configuration \
             or data error (topology, key, CSV, a schema mismatch between sites: restarting will \
             not help); 75 a transient failure (a port in use, the statistics round timed out: \
@@ -84,6 +89,11 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Operator log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    enum LogFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
+
+    @Option(help: "Operator log format on standard error: text, or json (one object per line: time, level, message, node, metadata).")
+    var logFormat: LogFormat = .text
+
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
@@ -139,7 +149,10 @@ struct Run: AsyncParsableCommand {
             }
             throw ExitCode(1)
         }
-        var logger = Logger(label: "plexus.node") { label in StreamLogHandler.standardError(label: label) }
+        let format = logFormat
+        var logger = Logger(label: "plexus.node") { label -> any LogHandler in
+            format == .json ? JSONLogHandler.standardError(label: label) : StreamLogHandler.standardError(label: label)
+        }
         logger.logLevel = level
         logger[metadataKey: "node"] = "\(id)"
         do {

@@ -261,6 +261,70 @@ extension ProcessSuites {
         #expect(accuracies.min()! >= 0.93)
     }
 
+    /// `/healthz` and `/readyz` beside `/metrics`, on a node that logs JSON: ready while it trains
+    /// with its neighbours, unready within one round deadline (10 s) of both neighbours being
+    /// killed — their sessions close — and ready again once they are restarted and resume.
+    @Test func readinessFollowsTheNeighboursAndLogsAreJSON() throws {
+        let directory = temporaryDirectory("readyz")
+        let (path, topology) = try network("consortium-3.toml", in: directory, rounds: 1_000_000)
+        let port = freePorts(1)
+        func arguments(_ index: Int) -> [String] {
+            var arguments = runArguments(path, topology.peers[index].id, directory, ["--split", split, "--site", String(index)])
+            if index == 0 {
+                arguments[arguments.firstIndex(of: "warning")!] = "info"
+                arguments += ["--metrics", String(port), "--log-format", "json"]
+            }
+            return arguments
+        }
+        var nodes = try (0..<3).map { try Background(arguments($0), output: "\(directory)/\(topology.peers[$0].id).out") }
+        defer { for node in nodes where node.process.isRunning { node.kill9() } }
+        func readyz() -> (status: String, body: String)? {
+            guard let response = httpGet(port: port, path: "/readyz"), let split = response.range(of: "\r\n\r\n") else { return nil }
+            return (String(response.prefix(12)), String(response[split.upperBound...]))
+        }
+        func waitFor(_ status: String, within seconds: Double) -> (status: String, body: String)? {
+            let deadline = Date().addingTimeInterval(seconds)
+            var last: (status: String, body: String)?
+            while Date() < deadline {
+                last = readyz()
+                if last?.status == status { return last }
+                usleep(50_000)
+            }
+            return last
+        }
+        let ready = try #require(waitFor("HTTP/1.1 200", within: 60), "never ready: \(nodes[0].log)")
+        #expect(ready.body.hasPrefix("ready: training: round "), "\(ready.body)")
+        #expect(ready.body.hasSuffix(" of 1000000, 2 of 2 neighbour sessions up\n"), "\(ready.body)")
+        #expect(httpGet(port: port, path: "/healthz").map { $0.hasPrefix("HTTP/1.1 200") && $0.hasSuffix("\r\n\r\nok\n") } == true)
+
+        nodes[1].kill9()
+        nodes[2].kill9()
+        let down = try #require(waitFor("HTTP/1.1 503", within: 10), "still ready 10 s after both neighbours died")
+        #expect(down.status == "HTTP/1.1 503" && down.body == "not ready: no neighbour session is up (0 of 2)\n", "\(down.body)")
+        #expect(httpGet(port: port, path: "/healthz")?.hasPrefix("HTTP/1.1 200") == true, "alive though not ready")
+
+        nodes[1] = try Background(arguments(1), output: "\(directory)/\(topology.peers[1].id).again.out")
+        nodes[2] = try Background(arguments(2), output: "\(directory)/\(topology.peers[2].id).again.out")
+        let back = try #require(waitFor("HTTP/1.1 200", within: 60), "not ready again: \(nodes[0].log)")
+        #expect(back.body.hasPrefix("ready: training: round "), "\(back.body)")
+
+        // Every line node 0 wrote to stderr is one JSON object with the stable keys.
+        let lines = nodes[0].log.split(separator: "\n")
+        #expect(lines.count >= 2)
+        var starting: [String: Any]?
+        for line in lines {
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object != nil, "not a JSON object: \(line)")
+            guard let object else { continue }
+            #expect(object["time"] is String && object["level"] is String && object["message"] is String && object["metadata"] is [String: Any], "\(line)")
+            #expect(object["node"] as? String == topology.peers[0].id.rawValue, "\(line)")
+            if object["message"] as? String == "Node starting" { starting = object }
+        }
+        let metadata = try #require(starting?["metadata"] as? [String: String], "a Node starting line: \(nodes[0].log)")
+        #expect(metadata["version"] == PlexusVersion.current)
+        #expect(metadata["topology.fingerprint"] == topology.fingerprintHex)
+    }
+
     /// `--metrics` serves the Prometheus text format, and its values move as the node trains.
     @Test func prometheusMetricsMove() throws {
         let directory = temporaryDirectory("metrics")
