@@ -209,6 +209,11 @@ public enum DatasetLoader {
     /// in the export are ignored).
     public static func featureColumns(plan: Plan, table: CSVTable) throws(DataError) -> [String] {
         let targets = [plan.label, plan.time, plan.event].compactMap { $0 }
+        // The targets first: an export without its label is the mismatch to name, not an
+        // exclude entry it also lacks.
+        for (name, role) in [(plan.label, "label"), (plan.time, "time"), (plan.event, "event")] {
+            if let name { _ = try table.columnIndex(name, role: role) }
+        }
         for name in plan.exclude {
             _ = try table.columnIndex(name, role: "in exclude")
         }

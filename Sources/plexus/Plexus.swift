@@ -27,6 +27,24 @@ struct Plexus: AsyncParsableCommand {
             Version.self,
         ]
     )
+
+    /// ArgumentParser's entry point, except that an error already phrased as a compiler-style
+    /// diagnostic (`FILE:LINE: error: …`) is printed as it is, not as `Error: FILE:LINE: error: …`.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as CLIError where isDiagnostic(error.description) {
+            StandardStream.error.write(error.description + "\n")
+            exit(withError: ExitCode.failure)
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// `plexus version`: the same line as `plexus --version`.

@@ -142,7 +142,7 @@ struct Run: AsyncParsableCommand {
         if check {
             let (problems, facts) = PeerNode.check(configuration: configuration)
             for fact in facts { StandardStream.output.write("ok: \(fact)\n") }
-            for problem in problems { StandardStream.error.write("error: \(problem)\n") }
+            for problem in problems { StandardStream.error.write(errorLine(problem) + "\n") }
             if problems.isEmpty {
                 StandardStream.output.write("ready: '\(id)' can start\n")
                 return
@@ -159,11 +159,11 @@ struct Run: AsyncParsableCommand {
             let node = try PeerNode(configuration: configuration, logger: logger)
             try await node.run()
         } catch let error as NodeError {
-            StandardStream.error.write("error: \(error.description)\n")
+            StandardStream.error.write(errorLine(error.description) + "\n")
             throw ExitCode(error.exitCode)
         } catch {
             // Anything else (a port in use, the network) may pass: an init system should retry.
-            StandardStream.error.write("error: \(error)\n")
+            StandardStream.error.write(errorLine("\(error)") + "\n")
             throw ExitCode(NodeError("", kind: .transient).exitCode)
         }
     }

@@ -400,6 +400,42 @@ extension ProcessSuites {
     }
 
     /// Start-up errors are one clear line each and a non-zero exit.
+    /// A data error is printed once as the diagnostic it is (`FILE:LINE: error: …`), not as
+    /// `error: FILE:LINE: error: …` — by `run`, `run --check` and `train` alike — and an export
+    /// that lacks both a target and an `exclude` column names the target.
+    @Test func dataErrorsAreOneDiagnosticNamingTheTarget() throws {
+        let directory = temporaryDirectory("messages")
+        let (path, topology) = try network("consortium-3.toml", in: directory)
+        let a = topology.peers[0].id
+        let table = try String(contentsOfFile: data, encoding: .utf8).split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        let column = try #require(table[0].firstIndex(of: "diagnosis"))
+        let csv = directory + "/no-label.csv"
+        try table.map { row in row.enumerated().filter { $0.offset != column }.map(\.element).joined(separator: ",") }.joined(separator: "\n").write(toFile: csv, atomically: true, encoding: .utf8)
+        let expected = "\(csv):1: error: no column 'diagnosis' (label) in the header\n"
+        var arguments = runArguments(path, a, directory, [])
+        arguments[arguments.firstIndex(of: data)!] = csv
+        let run = try plexus(arguments)
+        #expect(run.status == 78)
+        #expect(run.stderr == expected, "\(run.stderr)")
+        let check = try plexus(arguments + ["--check"])
+        #expect(check.status == 1)
+        #expect(check.stderr == expected, "\(check.stderr)")
+        let train = try plexus(["train", "--plan", path, "--data", csv])
+        #expect(train.status == 1)
+        #expect(train.stderr == expected, "\(train.stderr)")
+        // A plan that excludes a column the export also lacks: the target is what to name.
+        var plan = topology.plan
+        plan.exclude = ["mean radius"]
+        try TopologyWriter.plan(plan).write(toFile: directory + "/exclude.toml", atomically: true, encoding: .utf8)
+        let radius = try #require(table[0].firstIndex(of: "mean radius"))
+        let both = directory + "/no-label-no-radius.csv"
+        try table.map { row in row.enumerated().filter { $0.offset != column && $0.offset != radius }.map(\.element).joined(separator: ",") }.joined(separator: "\n").write(toFile: both, atomically: true, encoding: .utf8)
+        let excluded = try plexus(["train", "--plan", directory + "/exclude.toml", "--data", both])
+        #expect(excluded.stderr == "\(both):1: error: no column 'diagnosis' (label) in the header\n", "\(excluded.stderr)")
+        #expect(try plexus(["version"]).stdout == (try plexus(["--version"])).stdout)
+        #expect(try plexus(["version"]).stdout == PlexusVersion.current + "\n")
+    }
+
     @Test func startUpErrors() throws {
         let directory = temporaryDirectory("startup")
         let (path, topology) = try network("consortium-3.toml", in: directory)

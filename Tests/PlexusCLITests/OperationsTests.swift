@@ -167,7 +167,7 @@ extension ProcessSuites {
         let noLabel = try export("nolabel.csv", in: directory) { fields, _ in Array(fields.dropLast()) }
         let both = try check(data: noLabel)
         #expect(both.status == 1)
-        let lines = both.stderr.split(separator: "\n").filter { $0.hasPrefix("error: ") }
+        let lines = both.stderr.split(separator: "\n").filter { $0.hasPrefix("error: ") || $0.contains(": error: ") }
         #expect(lines.count == 1, "the data problem hides the state check (it needs the model size): \(both.stderr)")
         #expect(both.stderr.contains("diagnosis"), "\(both.stderr)")
         let torn = try check()
