@@ -8,7 +8,8 @@ public import PlexusTopology
 /// rows (Plexus, in the simulator), and all rows pooled — same model, same test set.
 public struct EvaluationTable: Sendable {
     public struct Row: Sendable {
-        /// `centralized`, `isolated` or `decentralized`.
+        /// `centralized`, `isolated`, `decentralized` or (with Byzantine peers)
+        /// `decentralized-worst`, the worst honest peer.
         public var setting: String
         public var site: String?
         /// Per seed: metric name → value (on the common test set).
@@ -189,7 +190,7 @@ extension EvaluationTable {
 
     /// The table as JSON (read by `plexus report --evaluation`).
     public func record() -> EvaluationRecord {
-        EvaluationRecord(
+        var record = EvaluationRecord(
             dataset: dataset, topology: topology, model: model, codec: codec, metric: metric, seeds: seeds,
             decentralizedBytes: bytes,
             rows: rows.map { row in
@@ -200,6 +201,8 @@ extension EvaluationTable {
                 )
             }
         )
+        record.byzantine = byzantine.isEmpty ? nil : byzantine
+        return record
     }
 
     static func displayName(_ metric: String) -> String {

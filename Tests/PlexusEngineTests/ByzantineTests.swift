@@ -2,6 +2,7 @@ import PlexusCore
 import PlexusEngine
 import PlexusGossip
 import PlexusLearning
+import PlexusLog
 import PlexusSimulator
 import PlexusTopology
 import Testing
@@ -236,7 +237,7 @@ import Testing
         evaluation.seeds = [options.plan.seed]
         evaluation.byzantine = options.byzantine
         let table = try EvaluationTable.run(evaluation)
-        #expect(table.byzantine == attacks)
+        #expect(table.byzantine == attacks && table.record().byzantine == attacks)
         let decentralized = try #require(table.rows.first { $0.setting == "decentralized" })
         let worst = try #require(table.rows.first { $0.setting == "decentralized-worst" })
         #expect(abs(decentralized.values[0]["accuracy"]! - honestMean) < 1e-12)
