@@ -127,6 +127,12 @@ struct Simulate: ParsableCommand {
             Example (the six TCGA-BRCA regions):
               plexus simulate --topology Topologies/tcga-brca.toml --data Topologies/data/tcga_brca.csv \\
                   --where split=train --test-where split=test --log-dir logs
+
+            With --byzantine PEER:ATTACK (repeatable), PEER attacks over the real protocol and \
+            the honest peers' metrics are printed apart from the attackers' (README, "Attacks"):
+              plexus simulate --topology Topologies/torus-16.toml --data Topologies/data/wdbc.csv \\
+                  --partition iid --split Topologies/data/splits/wdbc_seed0.json \\
+                  --byzantine peer-03:sign-flip --byzantine peer-10:sign-flip
             """
     )
 
