@@ -1,4 +1,5 @@
 import PlexusCore
+import PlexusCrypto
 import PlexusEngine
 import PlexusGossip
 import PlexusLearning
@@ -183,6 +184,57 @@ import Testing
     }
 
     // MARK: Over the real protocol
+
+    /// x ← x + 1 per round: with small whole numbers every step of the protocol is exact.
+    struct Step: LocalLearner {
+        var sampleCount = 10
+        mutating func train(_ parameters: inout [Float], round: Int) -> Double {
+            for i in parameters.indices { parameters[i] += 1 }
+            return 0
+        }
+    }
+
+    /// Two real instances on a full mesh, peer 1 with `attack`; the simulator after the run.
+    static func pair(_ attack: Attack?, rounds: Int = 6) throws -> (Simulator<Step>, [PeerID]) {
+        var plan = try topology("torus-16.toml").plan
+        plan.rounds = rounds
+        let network = try generated("full", peers: 2, plan: plan)
+        let ids = network.peers.map(\.id)
+        let keys = ids.map { Experiment.simulationKey(seed: 1, peer: $0) }
+        var peers: [SimulatedPeer<Step>] = []
+        for (i, id) in ids.enumerated() {
+            let settings = try Experiment.gossipSettings(
+                topology: network, plan: plan, planHash: PlanHash.hash(plan), peer: id, keys: { p in keys[ids.firstIndex(of: p)!].publicKey }
+            )
+            let transform = i == 1 ? attack?.transform(seed: 1, colluders: [id], peers: 2) : nil
+            peers.append(SimulatedPeer(settings: settings, key: keys[i], learner: Step(), initialParameters: [0, 2, 4, 8], publishTransform: transform))
+        }
+        let simulator = Simulator(peers: peers, seed: 1)
+        #expect(simulator.run().finished)
+        return (simulator, ids)
+    }
+
+    /// Over the real protocol: `stale` keeps publishing its round-1 model (x₀ + 1) through six
+    /// rounds, and its honest neighbour accepted every envelope — it holds exactly that copy.
+    @Test func staleKeepsPublishingItsFirstModelOverTheProtocol() throws {
+        let (stale, ids) = try Self.pair(try Attack(parsing: "stale"))
+        #expect(stale.instance(ids[1])!.publicCopy == [1, 3, 5, 9])
+        #expect(stale.instance(ids[0])!.neighbourStates[ids[1]]!.copy == [1, 3, 5, 9])
+        #expect(stale.instance(ids[1])!.parameters != [1, 3, 5, 9], "its own model moved on")
+        let (honest, _) = try Self.pair(nil)
+        #expect(honest.instance(ids[1])!.publicCopy != [1, 3, 5, 9])
+    }
+
+    /// Over the real protocol: `sign-flip`'s first envelope moves its copy by −u (x₀ − 1), and
+    /// `scale:3`'s by 3u; the honest neighbour holds what was published.
+    @Test func signFlipAndScaleOverTheProtocol() throws {
+        // One round: the published copy after round 1 is x₀ + K·(x₁ − x₀), x₁ − x₀ = 1.
+        for (text, expected) in [("sign-flip", [Float](arrayLiteral: -1, 1, 3, 7)), ("scale:3", [3, 5, 7, 11])] {
+            let (simulator, ids) = try Self.pair(try Attack(parsing: text), rounds: 1)
+            #expect(simulator.instance(ids[1])!.publicCopy == expected, "\(text)")
+            #expect(simulator.instance(ids[0])!.neighbourStates[ids[1]]!.copy == expected, "\(text)")
+        }
+    }
 
     static func torusOptions(rounds: Int, byzantine: [String]) throws -> SimulationOptions {
         let network = try topology("torus-16.toml")
