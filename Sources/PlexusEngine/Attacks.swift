@@ -38,7 +38,8 @@ public import PlexusLearning
 ///   s = ⌊n ÷ 2 + 1⌋ − f, n the peers of the network and f the attackers — the largest shift
 ///   that keeps the attackers inside the spread of the honest values.
 /// - `ipm` (inner-product manipulation, Xie, Koyejo & Gupta 2020): ε defaults to 0.1, the
-///   paper's small-ε setting (a value near the honest mean, on the wrong side of zero).
+///   small-ε setting used against robust rules (a model a tenth the size of the honest mean,
+///   pointing the other way, so its inner product with the mean is negative).
 /// - `dissensus` (He, Karimireddy & Jaggi 2022): the paper sends each honest neighbour i its own
 ///   xᵢ − εᵢ Σⱼ Wᵢⱼ(xⱼ − xᵢ); a Plexus peer has one public copy that all its neighbours share,
 ///   so the broadcast form pushes its own copy away from where consensus would pull it.
