@@ -149,7 +149,7 @@ let package = Package(
         .testTarget(name: "PlexusViewsTests", dependencies: ["PlexusViews", "PlexusLog"], swiftSettings: swiftSettings),
         .testTarget(
             name: "PlexusEngineTests",
-            dependencies: ["PlexusEngine", "PlexusTopology", "PlexusLearning", "PlexusLog", "PlexusCore", "PlexusSimulator"],
+            dependencies: ["PlexusEngine", "PlexusTopology", "PlexusLearning", "PlexusLog", "PlexusCore", "PlexusSimulator", "PlexusGossip", "PlexusCrypto"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "PlexusCryptoTests", dependencies: ["PlexusCrypto"], swiftSettings: swiftSettings),

@@ -26,6 +26,8 @@ public struct SimulationOptions {
     public var holdout = 0.0
     /// Add a rounds' wall-clock `time` to log lines (off for byte-identical logs in tests). Default: true.
     public var wallClockInLogs = true
+    /// The attack simulator's Byzantine peers (``Attack``); the rest are honest. Default: none.
+    public var byzantine: [ByzantinePeer] = []
 
     public init(topology: Topology, data: PartitionedData) {
         self.topology = topology
@@ -48,6 +50,14 @@ public struct SimulationSummary: Sendable {
     public var secondsPerRound: Double
     /// Envelope bytes sent by all peers over the whole run.
     public var bytesSent: Int
+    /// The Byzantine peers and their attacks (empty in an honest run).
+    public var attackers: [PeerID: Attack] = [:]
+    /// At the end of the run, the sample count each peer last heard each neighbour advertise
+    /// (peer → neighbour → count).
+    public var advertisedSamples: [PeerID: [PeerID: Int]] = [:]
+
+    /// The peers that ran the protocol honestly, in id order.
+    public var honestPeers: [PeerID] { peers.filter { attackers[$0] == nil } }
 }
 
 public struct ExperimentError: Error, CustomStringConvertible, Sendable {
@@ -132,11 +142,21 @@ public enum Experiment {
         let siteOf = try assignSites(options.data, to: topology)
         let peerIDs = topology.peers.map(\.id)
         guard let dimension = options.data.sites.first?.dimension else { throw ExperimentError("the partition has no sites") }
-        let standardization = pooledStandardization(Dictionary(uniqueKeysWithValues: peerIDs.map { ($0, options.data.sites[siteOf[$0]!]) }))
+        var statistics = Dictionary(uniqueKeysWithValues: peerIDs.map { ($0, FeatureStatistics(options.data.sites[siteOf[$0]!])) })
+        for case let (peer, .sampleLie(n)) in options.byzantine.map({ ($0.peer, $0.attack) }) {
+            statistics[peer] = statistics[peer]!.declaring(count: n)
+        }
+        // Pooled with the bounded counts, as nodes pool their statistics round.
+        let bounded = sampleBasis(topology: topology, plan: plan, declared: statistics.mapValues { Int($0.count) })
+        for (peer, used) in bounded.counts where Double(used) != statistics[peer]?.count { statistics[peer] = statistics[peer]!.declaring(count: used) }
+        let standardization = Standardization(FeatureStatistics.pooled(statistics, dimension: dimension))
         let model = makeModel(plan: plan, dimension: dimension)
         let x0 = initialParameters(model: model, plan: plan)
         let planHash = PlanHash.hash(plan)
         let keys = Dictionary(uniqueKeysWithValues: peerIDs.map { ($0, simulationKey(seed: options.seed, peer: $0)) })
+        try ByzantinePeer.validate(options.byzantine, peers: peerIDs)
+        let attackers = Dictionary(uniqueKeysWithValues: options.byzantine.map { ($0.peer, $0.attack) })
+        try checkAttacks(attackers, topology: topology, plan: plan)
 
         // Each site's rows, standardized; an optional holdout for its own validation metrics.
         var training: [PeerID: Dataset] = [:]
@@ -154,17 +174,34 @@ public enum Experiment {
                 training[peer] = site
             }
         }
+        for case let (peer, .labelFlip) in options.byzantine.map({ ($0.peer, $0.attack) }) {
+            training[peer] = training[peer]!.withTargetsInverted()
+        }
         let test = options.data.test.map { standardization.applied(to: $0) }
 
         // Every site's count as its statistics would sign it (the simulator has no statistics
-        // round; the counts are the same).
-        let basis = sampleBasis(topology: topology, plan: plan, declared: training.mapValues(\.count))
+        // round; the counts are the same), a sample liar's as it would sign it.
+        var declared = training.mapValues(\.count)
+        for case let (peer, .sampleLie(n)) in attackers.map({ ($0.key, $0.value) }) { declared[peer] = n }
+        let basis = sampleBasis(topology: topology, plan: plan, declared: declared)
         var peers: [SimulatedPeer<PlanLearner>] = []
+        let colluders = Set(attackers.keys)
         for (index, peer) in peerIDs.enumerated() {
             var settings = try gossipSettings(topology: topology, plan: plan, planHash: planHash, peer: peer, keys: { keys[$0]!.publicKey })
             settings.sampleBasis = basis
-            let learner = PlanLearner(model: model, plan: plan, data: training[peer]!, seed: plan.seed &+ UInt64(index) &* 0x9E37_79B9)
-            peers.append(SimulatedPeer(settings: settings, key: keys[peer]!, learner: learner, initialParameters: x0))
+            var advertised: Int?
+            if case .sampleLie(let n) = attackers[peer] { advertised = n }
+            // A liar's neighbours pin the count its signed statistics declare: N, consistently.
+            for (neighbour, attack) in attackers where settings.neighbours[neighbour] != nil {
+                if case .sampleLie(let n) = attack { settings.neighbours[neighbour]!.declaredSamples = n }
+            }
+            let learner = PlanLearner(
+                model: model, plan: plan, data: training[peer]!, seed: plan.seed &+ UInt64(index) &* 0x9E37_79B9, advertisedSampleCount: advertised
+            )
+            let transform = attackers[peer]?.transform(
+                seed: options.seed ^ (UInt64(index) &* 0x9E37_79B9_7F4A_7C15), colluders: colluders, peers: peerIDs.count
+            )
+            peers.append(SimulatedPeer(settings: settings, key: keys[peer]!, learner: learner, initialParameters: x0, publishTransform: transform))
         }
         let simulator = Simulator(peers: peers, links: options.links, partitions: options.partitions, seed: options.seed)
 
@@ -213,10 +250,37 @@ public enum Experiment {
         if let test {
             for peer in peerIDs { evaluations[peer] = Evaluation(model: model, parameters: outcome.parameters[peer]!, data: test) }
         }
-        return SimulationSummary(
+        var summary = SimulationSummary(
             peers: peerIDs, test: evaluations, finalParameters: outcome.parameters, standardization: standardization,
             outcome: outcome, seconds: elapsed, secondsPerRound: elapsed / Double(max(plan.rounds, 1)), bytesSent: bytesSent
         )
+        summary.attackers = attackers
+        for peer in peerIDs {
+            summary.advertisedSamples[peer] = simulator.instance(peer)?.neighbourStates.compactMapValues(\.sampleCount) ?? [:]
+        }
+        return summary
+    }
+
+    /// Refuses attacks that do not apply to this network or plan, naming why.
+    static func checkAttacks(_ attackers: [PeerID: Attack], topology: Topology, plan: Plan) throws(ExperimentError) {
+        for (peer, attack) in attackers.sorted(by: { $0.key < $1.key }) {
+            let honestNeighbours = topology.neighbours(of: peer).filter { attackers[$0] == nil }
+            switch attack {
+            case .alie:
+                guard Attack.alieZ(peers: topology.peers.count, attackers: attackers.count) != nil else {
+                    throw ExperimentError(
+                        "'\(peer.rawValue):alie': ALIE's z = Φ⁻¹((n − s) ÷ n), s = ⌊n ÷ 2 + 1⌋ − f, needs s ≥ 1: at most half the \(topology.peers.count) peers attacking, not \(attackers.count)"
+                    )
+                }
+                fallthrough
+            case .ipm, .dissensus:
+                guard !honestNeighbours.isEmpty else {
+                    throw ExperimentError("'\(peer.rawValue):\(attack)' computes from its honest neighbours' models, and every neighbour of '\(peer.rawValue)' is an attacker")
+                }
+            default:
+                break
+            }
+        }
     }
 }
 

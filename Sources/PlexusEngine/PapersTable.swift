@@ -8,7 +8,8 @@ public import PlexusTopology
 /// rows (Plexus, in the simulator), and all rows pooled — same model, same test set.
 public struct EvaluationTable: Sendable {
     public struct Row: Sendable {
-        /// `centralized`, `isolated` or `decentralized`.
+        /// `centralized`, `isolated`, `decentralized` or (with Byzantine peers)
+        /// `decentralized-worst`, the worst honest peer.
         public var setting: String
         public var site: String?
         /// Per seed: metric name → value (on the common test set).
@@ -27,6 +28,9 @@ public struct EvaluationTable: Sendable {
     public var rows: [Row]
     /// Decentralized envelope bytes per seed, summed over peers.
     public var bytes: [Int]
+    /// The attack simulator's Byzantine peers (`PEER:ATTACK`); the decentralized rows are over
+    /// the other, honest peers. Empty in an honest run.
+    public var byzantine: [String] = []
 }
 
 public struct EvaluationOptions {
@@ -40,6 +44,8 @@ public struct EvaluationOptions {
     public var split: String?
     public var seeds: [UInt64] = [0]
     public var links = LinkConditions()
+    /// Byzantine peers of the decentralized runs (``Attack``). Default: none.
+    public var byzantine: [ByzantinePeer] = []
 
     public init(topology: Topology, dataPath: String, partition: PartitionSpec) {
         self.topology = topology
@@ -55,7 +61,9 @@ extension EvaluationTable {
     /// Centralized and isolated models are fitted as `plexus train` fits them (L-BFGS to
     /// convergence for the convex models, the plan's optimizer for the rest); the decentralized
     /// model is each peer's after the plan's rounds in the simulator, the row reporting the mean
-    /// over peers. Standardization follows the protocol: pooled training statistics for
+    /// over peers — over the honest peers only when there are Byzantine ones, with a second row,
+    /// `decentralized-worst`, for the worst honest peer of each metric. Centralized and isolated
+    /// rows use every site's true rows (attacks act on the protocol only). Standardization follows the protocol: pooled training statistics for
     /// centralized and decentralized, the site's own for isolated.
     public static func run(_ options: EvaluationOptions, progress: (String) -> Void = { _ in }) throws -> EvaluationTable {
         let table = try CSV.read(path: options.dataPath)
@@ -65,6 +73,7 @@ extension EvaluationTable {
         var isolated: [String: [[String: Double]]] = [:]
         var siteOrder: [String] = []
         var decentralized: [[String: Double]] = []
+        var worst: [[String: Double]] = []
         var bytes: [Int] = []
         for seed in options.seeds {
             var seeded = plan
@@ -97,21 +106,31 @@ extension EvaluationTable {
             simulation.plan = seeded
             simulation.seed = seed
             simulation.links = options.links
+            simulation.byzantine = options.byzantine
             let summary = try Experiment.simulate(simulation)
+            let honest = summary.honestPeers
             var mean: [String: Double] = [:]
-            for peer in peerIDs {
-                for (k, v) in pick(summary.test[peer]!, names) { mean[k, default: 0] += v / Double(peerIDs.count) }
+            var lowest: [String: Double] = [:]
+            for peer in honest {
+                for (k, v) in pick(summary.test[peer]!, names) {
+                    mean[k, default: 0] += v / Double(honest.count)
+                    lowest[k] = min(lowest[k] ?? .infinity, v)
+                }
             }
             decentralized.append(mean)
+            worst.append(lowest)
             bytes.append(summary.bytesSent)
         }
         var rows = [Row(setting: "centralized", site: nil, values: centralized)]
         rows += siteOrder.map { Row(setting: "isolated", site: $0, values: isolated[$0]!) }
         rows.append(Row(setting: "decentralized", site: nil, values: decentralized))
-        return EvaluationTable(
+        if !options.byzantine.isEmpty { rows.append(Row(setting: "decentralized-worst", site: nil, values: worst)) }
+        var result = EvaluationTable(
             dataset: options.dataPath, topology: options.topology.networkName, model: plan.model.rawValue, codec: plan.codec,
             metric: names[0], metrics: names, seeds: options.seeds, rows: rows, bytes: bytes
         )
+        result.byzantine = options.byzantine.map(\.description)
+        return result
     }
 
     static func pick(_ evaluation: Evaluation, _ names: [String]) -> [String: Double] {
@@ -129,7 +148,9 @@ extension EvaluationTable {
     func label(_ row: Row) -> String {
         switch row.setting {
         case "isolated": "isolated \(row.site ?? "")"
+        case "decentralized" where !byzantine.isEmpty: "decentralized (Plexus, \(codec)), honest peers' mean"
         case "decentralized": "decentralized (Plexus, \(codec))"
+        case "decentralized-worst": "decentralized, worst honest peer"
         default: "centralized (pooled rows)"
         }
     }
@@ -153,9 +174,15 @@ extension EvaluationTable {
         return out.joined(separator: "\n")
     }
 
-    /// The table as Markdown.
+    /// The line naming the Byzantine peers, when there are any: "attackers: peer-03:sign-flip, …".
+    public var attackersLine: String? {
+        byzantine.isEmpty ? nil : "attackers: \(byzantine.joined(separator: ", ")) (decentralized rows: honest peers only)"
+    }
+
+    /// The table as Markdown (preceded by the ``attackersLine``, if any).
     public func markdown() -> String {
-        var out = "| setting | " + metrics.map(Self.displayName).joined(separator: " | ") + " |\n"
+        var out = attackersLine.map { $0 + "\n\n" } ?? ""
+        out += "| setting | " + metrics.map(Self.displayName).joined(separator: " | ") + " |\n"
         out += "| --- |" + String(repeating: " --- |", count: metrics.count) + "\n"
         for row in rows { out += "| \(label(row)) | " + metrics.map { cell(row, $0) }.joined(separator: " | ") + " |\n" }
         return out
@@ -163,7 +190,7 @@ extension EvaluationTable {
 
     /// The table as JSON (read by `plexus report --evaluation`).
     public func record() -> EvaluationRecord {
-        EvaluationRecord(
+        var record = EvaluationRecord(
             dataset: dataset, topology: topology, model: model, codec: codec, metric: metric, seeds: seeds,
             decentralizedBytes: bytes,
             rows: rows.map { row in
@@ -174,6 +201,8 @@ extension EvaluationTable {
                 )
             }
         )
+        record.byzantine = byzantine.isEmpty ? nil : byzantine
+        return record
     }
 
     static func displayName(_ metric: String) -> String {

@@ -12,16 +12,20 @@ public struct PlanLearner: LocalLearner {
     public let steps: Int
     public let proximal: Bool
 
-    /// - Parameter seed: seeds the mini-batch order (each peer its own stream).
-    public init(model: any Model, plan: Plan, data: Dataset, seed: UInt64) {
+    /// - Parameters:
+    ///   - seed: seeds the mini-batch order (each peer its own stream).
+    ///   - advertisedSampleCount: the count this peer declares, if not its rows' (the attack
+    ///     simulator's `sample-lie:N`). Default: `data.count`.
+    public init(model: any Model, plan: Plan, data: Dataset, seed: UInt64, advertisedSampleCount: Int? = nil) {
         self.trainer = LocalTrainer(model: model, plan: plan, seed: seed)
         self.data = data
-        self.sampleCount = data.count
+        self.sampleCount = advertisedSampleCount ?? data.count
         self.steps = plan.localSteps
         self.proximal = plan.proximal > 0
     }
 
-    /// The number of training rows (fixed at creation: the data may be standardized later).
+    /// The number of training rows, as this peer declares it (fixed at creation: the data may be
+    /// standardized later).
     public let sampleCount: Int
 
     public mutating func train(_ parameters: inout [Float], round: Int) -> Double {

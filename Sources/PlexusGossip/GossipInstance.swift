@@ -150,6 +150,9 @@ public struct GossipInstance<Learner: LocalLearner> {
     private var advertisedNeighbourhood = 0
     private var advertisedKnown: Set<PeerID> = []
     private var started = false
+    /// The publish seam (``PublishTransform``): rewrites each round's update before it is sealed;
+    /// `nil` (every real node today) publishes u = x − x̂_self unchanged.
+    private var publishTransform: (any PublishTransform)?
     /// Neighbours added by a reload that have not had a session yet: left out of the barrier.
     private var awaitingFirstSession: Set<PeerID> = []
 
@@ -217,13 +220,16 @@ public struct GossipInstance<Learner: LocalLearner> {
     ///     ``GossipSnapshot/maximumVersion``); restored state passes its persisted value so that
     ///     sequence numbers never repeat.
     ///   - clock: a monotonic clock, read only for the phase times in ``RoundReport``.
+    ///   - publishTransform: rewrites each round's update before it is sealed (see
+    ///     ``PublishTransform``). Default: none, the protocol as specified.
     public init(
         settings: GossipSettings,
         key: Ed25519.PrivateKey,
         learner: Learner,
         initialParameters: [Float],
         version: UInt64 = 0,
-        clock: @escaping () -> Duration
+        clock: @escaping () -> Duration,
+        publishTransform: (any PublishTransform)? = nil
     ) {
         precondition(version <= GossipSnapshot.maximumVersion, "version \(version) exceeds 2^62")
         self.settings = settings
@@ -240,6 +246,7 @@ public struct GossipInstance<Learner: LocalLearner> {
         self.scratch = [Float](repeating: 0, count: initialParameters.count)
         self.incoming = scratch
         self.lastGood = scratch
+        self.publishTransform = publishTransform
     }
 
     public var isFinished: Bool { round > settings.rounds }
@@ -491,6 +498,7 @@ public struct GossipInstance<Learner: LocalLearner> {
         // q = C(x − x̂_self); x̂_self += q exactly as receivers will decode it, computed into
         // `incoming` and kept only if finite.
         for i in parameters.indices { scratch[i] = parameters[i] - publicCopy[i] }
+        if publishTransform != nil { transformUpdate(round: r) }
         var envelope = sealDelta(header: header)
         if envelope == nil {
             // x − x̂_self or x̂_self + q is not finite: x falls back to x̂_self and this round
@@ -513,6 +521,23 @@ public struct GossipInstance<Learner: LocalLearner> {
         }
         let t2 = clock()
         afterSend(trainSeconds: seconds(t1 - t0), encodeSeconds: seconds(t2 - t1), into: &directives)
+    }
+
+    /// Lets the publish transform rewrite the update in `scratch` (u = x − x̂_self). The context
+    /// shares the model's and the copies' storage only for the call, so the buffers the seal
+    /// swaps stay uniquely owned.
+    private mutating func transformUpdate(round r: Int) {
+        guard var transform = publishTransform else { return }
+        let context = PublishContext(
+            round: r, model: parameters, publicCopy: publicCopy,
+            neighbours: order.compactMap { peer in
+                guard let copy = neighbourStates[peer]?.copy, let neighbour = settings.neighbours[peer] else { return nil }
+                return PublishNeighbour(peer: peer, weight: neighbour.weight, copy: copy)
+            }
+        )
+        publishTransform = nil  // `transform` owns its state during the call
+        scratch.withUnsafeMutableBufferPointer { transform.transform(update: $0, context: context) }
+        publishTransform = transform
     }
 
     /// Seals `scratch` (q) under `header` and moves x̂_self by what receivers will decode;

@@ -418,6 +418,17 @@ public struct FeatureStatistics: Sendable, Hashable {
 
     /// The pooled statistics of every site's, merged in the order of the sites' keys (peer ids):
     /// the one order the simulator and every node use, so that all derive the same bits.
+    /// The same means and variances counted `n` times: what a site declaring `n` rows sends
+    /// (`sample-lie:N`), and how a site whose count the sample bounds changed is pooled.
+    public func declaring(count n: Int) -> FeatureStatistics {
+        guard count > 0 else { return self }
+        var out = self
+        let factor = Double(n) / count
+        out.count = Double(n)
+        for j in out.sumOfSquaredDeviations.indices { out.sumOfSquaredDeviations[j] *= factor }
+        return out
+    }
+
     public static func pooled<Site: Comparable>(_ sites: [Site: FeatureStatistics], dimension: Int) -> FeatureStatistics {
         var merged = FeatureStatistics(dimension: dimension)
         for site in sites.keys.sorted() { merged = merged.merged(with: sites[site]!) }

@@ -334,7 +334,8 @@ public struct EventRecord: Sendable, Hashable, Codable {
 /// dialect of ``PlexusJSON`` (a non-finite mean or metric is `null`).
 public struct EvaluationRecord: Sendable, Hashable, Codable {
     public struct Row: Sendable, Hashable, Codable {
-        /// `centralized`, `isolated` or `decentralized`.
+        /// `centralized`, `isolated`, `decentralized` or (with Byzantine peers)
+        /// `decentralized-worst`, the worst honest peer.
         public var setting: String
         /// The site of an `isolated` row.
         public var site: String?
@@ -383,6 +384,9 @@ public struct EvaluationRecord: Sendable, Hashable, Codable {
     /// Envelope bytes the decentralized run sent, per seed.
     public var decentralizedBytes: [Int]
     public var rows: [Row]
+    /// The attack simulator's Byzantine peers (`PEER:ATTACK`), when there were any: the
+    /// decentralized rows are then over the honest peers. Absent in an honest run.
+    public var byzantine: [String]?
 
     public init(dataset: String, topology: String, model: String, codec: String, metric: String, seeds: [UInt64], decentralizedBytes: [Int], rows: [Row]) {
         self.dataset = dataset
@@ -396,7 +400,7 @@ public struct EvaluationRecord: Sendable, Hashable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case dataset, topology, model, codec, metric, seeds, decentralizedBytes = "decentralized_bytes", rows
+        case dataset, topology, model, codec, metric, seeds, decentralizedBytes = "decentralized_bytes", rows, byzantine
     }
 
     public init(from decoder: any Decoder) throws {
@@ -409,5 +413,6 @@ public struct EvaluationRecord: Sendable, Hashable, Codable {
         codec = try c.decodeIfPresent(String.self, forKey: .codec) ?? ""
         seeds = try c.decodeIfPresent([UInt64].self, forKey: .seeds) ?? []
         decentralizedBytes = try c.decodeIfPresent([Int].self, forKey: .decentralizedBytes) ?? []
+        byzantine = try c.decodeIfPresent([String].self, forKey: .byzantine)
     }
 }

@@ -191,11 +191,7 @@ actor NodeDriver: Service {
                 continue
             }
             var statistics = summary.statistics
-            if let used = counts.counts[origin], Double(used) != statistics.count, statistics.count > 0 {
-                let factor = Double(used) / statistics.count
-                statistics.sumOfSquaredDeviations = statistics.sumOfSquaredDeviations.map { $0 * factor }
-                statistics.count = Double(used)
-            }
+            if let used = counts.counts[origin], Double(used) != statistics.count { statistics = statistics.declaring(count: used) }
             sites[origin] = statistics
         }
         let merged = FeatureStatistics.pooled(sites, dimension: mine.features.count)

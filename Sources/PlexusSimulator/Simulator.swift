@@ -43,12 +43,18 @@ public struct SimulatedPeer<Learner: LocalLearner> {
     public var key: Ed25519.PrivateKey
     public var learner: Learner
     public var initialParameters: [Float]
+    /// Rewrites what this peer publishes (a Byzantine peer's ``Attack``); `nil`: an honest peer.
+    public var publishTransform: (any PublishTransform)?
 
-    public init(settings: GossipSettings, key: Ed25519.PrivateKey, learner: Learner, initialParameters: [Float]) {
+    public init(
+        settings: GossipSettings, key: Ed25519.PrivateKey, learner: Learner, initialParameters: [Float],
+        publishTransform: (any PublishTransform)? = nil
+    ) {
         self.settings = settings
         self.key = key
         self.learner = learner
         self.initialParameters = initialParameters
+        self.publishTransform = publishTransform
     }
 }
 
@@ -105,7 +111,8 @@ public final class Simulator<Learner: LocalLearner> {
         for peer in peers {
             instances[peer.settings.me] = GossipInstance(
                 settings: peer.settings, key: peer.key, learner: peer.learner,
-                initialParameters: peer.initialParameters, clock: { ContinuousClock.now - Self.epoch }
+                initialParameters: peer.initialParameters, clock: { ContinuousClock.now - Self.epoch },
+                publishTransform: peer.publishTransform
             )
         }
     }

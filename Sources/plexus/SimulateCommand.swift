@@ -55,11 +55,36 @@ struct ExperimentOptions: ParsableArguments {
     @Option(help: "Probability that a message is lost, in [0, 1).")
     var loss: Double = 0
 
+    @Option(
+        name: .customLong("byzantine"),
+        help: ArgumentHelp(
+            """
+            Make PEER an attacker: it runs the real protocol with its real key but rewrites what it \
+            sends (repeatable). ATTACK: \(Attack.spellings.joined(separator: ", ")) (README, "Attacks"). \
+            Honest peers' metrics are reported apart from the attackers'.
+            """,
+            valueName: "PEER:ATTACK"
+        )
+    )
+    var byzantine: [String] = []
+
     func validate() throws {
         guard (0..<1).contains(loss) else { throw ValidationError("--loss must be in [0, 1)") }
         guard latency >= 0, jitter >= 0 else { throw ValidationError("--latency and --jitter must be ≥ 0") }
         if let rounds, rounds < 1 { throw ValidationError("--rounds must be ≥ 1") }
         if let codec { do { _ = try CodecSpec(parsing: codec) } catch { throw ValidationError("--codec: \(error)") } }
+        for text in byzantine {
+            do { _ = try ByzantinePeer(parsing: text) } catch { throw ValidationError("--byzantine: \(error)") }
+        }
+    }
+
+    /// The `--byzantine` attackers, checked against the topology's peers.
+    func attackers(of topology: Topology) throws -> [ByzantinePeer] {
+        do {
+            let parsed = try byzantine.map { text throws(ExperimentError) in try ByzantinePeer(parsing: text) }
+            try ByzantinePeer.validate(parsed, peers: topology.peers.map(\.id))
+            return parsed
+        } catch { throw CLIError("--byzantine: \(error)") }
     }
 
     func load() throws -> (topology: Topology, plan: Plan, spec: PartitionSpec, filters: [RowFilter], testFilters: [RowFilter]) {
@@ -102,6 +127,12 @@ struct Simulate: ParsableCommand {
             Example (the six TCGA-BRCA regions):
               plexus simulate --topology Topologies/tcga-brca.toml --data Topologies/data/tcga_brca.csv \\
                   --where split=train --test-where split=test --log-dir logs
+
+            With --byzantine PEER:ATTACK (repeatable), PEER attacks over the real protocol and \
+            the honest peers' metrics are printed apart from the attackers' (README, "Attacks"):
+              plexus simulate --topology Topologies/torus-16.toml --data Topologies/data/wdbc.csv \\
+                  --partition iid --split Topologies/data/splits/wdbc_seed0.json \\
+                  --byzantine peer-03:sign-flip --byzantine peer-10:sign-flip
             """
     )
 
@@ -146,6 +177,7 @@ struct Simulate: ParsableCommand {
         options.logDirectory = logDir
         options.holdout = holdout
         options.evaluateEvery = evaluateEvery
+        options.byzantine = try experiment.attackers(of: topology)
         let summary: SimulationSummary
         do { summary = try Experiment.simulate(options) } catch { throw CLIError("\(error)") }
         let peakMB = Double(peakResidentBytes()) / 1e6
@@ -157,9 +189,14 @@ struct Simulate: ParsableCommand {
                 var peakMemoryMB: Double
                 /// Peer → metric → value (`null` when not a number).
                 var test: [String: [String: Double]]
+                /// Attacker → attack (absent in an honest run).
+                var byzantine: [String: String]?
+                /// Metric → mean/min/max over the honest peers, and over the attackers.
+                var honest: [String: MetricSpread]?
+                var attackers: [String: MetricSpread]?
                 enum CodingKeys: String, CodingKey {
                     case peers, rounds, seconds, secondsPerRound = "seconds_per_round", virtualSeconds = "virtual_seconds"
-                    case bytesSent = "bytes_sent", peakMemoryMB = "peak_memory_mb", test
+                    case bytesSent = "bytes_sent", peakMemoryMB = "peak_memory_mb", test, byzantine, honest, attackers
                 }
             }
             var test: [String: [String: Double]] = [:]
@@ -168,10 +205,16 @@ struct Simulate: ParsableCommand {
                     test[p.rawValue] = Dictionary(metricPairs(evaluation), uniquingKeysWith: { first, _ in first })
                 }
             }
-            print(try PlexusJSON.string(Summary(
+            var record = Summary(
                 peers: summary.peers.count, rounds: plan.rounds, seconds: summary.seconds, secondsPerRound: summary.secondsPerRound,
                 virtualSeconds: Double(summary.outcome.virtualTime.components.seconds), bytesSent: summary.bytesSent,
-                peakMemoryMB: peakMB, test: test)))
+                peakMemoryMB: peakMB, test: test)
+            if !summary.attackers.isEmpty {
+                record.byzantine = Dictionary(uniqueKeysWithValues: summary.attackers.map { ($0.key.rawValue, $0.value.description) })
+                record.honest = MetricSpread.of(summary.honestPeers, summary)
+                record.attackers = MetricSpread.of(summary.peers.filter { summary.attackers[$0] != nil }, summary)
+            }
+            print(try PlexusJSON.string(record))
             return
         }
         print("\(topology.networkName): \(summary.peers.count) peers, \(plan.model.rawValue), \(plan.rounds) rounds, codec \(plan.codec), seed \(seed)")
@@ -183,7 +226,17 @@ struct Simulate: ParsableCommand {
             print("final models on the test set:")
             for peer in summary.peers {
                 let metrics = metricPairs(summary.test[peer]!).map { "\($0.0) \(fixed($0.1, 4))" }.joined(separator: "  ")
-                print("  \(peer.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)) \(metrics)")
+                let attack = summary.attackers[peer].map { "  (attacker: \($0))" } ?? ""
+                print("  \(peer.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)) \(metrics)\(attack)")
+            }
+            if !summary.attackers.isEmpty {
+                let attackers = summary.peers.filter { summary.attackers[$0] != nil }
+                for (label, group) in [("honest", summary.honestPeers), ("attackers", attackers)] {
+                    print("\(label) (\(group.count) peers), mean [min, max]:")
+                    for (metric, spread) in (MetricSpread.of(group, summary) ?? [:]).sorted(by: { $0.key < $1.key }) {
+                        print("  \(metric.padding(toLength: 12, withPad: " ", startingAt: 0)) \(fixed(spread.mean, 4)) [\(fixed(spread.min, 4)), \(fixed(spread.max, 4))]")
+                    }
+                }
             }
         }
         if let logDir { print("convergence logs: \(logDir)/<peer>.jsonl") }
@@ -227,6 +280,7 @@ struct Evaluate: ParsableCommand {
         options.split = experiment.split
         options.seeds = seedList
         options.links = experiment.links
+        options.byzantine = try experiment.attackers(of: topology)
         let table: EvaluationTable
         do {
             table = try EvaluationTable.run(options) { message in
@@ -239,7 +293,24 @@ struct Evaluate: ParsableCommand {
             print(table.markdown(), terminator: "")
         } else {
             print("\(table.model) on \(table.dataset), topology \(table.topology), seeds \(seedList.map(String.init).joined(separator: ","))")
+            if let line = table.attackersLine { print(line) }
             print(table.text())
+        }
+    }
+}
+
+/// Mean, minimum and maximum of one metric over a group of peers.
+struct MetricSpread: Encodable {
+    var mean, min, max: Double
+
+    /// Metric → spread over `peers`' final test metrics; `nil` for an empty group or no test set.
+    static func of(_ peers: [PeerID], _ summary: SimulationSummary) -> [String: MetricSpread]? {
+        let evaluations = peers.compactMap { summary.test[$0] }
+        guard !evaluations.isEmpty else { return nil }
+        var values: [String: [Double]] = [:]
+        for e in evaluations { for (k, v) in metricPairs(e) { values[k, default: []].append(v) } }
+        return values.mapValues { v in
+            MetricSpread(mean: v.reduce(0, +) / Double(v.count), min: v.min()!, max: v.max()!)
         }
     }
 }
