@@ -9,7 +9,8 @@ public import PlexusTopology
 public struct EvaluationTable: Sendable {
     public struct Row: Sendable {
         /// `centralized`, `isolated`, `decentralized` or (with Byzantine peers)
-        /// `decentralized-worst`, the worst honest peer.
+        /// `decentralized-worst`, the worst honest peer; `decentralized-drop`, the largest
+        /// loss of one honest peer against the same peer in the same run without attackers.
         public var setting: String
         public var site: String?
         /// Per seed: metric name → value (on the common test set).
@@ -74,6 +75,7 @@ extension EvaluationTable {
         var siteOrder: [String] = []
         var decentralized: [[String: Double]] = []
         var worst: [[String: Double]] = []
+        var drop: [[String: Double]] = []
         var bytes: [Int] = []
         for seed in options.seeds {
             var seeded = plan
@@ -120,11 +122,29 @@ extension EvaluationTable {
             decentralized.append(mean)
             worst.append(lowest)
             bytes.append(summary.bytesSent)
+            if !options.byzantine.isEmpty {
+                // The same run without attackers: how much each honest peer lost to them.
+                progress("seed \(seed): the clean run, for each honest peer's drop")
+                var clean = simulation
+                clean.byzantine = []
+                let baseline = try Experiment.simulate(clean)
+                var largest: [String: Double] = [:]
+                for peer in honest {
+                    let before = pick(baseline.test[peer]!, names)
+                    for (k, v) in pick(summary.test[peer]!, names) {
+                        if let b = before[k] { largest[k] = max(largest[k] ?? -.infinity, b - v) }
+                    }
+                }
+                drop.append(largest)
+            }
         }
         var rows = [Row(setting: "centralized", site: nil, values: centralized)]
         rows += siteOrder.map { Row(setting: "isolated", site: $0, values: isolated[$0]!) }
         rows.append(Row(setting: "decentralized", site: nil, values: decentralized))
-        if !options.byzantine.isEmpty { rows.append(Row(setting: "decentralized-worst", site: nil, values: worst)) }
+        if !options.byzantine.isEmpty {
+            rows.append(Row(setting: "decentralized-worst", site: nil, values: worst))
+            rows.append(Row(setting: "decentralized-drop", site: nil, values: drop))
+        }
         var result = EvaluationTable(
             dataset: options.dataPath, topology: options.topology.networkName, model: plan.model.rawValue, codec: plan.codec,
             metric: names[0], metrics: names, seeds: options.seeds, rows: rows, bytes: bytes
@@ -151,6 +171,7 @@ extension EvaluationTable {
         case "decentralized" where !byzantine.isEmpty: "decentralized (Plexus, \(codec)), honest peers' mean"
         case "decentralized": "decentralized (Plexus, \(codec))"
         case "decentralized-worst": "decentralized, worst honest peer"
+        case "decentralized-drop": "largest drop at one honest peer vs the clean run"
         default: "centralized (pooled rows)"
         }
     }
