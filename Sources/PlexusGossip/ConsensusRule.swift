@@ -55,3 +55,30 @@ public struct ChocoConsensus: ConsensusRule {
         return []
     }
 }
+
+extension Plan.Aggregation {
+    /// The ``ConsensusRule`` this plan value names, with consensus step γ = `step`.
+    public func consensusRule(step: Float) -> any ConsensusRule {
+        switch self {
+        case .mean: ChocoConsensus(step: step)
+        case .clipped: ClippedConsensus(step: step)
+        case .trimmedMean(let b): TrimmedMeanConsensus(step: step, trim: b)
+        case .median: MedianConsensus(step: step)
+        }
+    }
+}
+
+/// Calls `body` with a buffer pointer to each neighbour's copy, in order (nested
+/// `withUnsafeBufferPointer` calls, so no pointer outlives its array access).
+func withCopies<R>(_ neighbours: [ConsensusNeighbour], _ body: ([UnsafeBufferPointer<Float>]) -> R) -> R {
+    var buffers: [UnsafeBufferPointer<Float>] = []
+    buffers.reserveCapacity(neighbours.count)
+    func nest(_ k: Int) -> R {
+        if k == neighbours.count { return body(buffers) }
+        return neighbours[k].copy.withUnsafeBufferPointer { copy in
+            buffers.append(copy)
+            return nest(k + 1)
+        }
+    }
+    return nest(0)
+}

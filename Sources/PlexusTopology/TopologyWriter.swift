@@ -38,6 +38,7 @@ public enum TopologyWriter {
         add("round_deadline_ms", String(plan.roundDeadlineMilliseconds), plan.roundDeadlineMilliseconds == defaults.roundDeadlineMilliseconds)
         add("max_staleness", String(plan.maxStaleness), plan.maxStaleness == defaults.maxStaleness)
         add("seed", String(plan.seed), plan.seed == defaults.seed)
+        add("aggregation", string(plan.aggregation.description), plan.aggregation == defaults.aggregation)
         return entries
     }
 
