@@ -40,8 +40,11 @@ public import PlexusCore
 /// so the network's fixed point drifts from the exact sample-weighted mean by what clipping
 /// removed — measured in README ("Robust aggregation").
 ///
-/// Distances and the update are computed in Double: finite inputs give a finite result (no
-/// Float overflow from an attacker's ±3e38), and NaN gives NaN, which the instance refuses.
+/// Finite inputs give a finite result: a difference that overflows Float (an attacker's ±3e38)
+/// makes that neighbour's distance +∞ and its clipped contribution 0, and the update is
+/// written w·x̂_j − w·x̂_self so no product overflows. NaN gives NaN, which the instance refuses.
+/// Work: two passes over each copy (distances, then the update), both vectorized; measured
+/// with `plexus bench consensus`.
 public struct ClippedConsensus: ConsensusRule {
     /// γ in (0, 1].
     public var step: Float
@@ -70,10 +73,20 @@ public struct ClippedConsensus: ConsensusRule {
         return withCopies(neighbours) { copies in
             var distances = [Double](repeating: 0, count: copies.count)
             for (k, c) in copies.enumerated() {
+                // Float differences summed in blocks of 256, the blocks in Double: vectorizes, and
+                // a difference that overflows Float (±3e38 against ∓3e38) makes the distance +∞,
+                // which the radius below scales to nothing.
                 var sum = 0.0
-                for i in 0..<count {
-                    let d = Double(c[i]) - Double(s[i])
-                    sum += d * d
+                var i = 0
+                while i < count {
+                    let end = min(i + 256, count)
+                    var block: Float = 0
+                    for j in i..<end {
+                        let d = c[j] - s[j]
+                        block += d * d
+                    }
+                    sum += Double(block)
+                    i = end
                 }
                 distances[k] = sum.squareRoot()
             }
@@ -86,11 +99,11 @@ public struct ClippedConsensus: ConsensusRule {
                     scale = tau / d
                     cut.insert(neighbours[k].peer)
                 }
-                let w = Double(step) * neighbours[k].weight * scale
+                let w = Float(Double(step) * neighbours[k].weight * scale)
                 guard w != 0 else { continue }
-                for i in 0..<count {
-                    x[i] = Float(Double(x[i]) + w * (Double(c[i]) - Double(s[i])))
-                }
+                // w·x̂_j − w·x̂_self rather than w·(x̂_j − x̂_self): with w ≤ 1 neither product
+                // overflows, so a clipped extreme copy adds a finite amount.
+                for i in 0..<count { x[i] += w * c[i] - w * s[i] }
             }
             return cut
         }

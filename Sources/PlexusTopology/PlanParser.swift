@@ -1,4 +1,4 @@
-import PlexusCore
+public import PlexusCore
 import PlexusCodec
 import TOMLKit
 
@@ -42,6 +42,16 @@ public enum PlanKeys {
     public static let maximumHiddenWidth = 65_536
     public static let maximumRoundDeadlineMilliseconds = 86_400_000
     public static let maximumStaleness = 1_000_000
+
+    /// `text` as an `aggregation` value, or the message the parser reports for it (for
+    /// command-line overrides).
+    public static func aggregation(_ text: String) -> Result<Plan.Aggregation, TopologyError> {
+        switch Plan.Aggregation.parse(text) {
+        case .success(let rule): return .success(rule)
+        case .failure(let problem):
+            return .failure(TopologyError(diagnostics: [Diagnostic(.error, Reader.aggregationProblem(text, problem), path: "--aggregation", at: .file)]))
+        }
+    }
 }
 
 extension Reader {

@@ -1,4 +1,4 @@
-import PlexusCore
+public import PlexusCore
 import PlexusCrypto
 import TOMLKit
 
@@ -60,6 +60,19 @@ enum TopologyParser {
         if spectralAnalysis { topology.facts = reader.checkMixingSpeed(topology) }
         topology.warnings = Diagnostic.sorted(reader.diagnostics.diagnostics)
         return topology
+    }
+}
+
+extension Topology {
+    /// Why `rule` cannot run on this graph, or `nil`: `trimmed-mean:B` needs 2B + 1 members in
+    /// every closed neighbourhood (the check `topology check` makes at the `aggregation` key,
+    /// for a rule given on the command line instead).
+    public func aggregationProblem(_ rule: Plan.Aggregation) -> String? {
+        guard case .trimmedMean(let b) = rule, peers.count >= 2 else { return nil }
+        let small = peers.map(\.id).filter { degree(of: $0) + 1 < 2 * b + 1 }
+        guard let first = small.first else { return nil }
+        return "aggregation '\(rule)' needs \(2 * b + 1) members in every closed neighbourhood; peer '\(first)' has \(degree(of: first) + 1)"
+            + (small.count > 1 ? " (and \(small.count - 1) more peers too few)" : "")
     }
 }
 
