@@ -21,8 +21,7 @@ public import PlexusCore
 /// Why:
 /// - While fewer than half of a peer's neighbours are attackers, the median is one of the
 ///   honest distances or lies between two of them, so attackers cannot inflate τ_i; with the
-///   second-largest rule, two colluding neighbours set each other's radius (the 16-peer
-///   torus of issue 12 has honest peers with two attacking neighbours).
+///   second-largest rule, two colluding neighbours of one peer set each other's radius.
 /// - Honest neighbours are clipped only when they are more than twice the median distance
 ///   away, so without attackers the step is almost always exactly CHOCO's — and the cut set
 ///   stays a meaningful signal for peer scoring (the second-largest rule clips some honest
@@ -80,10 +79,22 @@ public struct ClippedConsensus: ConsensusRule {
                 var i = 0
                 while i < count {
                     let end = min(i + 256, count)
-                    var block: Float = 0
-                    for j in i..<end {
+                    // Eight independent sums, so the compiler may keep them in one vector register.
+                    var lanes = SIMD8<Float>()
+                    var j = i
+                    while j + 8 <= end {
+                        let d = SIMD8<Float>(
+                            c[j] - s[j], c[j + 1] - s[j + 1], c[j + 2] - s[j + 2], c[j + 3] - s[j + 3],
+                            c[j + 4] - s[j + 4], c[j + 5] - s[j + 5], c[j + 6] - s[j + 6], c[j + 7] - s[j + 7]
+                        )
+                        lanes += d * d
+                        j += 8
+                    }
+                    var block = lanes.sum()
+                    while j < end {
                         let d = c[j] - s[j]
                         block += d * d
+                        j += 1
                     }
                     sum += Double(block)
                     i = end
