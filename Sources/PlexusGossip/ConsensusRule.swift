@@ -19,9 +19,11 @@ public struct ConsensusNeighbour: Sendable {
 /// deterministic — the simulator and every node run the same one — and it only proposes: the
 /// instance keeps the candidate only if every coordinate is finite (`nonFiniteModel` otherwise).
 ///
-/// A new rule is one conformance plus its plan key. Today's rule is ``ChocoConsensus``; robust
-/// rules (clipping, trimmed mean, median) need the same inputs, which is why they are all here:
-/// the peer's model, its own public copy and each neighbour's weight and copy.
+/// A new rule is one conformance plus its plan key (`Plan.Aggregation`, mapped to a rule by
+/// ``PlexusCore/Plan/Aggregation/consensusRule(step:)``): ``ChocoConsensus`` (`"mean"`, the
+/// default), ``ClippedConsensus`` (`"clipped"`), ``TrimmedMeanConsensus`` (`"trimmed-mean:B"`)
+/// and ``MedianConsensus`` (`"median"`). They all take the same inputs: the peer's model, its own
+/// public copy and each neighbour's weight and copy.
 public protocol ConsensusRule: Sendable {
     /// Writes the stepped model into `candidate`, which holds this peer's model x on entry.
     /// `publicCopy` is x̂_self; `neighbours` are in peer-id order, each with a weight > 0 and a
