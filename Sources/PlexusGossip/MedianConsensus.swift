@@ -25,4 +25,19 @@ public struct MedianConsensus: ConsensusRule {
     ) -> Set<PeerID> {
         CoordinateWiseTrim.step(candidate: x, publicCopy: s, neighbours: neighbours, trim: Int.max, step: step)
     }
+
+    /// The coordinate-wise median of `copies` (one vote each; all of one length), or `nil` for
+    /// none: the model a joining or rejoining peer adopts under a robust `aggregation`, in place
+    /// of the sample-weighted mean of its neighbours' copies (which one neighbour could set).
+    public static func median(of copies: [(peer: PeerID, copy: [Float])]) -> [Float]? {
+        guard let first = copies.first else { return nil }
+        let rest = copies.dropFirst().map { ConsensusNeighbour(peer: $0.peer, weight: 1, copy: $0.copy) }
+        var result = first.copy
+        result.withUnsafeMutableBufferPointer { x in
+            first.copy.withUnsafeBufferPointer { s in
+                _ = CoordinateWiseTrim.step(candidate: x, publicCopy: s, neighbours: rest, trim: Int.max, step: 1)
+            }
+        }
+        return result
+    }
 }

@@ -234,3 +234,42 @@ func minus(_ a: [Float], _ b: [Float]) -> [Float] { zip(a, b).map { $0 - $1 } }
         if aggregation == .clipped { #expect(offset <= 0.01 * before, "clipped: \(offset) from the sample-weighted mean") }
     }
 }
+
+@Suite struct RobustJoinTests {
+    @Test func medianOfCopies() {
+        let copies: [(peer: PeerID, copy: [Float])] = [
+            (peerID(1), [1, 10]), (peerID(2), [3, -5]), (peerID(3), [1e6, 2]),
+        ]
+        #expect(MedianConsensus.median(of: copies) == [3, 2])
+        #expect(MedianConsensus.median(of: Array(copies.prefix(2))) == [2, 2.5])
+        #expect(MedianConsensus.median(of: []) == nil)
+    }
+
+    /// A peer joining a network under way starts from its neighbours' models: under a robust
+    /// rule, from their median, so one neighbour's huge keyframe does not become its model.
+    @Test(arguments: [Plan.Aggregation.mean, .clipped])
+    func aJoinerStartsFromTheMedianUnderARobustRule(_ aggregation: Plan.Aggregation) throws {
+        let peers = makePeers(graph: Graphs.full(4), sizes: [10, 10, 10, 10], dimension: 4, rounds: 20, learningRate: 0, aggregation: aggregation)
+        var joiner = GossipInstance(
+            settings: peers[0].settings, key: peers[0].key, learner: peers[0].learner, initialParameters: peers[0].initialParameters, clock: { .zero }
+        )
+        let models: [[Float]] = [[1, 1, 1, 1], [2, 2, 2, 2], [1e6, 1e6, 1e6, 1e6]]
+        for (k, model) in models.enumerated() {
+            let origin = peerID(k + 1)
+            let header = DeltaEnvelope.Header(
+                kind: .keyframe, planHash: testPlanHash, origin: origin, sequence: 1, round: 15, baseSequence: 0,
+                sampleCount: 10, neighbourhoodSampleCount: 40
+            )
+            let delta = try DeltaEncoder(codec: .lossless).encode(model)
+            _ = joiner.receive(GossipMessage.envelope(DeltaEnvelope(header: header, delta: delta).sealed(by: peers[k + 1].key)).encoded(), from: origin)
+        }
+        _ = joiner.start()
+        #expect(joiner.round >= 15)
+        if aggregation == .mean {
+            #expect(joiner.parameters.allSatisfy { $0 > 1e5 }, "the mean joins at the attacker's scale: \(joiner.parameters)")
+        } else {
+            // The median of {1, 2, 1e6} is 2; round 15's consensus step (clipped) then moves it by at most τ-bounded steps.
+            #expect(joiner.parameters.allSatisfy { $0 < 10 }, "\(joiner.parameters)")
+        }
+    }
+}
