@@ -19,15 +19,16 @@ public import PlexusCore
 ///
 /// each neighbour counting once (not by p_ij, so a lied-about sample count cannot buy a vote).
 /// Why:
-/// - While fewer than half of a peer's neighbours are attackers, the median is one of the
-///   honest distances or lies between two of them, so attackers cannot inflate τ_i; with the
+/// - While fewer than half of a peer's neighbours are attackers, the lower median is one of the
+///   honest distances or smaller, so attackers cannot inflate τ_i; with the
 ///   second-largest rule, two colluding neighbours of one peer set each other's radius.
 /// - Honest neighbours are clipped only when they are more than twice the median distance
 ///   away, so without attackers the step is almost always exactly CHOCO's — and the cut set
 ///   stays a meaningful signal for peer scoring (the second-largest rule clips some honest
 ///   neighbour every round).
-/// - The factor 2 is the paper's radius when honest distances are equal and the Byzantine
-///   weight δ_i is a quarter of the neighbours' weight (one of four neighbours): √(4/1) = 2.
+/// - The factor 2 is close to the paper's radius for equal honest distances d and one
+///   Byzantine neighbour among equal weights: d·√(honest weight ÷ δ_i) is √3·d ≈ 1.7·d with
+///   four neighbours and 2·d with five.
 ///
 /// A peer with a single neighbour is not protected (the median is that neighbour's own
 /// distance); `plexus topology check` warns about such peers.
