@@ -63,6 +63,75 @@ public struct Plan: Hashable, Sendable {
         case asynchronous
     }
 
+    /// How a peer mixes its neighbours' public copies into its model at the end of a round
+    /// (PlexusGossip's `ConsensusRule`). Written in the plan as `"mean"`, `"clipped"`,
+    /// `"trimmed-mean:B"` or `"median"` (``description`` and ``init(parsing:)``).
+    public enum Aggregation: Hashable, Sendable, CustomStringConvertible {
+        /// CHOCO-Gossip's weighted step toward the neighbours (the sample-weighted mean). The default.
+        case mean
+        /// Self-centred clipping (ClippedGossip): each neighbour's difference clipped to an adaptive radius.
+        case clipped
+        /// Coordinate-wise trimmed mean over the closed neighbourhood, dropping the B largest and
+        /// the B smallest values of each coordinate. B MUST be ≥ 1.
+        case trimmedMean(Int)
+        /// Coordinate-wise median over the closed neighbourhood.
+        case median
+
+        /// The rule names, as the plan spells them (`trimmed-mean` takes `:B`).
+        public static let names = ["mean", "clipped", "trimmed-mean:B", "median"]
+
+        /// Whether the rule gives up the weighted mean for robustness.
+        public var isRobust: Bool { self != .mean }
+
+        public var description: String {
+            switch self {
+            case .mean: "mean"
+            case .clipped: "clipped"
+            case .trimmedMean(let b): "trimmed-mean:\(b)"
+            case .median: "median"
+            }
+        }
+
+        /// Why `text` is not a rule, or `nil` when it is; see ``init(parsing:)``.
+        public enum ParseProblem: Error, Hashable, Sendable {
+            /// Not one of ``names``.
+            case unknown
+            /// `trimmed-mean` without `:B`.
+            case missingTrim
+            /// `trimmed-mean:X` where X is not an integer ≥ 1.
+            case badTrim(String)
+            /// A parameter after a rule that takes none (`median:2`).
+            case unexpectedParameter(rule: String)
+        }
+
+        /// The rule `text` names, exactly as ``description`` writes it.
+        public static func parse(_ text: String) -> Result<Aggregation, ParseProblem> {
+            let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = String(parts[0])
+            let parameter = parts.count > 1 ? String(parts[1]) : nil
+            switch name {
+            case "mean", "clipped", "median":
+                if parameter != nil { return .failure(.unexpectedParameter(rule: name)) }
+                return .success(name == "mean" ? .mean : name == "clipped" ? .clipped : .median)
+            case "trimmed-mean":
+                guard let parameter else { return .failure(.missingTrim) }
+                // Digits only: no sign, no spaces, no leading "+"; at most 9 digits.
+                guard !parameter.isEmpty, parameter.count <= 9, parameter.allSatisfy({ $0.isASCII && $0.isNumber }),
+                    let b = Int(parameter), b >= 1
+                else { return .failure(.badTrim(parameter)) }
+                return .success(.trimmedMean(b))
+            default:
+                return .failure(.unknown)
+            }
+        }
+
+        /// The rule `text` names, or `nil`.
+        public init?(parsing text: String) {
+            guard case .success(let rule) = Self.parse(text) else { return nil }
+            self = rule
+        }
+    }
+
     // MARK: Data
 
     public var model: Model
@@ -109,6 +178,8 @@ public struct Plan: Hashable, Sendable {
     public var codec: String = "lossless"
     /// Default: ``Mixing/metropolis``.
     public var mixing: Mixing = .metropolis
+    /// How neighbours' copies are mixed in. Default: ``Aggregation/mean``.
+    public var aggregation: Aggregation = .mean
     /// The consensus step size γ in (0, 1] of CHOCO-Gossip. Default: 1 (exact averaging with a lossless codec).
     public var consensusStep: Double = 1
     /// Default: ``Synchrony/synchronous``.

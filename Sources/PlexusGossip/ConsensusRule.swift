@@ -19,9 +19,11 @@ public struct ConsensusNeighbour: Sendable {
 /// deterministic — the simulator and every node run the same one — and it only proposes: the
 /// instance keeps the candidate only if every coordinate is finite (`nonFiniteModel` otherwise).
 ///
-/// A new rule is one conformance plus its plan key. Today's rule is ``ChocoConsensus``; robust
-/// rules (clipping, trimmed mean, median) need the same inputs, which is why they are all here:
-/// the peer's model, its own public copy and each neighbour's weight and copy.
+/// A new rule is one conformance plus its plan key (`Plan.Aggregation`, mapped to a rule by
+/// ``PlexusCore/Plan/Aggregation/consensusRule(step:)``): ``ChocoConsensus`` (`"mean"`, the
+/// default), ``ClippedConsensus`` (`"clipped"`), ``TrimmedMeanConsensus`` (`"trimmed-mean:B"`)
+/// and ``MedianConsensus`` (`"median"`). They all take the same inputs: the peer's model, its own
+/// public copy and each neighbour's weight and copy.
 public protocol ConsensusRule: Sendable {
     /// Writes the stepped model into `candidate`, which holds this peer's model x on entry.
     /// `publicCopy` is x̂_self; `neighbours` are in peer-id order, each with a weight > 0 and a
@@ -54,4 +56,31 @@ public struct ChocoConsensus: ConsensusRule {
         }
         return []
     }
+}
+
+extension Plan.Aggregation {
+    /// The ``ConsensusRule`` this plan value names, with consensus step γ = `step`.
+    public func consensusRule(step: Float) -> any ConsensusRule {
+        switch self {
+        case .mean: ChocoConsensus(step: step)
+        case .clipped: ClippedConsensus(step: step)
+        case .trimmedMean(let b): TrimmedMeanConsensus(step: step, trim: b)
+        case .median: MedianConsensus(step: step)
+        }
+    }
+}
+
+/// Calls `body` with a buffer pointer to each neighbour's copy, in order (nested
+/// `withUnsafeBufferPointer` calls, so no pointer outlives its array access).
+func withCopies<R>(_ neighbours: [ConsensusNeighbour], _ body: ([UnsafeBufferPointer<Float>]) -> R) -> R {
+    var buffers: [UnsafeBufferPointer<Float>] = []
+    buffers.reserveCapacity(neighbours.count)
+    func nest(_ k: Int) -> R {
+        if k == neighbours.count { return body(buffers) }
+        return neighbours[k].copy.withUnsafeBufferPointer { copy in
+            buffers.append(copy)
+            return nest(k + 1)
+        }
+    }
+    return nest(0)
 }

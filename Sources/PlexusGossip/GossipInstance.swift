@@ -458,8 +458,20 @@ public struct GossipInstance<Learner: LocalLearner> {
         beginRound(min(joinRound, settings.rounds), into: &directives)
     }
 
-    /// x ← the sample-weighted mean of the neighbours' copies (a joining or rejoining peer).
+    /// x ← the sample-weighted mean of the neighbours' copies (a joining or rejoining peer); under
+    /// a robust `aggregation`, their coordinate-wise median instead (one vote each), so that one
+    /// neighbour cannot set the model a peer starts from.
     private mutating func adoptNeighbourhoodMean(into directives: inout [GossipDirective]) {
+        if settings.aggregation.isRobust {
+            let copies = order.compactMap { peer in neighbourStates[peer]?.copy.map { (peer: peer, copy: $0) } }
+            guard let joined = MedianConsensus.median(of: copies) else { return }
+            if joined.withUnsafeBufferPointer(FiniteVector.allFinite) {
+                parameters = joined
+            } else {
+                reject(from: settings.me, .nonFiniteModel, "the median of the neighbours' models is not finite; keeping this model", into: &directives)
+            }
+            return
+        }
         var total = 0.0
         var mean = [Double](repeating: 0, count: parameters.count)
         for peer in order {

@@ -39,9 +39,13 @@ public struct GossipSettings: Sendable {
     public var zstdLevel: Int = DeltaEncoder.defaultZstdLevel
     /// The CHOCO-Gossip consensus step γ in (0, 1]; 1 with a lossless codec is exact neighbour averaging.
     public var consensusStep: Double = 1
-    /// How the peer mixes its neighbours' copies: today always CHOCO-Gossip with
-    /// ``consensusStep`` (the seam for robust rules, see ``ConsensusRule``).
-    public var consensusRule: any ConsensusRule { ChocoConsensus(step: Float(consensusStep)) }
+    /// The plan's `aggregation`: how the peer mixes its neighbours' copies. Default:
+    /// ``Plan/Aggregation/mean`` (CHOCO-Gossip).
+    public var aggregation: Plan.Aggregation = .mean
+    /// The rule of ``aggregation`` with step ``consensusStep``, derived from those two stored
+    /// values (so they cannot disagree): every node and the simulator build it the same way
+    /// from the plan (`Experiment.gossipSettings`).
+    public var consensusRule: any ConsensusRule { aggregation.consensusRule(step: Float(consensusStep)) }
     public var synchrony: Plan.Synchrony = .synchronous
     /// Rounds to run; MUST be ≥ 1.
     public var rounds: Int

@@ -33,10 +33,15 @@ import PlexusCrypto
 ///       round_deadline_ms  int
 ///       max_staleness      int
 ///       seed               8 bytes, UInt64
+///     then the keys added since version 1, in this order, each only when its value is not
+///     the default — so a plan that leaves them at their defaults hashes as it did before
+///     they existed (the committed vectors stand):
+///       aggregation        string "aggregation" ‖ string (Plan.Aggregation's description,
+///                          e.g. "clipped", "trimmed-mean:2"); absent for "mean"
+///       max_sample_ratio   string "max_sample_ratio" ‖ float; absent for 4
 ///
-///     then each field added after version 1, only when it differs from its default (so that
-///     every plan written before it keeps its hash), as its key and its value:
-///       "max_sample_ratio" string ‖ float
+///     Each such entry starts with its key's name, so the encoding stays unambiguous however
+///     many of them are present.
 ///
 ///     string   = varint(UTF-8 byte count) ‖ UTF-8 bytes
 ///     list     = varint(element count) ‖ elements
@@ -45,8 +50,9 @@ import PlexusCrypto
 ///     float    = 8 bytes, IEEE 754 binary64 bit pattern; -0.0 is written as +0.0
 ///     varint   = unsigned LEB128 (PlexusCore's ByteWriter)
 ///
-/// A field added to ``Plan`` MUST be appended here — as a keyed extension when its default
-/// keeps the old behaviour — and the tag bumped if old hashes must stop matching.
+/// A field added to ``Plan`` MUST be appended here — as a named entry written only when it
+/// differs from its default, like `aggregation`, so existing plans keep their hashes — and the
+/// tag bumped if old hashes must stop matching.
 public enum PlanHash {
     public static let domain = "plexus-plan-v1"
 
@@ -125,6 +131,10 @@ public enum PlanHash {
         int(plan.roundDeadlineMilliseconds)
         int(plan.maxStaleness)
         w.write(littleEndian: plan.seed)
+        if plan.aggregation != .mean {
+            string("aggregation")
+            string(plan.aggregation.description)
+        }
         let defaults = Plan(model: plan.model, rounds: plan.rounds, learningRate: plan.learningRate)
         if plan.maxSampleRatio != defaults.maxSampleRatio {
             string("max_sample_ratio")

@@ -1,4 +1,4 @@
-import PlexusCore
+public import PlexusCore
 import PlexusCodec
 import TOMLKit
 
@@ -27,14 +27,15 @@ import TOMLKit
 /// | `synchrony` | string | `"synchronous"` | `synchronous`, `asynchronous` |
 /// | `round_deadline_ms` | integer | 10000 | 1–86 400 000 |
 /// | `max_staleness` | integer | 5 | 0–1 000 000 |
-/// | `max_sample_ratio` | number | 4 | 0 (no bound) or 1–1 000 000 |
 /// | `seed` | integer | 1 | 0 – 2⁶³−1 |
+/// | `max_sample_ratio` | number | 4 | 0 (no bound) or 1–1 000 000 |
+/// | `aggregation` | string | `"mean"` | `mean`, `clipped`, `trimmed-mean:B` (B ≥ 1, 2B+1 ≤ every closed neighbourhood), `median` |
 public enum PlanKeys {
     /// Every key the `[plan]` table accepts, in documentation (and canonical encoding) order.
     public static let all: [String] = [
         "model", "features", "exclude", "label", "time", "event", "missing", "hidden", "rounds", "local_steps",
         "learning_rate", "l2", "optimizer", "momentum", "batch_size", "proximal", "codec", "mixing",
-        "consensus_step", "synchrony", "round_deadline_ms", "max_staleness", "max_sample_ratio", "seed",
+        "consensus_step", "synchrony", "round_deadline_ms", "max_staleness", "seed", "aggregation", "max_sample_ratio",
     ]
 
     public static let maximumRounds = 10_000_000
@@ -43,6 +44,16 @@ public enum PlanKeys {
     public static let maximumRoundDeadlineMilliseconds = 86_400_000
     public static let maximumStaleness = 1_000_000
     public static let maximumSampleRatio = 1_000_000.0
+
+    /// `text` as an `aggregation` value, or the message the parser reports for it (for
+    /// command-line overrides).
+    public static func aggregation(_ text: String) -> Result<Plan.Aggregation, TopologyError> {
+        switch Plan.Aggregation.parse(text) {
+        case .success(let rule): return .success(rule)
+        case .failure(let problem):
+            return .failure(TopologyError(diagnostics: [Diagnostic(.error, Reader.aggregationProblem(text, problem), path: "--aggregation", at: .file)]))
+        }
+    }
 }
 
 extension Reader {
@@ -179,10 +190,34 @@ extension Reader {
             if n >= 0 { plan.seed = UInt64(n) } else { error("seed must be ≥ 0, found \(n)", at: valuePosition(t, "seed")) }
         }
 
+        if let text = string(t, "aggregation") {
+            switch Plan.Aggregation.parse(text) {
+            case .success(let rule): plan.aggregation = rule
+            case .failure(let problem):
+                error(Self.aggregationProblem(text, problem), at: valuePosition(t, "aggregation"))
+            }
+        }
+
         if let model { checkTargets(plan, model: model, t) }
         let after = diagnostics.diagnostics.filter { $0.severity == .error }.count
         guard model != nil, rounds != nil, learningRate != nil, after == before else { return nil }
         return plan
+    }
+
+    /// The message for an `aggregation` value that is not a rule.
+    static func aggregationProblem(_ text: String, _ problem: Plan.Aggregation.ParseProblem) -> String {
+        switch problem {
+        case .unknown:
+            let name = String(text.prefix { $0 != ":" })
+            let known = ["mean", "clipped", "trimmed-mean", "median"]
+            return "unknown aggregation '\(text)'; expected \(list(Plan.Aggregation.names))\(didYouMean(name, among: known))"
+        case .missingTrim:
+            return "aggregation 'trimmed-mean' needs B, the number of values dropped at each end of every coordinate: write \"trimmed-mean:B\" with an integer B ≥ 1, e.g. \"trimmed-mean:1\""
+        case .badTrim(let b):
+            return "invalid aggregation '\(text)': B must be an integer ≥ 1, found '\(b)'"
+        case .unexpectedParameter(let rule):
+            return "aggregation '\(rule)' takes no parameter, found '\(text)'"
+        }
     }
 
     private mutating func checkColumns(_ columns: [String], _ t: TableRef, _ key: String) {

@@ -1,4 +1,4 @@
-import PlexusCore
+public import PlexusCore
 import PlexusCrypto
 import TOMLKit
 
@@ -43,6 +43,7 @@ enum TopologyParser {
         let peers = reader.peers(root)
         let links = reader.links(root, peers: peers, explicitWeights: explicit)
         reader.checkGraph(peers: peers, links: links, explicitWeights: explicit)
+        if let plan { reader.checkAggregation(plan, peers: peers, links: links) }
         try reader.diagnostics.throwIfErrors()
         guard let plan, let network else {
             throw TopologyError(diagnostics: reader.diagnostics.diagnostics + [Diagnostic(.error, "the file is incomplete", path: path, at: .start)])
@@ -60,6 +61,19 @@ enum TopologyParser {
         if spectralAnalysis { topology.facts = reader.checkMixingSpeed(topology) }
         topology.warnings = Diagnostic.sorted(reader.diagnostics.diagnostics)
         return topology
+    }
+}
+
+extension Topology {
+    /// Why `rule` cannot run on this graph, or `nil`: `trimmed-mean:B` needs 2B + 1 members in
+    /// every closed neighbourhood (the check `topology check` makes at the `aggregation` key,
+    /// for a rule given on the command line instead).
+    public func aggregationProblem(_ rule: Plan.Aggregation) -> String? {
+        guard case .trimmedMean(let b) = rule, peers.count >= 2 else { return nil }
+        let small = peers.map(\.id).filter { degree(of: $0) + 1 < 2 * b + 1 }
+        guard let first = small.first else { return nil }
+        return "aggregation '\(rule)' needs \(2 * b + 1) members in every closed neighbourhood; peer '\(first)' has \(degree(of: first) + 1)"
+            + (small.count > 1 ? " (and \(small.count - 1) more peers too few)" : "")
     }
 }
 
@@ -292,6 +306,62 @@ extension Reader {
                     )
                 }
             }
+        }
+    }
+
+    /// The plan's `aggregation` against the graph and the other plan keys (README, "Plan keys
+    /// that work together"): every diagnostic is at the `aggregation` value and says why.
+    ///
+    /// - error: `trimmed-mean:B` on a peer whose closed neighbourhood (itself and its
+    ///   neighbours) has fewer than 2B + 1 members: dropping B values at each end would leave
+    ///   nothing, or only values an attacker chose.
+    /// - warning: `trimmed-mean:B` or `median` with `mixing = "explicit"` (the rules give each
+    ///   member one vote; the link weights are not used).
+    /// - warning: `clipped` or `median` on a peer with a single neighbour: with two values
+    ///   there is no majority, so the rule cannot tell that neighbour from the consensus.
+    mutating func checkAggregation(_ plan: Plan, peers: [TopologyParser.ParsedPeer], links: [TopologyParser.ParsedLink]) {
+        guard plan.aggregation.isRobust else { return }
+        let at = index.entry("plan", "aggregation")?.value ?? index.header("plan") ?? .start
+        var degree: [PeerID: Int] = [:]
+        for peer in peers where peer.isCanonical { if let id = peer.id { degree[id] = 0 } }
+        for link in links {
+            degree[link.a, default: 0] += 1
+            degree[link.b, default: 0] += 1
+        }
+        let ordered = degree.sorted { ($0.value, $0.key.rawValue) < ($1.value, $1.key.rawValue) }
+        guard ordered.count >= 2 else { return }
+        func named(_ list: [(key: PeerID, value: Int)]) -> String {
+            let shown = list.prefix(4).map { "'\($0.key)' (\($0.value) neighbour\($0.value == 1 ? "" : "s"))" }
+            let rest = list.count > 4 ? " and \(list.count - 4) more" : ""
+            return shown.joined(separator: ", ") + rest
+        }
+        let rule = plan.aggregation.description
+        switch plan.aggregation {
+        case .trimmedMean(let b):
+            let needed = 2 * b + 1
+            let small = ordered.filter { $0.value + 1 < needed }
+            if !small.isEmpty {
+                let largest = ((ordered[0].value + 1) - 1) / 2
+                let fix = largest >= 1 ? "use trimmed-mean:\(largest) or fewer" : "use \"clipped\" or add links"
+                error(
+                    "aggregation '\(rule)' drops \(b) value\(b == 1 ? "" : "s") at each end of every coordinate, so every peer needs at least "
+                        + "\(needed) in its neighbourhood (itself and \(needed - 1) neighbours); too few at peer \(named(small)); \(fix)",
+                    at: at
+                )
+            }
+        case .clipped, .median:
+            let single = ordered.filter { $0.value == 1 }
+            if !single.isEmpty {
+                warning(
+                    "aggregation '\(rule)' cannot protect a peer with a single neighbour (two values have no majority): peer \(named(single))",
+                    at: at
+                )
+            }
+        case .mean:
+            break
+        }
+        if plan.mixing == .explicit, plan.aggregation != .clipped {
+            warning("aggregation '\(rule)' gives every member of a neighbourhood one vote: the link weights of mixing = \"explicit\" are not used", at: at)
         }
     }
 

@@ -39,6 +39,7 @@ public enum TopologyWriter {
         add("max_staleness", String(plan.maxStaleness), plan.maxStaleness == defaults.maxStaleness)
         add("max_sample_ratio", number(plan.maxSampleRatio), plan.maxSampleRatio == defaults.maxSampleRatio)
         add("seed", String(plan.seed), plan.seed == defaults.seed)
+        add("aggregation", string(plan.aggregation.description), plan.aggregation == defaults.aggregation)
         return entries
     }
 

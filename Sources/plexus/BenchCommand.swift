@@ -5,6 +5,6 @@ struct Bench: AsyncParsableCommand {
         commandName: "bench",
         abstract: "Measure the hot paths beside this machine's own limits.",
         discussion: "Build with -c release: `swift run -c release plexus bench <what>`.",
-        subcommands: [BenchCodec.self, TrainBench.self, BenchNetwork.self]
+        subcommands: [BenchCodec.self, TrainBench.self, BenchNetwork.self, BenchConsensus.self]
     )
 }

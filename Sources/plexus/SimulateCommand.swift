@@ -43,6 +43,9 @@ struct ExperimentOptions: ParsableArguments {
     @Option(help: "Override the plan's codec (lossless, f16, bf16, int8, topk:F[+f16|int8]).")
     var codec: String?
 
+    @Option(help: "Override the plan's aggregation (mean, clipped, trimmed-mean:B, median).")
+    var aggregation: String?
+
     @Option(help: "Simulated one-way latency per message, in milliseconds.")
     var latency: Double = 5
 
@@ -96,6 +99,13 @@ struct ExperimentOptions: ParsableArguments {
         }
         if let rounds { plan.rounds = rounds }
         if let codec { plan.codec = codec }
+        if let aggregation {
+            switch PlanKeys.aggregation(aggregation) {
+            case .success(let rule): plan.aggregation = rule
+            case .failure(let error): throw CLIError(error.description)
+            }
+            if let problem = topology.aggregationProblem(plan.aggregation) { throw CLIError("--aggregation: \(problem)") }
+        }
         let spec: PartitionSpec
         do {
             spec = try PartitionSpec(parsing: partition ?? "column:center")

@@ -43,7 +43,9 @@ extension TopologyCommand {
             abstract: "Validate a topology file and print its graph facts.",
             discussion: """
                 Every problem is collected, then printed sorted by position in compiler style \
-                (FILE:LINE:COLUMN: error: message) on standard error. When the file is valid, the \
+                (FILE:LINE:COLUMN: error: message) on standard error — plan keys that do not work \
+                together included, at the `aggregation` line (README, "Plan keys that work together"). \
+                When the file is valid, the \
                 graph facts follow on standard output: peers, links, degrees, diameter, components, \
                 the spectral gap of the mixing matrix and the rounds it implies to shrink \
                 disagreement between peers 1000×, and how sample counts are held: a peer's \

@@ -77,6 +77,7 @@ func makePeers(
     codec: CodecSpec = .lossless,
     consensusStep: Double = 1,
     synchrony: Plan.Synchrony = .synchronous,
+    aggregation: Plan.Aggregation = .mean,
     targets: [[Float]]? = nil,
     initial: [Float]? = nil
 ) -> [SimulatedPeer<QuadraticLearner>] {
@@ -91,6 +92,7 @@ func makePeers(
         )
         settings.consensusStep = consensusStep
         settings.synchrony = synchrony
+        settings.aggregation = aggregation
         settings.roundDeadline = .seconds(1)
         let target = targets?[i] ?? randomVector(dimension, seed: UInt64(100 + i))
         return SimulatedPeer(
