@@ -178,7 +178,7 @@ let package = Package(
         .testTarget(
             name: "PlexusNodeTests",
             dependencies: [
-                "PlexusNode", "PlexusCore", "PlexusTestKit",
+                "PlexusNode", "PlexusCore", "PlexusLog", "PlexusTestKit",
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings

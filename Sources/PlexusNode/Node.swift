@@ -274,6 +274,10 @@ public final class PeerNode: Sendable {
                 host: endpoint.host, port: endpoint.port, metrics: metrics, roundDeadline: .milliseconds(plan.roundDeadlineMilliseconds), logger: logger
             )))
         }
+        // The control socket `plexus status` talks to.
+        services.append(.init(service: ControlServer(path: ControlProtocol.path(stateDirectory: configuration.stateDirectory, peer: me), logger: logger) {
+            await driver.status()
+        }))
         let group = ServiceGroup(
             configuration: .init(
                 services: services,

@@ -50,6 +50,16 @@ actor NodeDriver: Service {
     /// every site reaches them all within a second or two (each polls its file every second).
     static let topologyMismatchGrace: Duration = .seconds(10)
     private var round: Int { instance.round }
+    /// Each neighbour's session as `plexus status` shows it.
+    private struct Link {
+        var up = false
+        var since: Date?
+        var lastHandshake: Date?
+        var bytesSent = 0
+        var bytesReceived = 0
+    }
+    private var links: [PeerID: Link] = [:]
+    private let startedAt = Date()
 
     let metrics: NodeMetrics
     /// This peer's identity key: `--key` at start, the rotated one after a reload that re-keys it.
@@ -258,12 +268,18 @@ actor NodeDriver: Service {
         switch event {
         case .sessionOpened(let peer):
             metrics.sessionOpened()
+            let opened = Date()
+            links[peer, default: Link()].up = true
+            links[peer]!.since = opened
+            links[peer]!.lastHandshake = opened
             log?.write(ConvergenceLog.session("session_opened", peer: node.configuration.peer, other: peer.rawValue, reason: nil, round: round, time: now()))
             // Every new session: the statistics round's blobs, then a keyframe.
             carryOut(statisticsRound.sessionOpened(with: peer, now: elapsed()))
             carryOut(instance.sessionOpened(with: peer))
         case .sessionClosed(let peer, let reason, _):
             metrics.sessionClosed()
+            links[peer, default: Link()].up = false
+            links[peer]!.since = Date()
             log?.write(ConvergenceLog.session("session_closed", peer: node.configuration.peer, other: peer.rawValue, reason: reason.rawValue, round: round, time: now()))
         case .refused(let peer, let reason, _):
             metrics.handshakeFailed(reason)
@@ -276,6 +292,7 @@ actor NodeDriver: Service {
             }
             compareTopology(of: peer)
         case .message(let peer, let bytes):
+            links[peer, default: Link()].bytesReceived += bytes.count
             if let type = bytes.first, (StatisticsRound.statisticsType...StatisticsRound.basisType).contains(type) {
                 carryOut(statisticsRound.receive(bytes, from: peer, now: elapsed()))
             } else {
@@ -365,6 +382,31 @@ actor NodeDriver: Service {
         instance.withLearner { $0.data = data }
         metrics.trainingStarted()
         carryOut(restoredSnapshot != nil ? instance.resume() : instance.start())
+    }
+
+    /// What `plexus status` shows, now.
+    func status() -> NodeStatus {
+        let me = node.configuration.peer
+        let phase = finished || round > node.plan.rounds ? "finished" : statisticsRound.isComplete ? "training" : "statistics"
+        let expected = topology.peers.count
+        let neighbours = topology.neighbours(of: me).map { peer -> NodeStatus.Neighbour in
+            let link = links[peer] ?? Link()
+            let state = instance.neighbourStates[peer]
+            let current = min(round, node.plan.rounds)
+            let staleness = statisticsRound.isComplete && current >= 1 ? max(0, current - (state?.deliveredRound ?? 0)) : nil
+            return NodeStatus.Neighbour(
+                id: peer.rawValue, sessionUp: link.up, since: link.since?.timeIntervalSince1970, lastHandshake: link.lastHandshake?.timeIntervalSince1970,
+                bytesSent: link.bytesSent, bytesReceived: link.bytesReceived, staleness: staleness,
+                sameTopology: neighbourTopology[peer].map { $0.fingerprint == topology.fingerprint ?? [] },
+                quarantined: false
+            )
+        }
+        return NodeStatus(
+            peer: me.rawValue, network: topology.networkName, version: PlexusVersion.current, topologyFingerprint: topology.fingerprintHex,
+            planHash: String(PlanHash.hex(node.planHash).prefix(16)), phase: phase, round: min(round, node.plan.rounds), planRounds: node.plan.rounds,
+            statisticsReceived: statisticsRound.isComplete ? expected : expected - statisticsRound.missing.count, statisticsExpected: expected,
+            uptimeSeconds: Date().timeIntervalSince(startedAt), neighbours: neighbours
+        )
     }
 
     /// Gives the instance the bounded counts of the running topology (once every site's signed
@@ -567,6 +609,7 @@ actor NodeDriver: Service {
     }
 
     private func enqueue(_ bytes: [UInt8], to peer: PeerID) {
+        links[peer, default: Link()].bytesSent += bytes.count
         guard case .dropped = outbound[peer]?.yield(bytes) else { return }
         // The queue is full: a message lost here would break the neighbour's chain of deltas, so
         // the session goes (the next one starts with a keyframe) and the queue starts empty.

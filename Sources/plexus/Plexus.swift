@@ -22,6 +22,7 @@ struct Plexus: AsyncParsableCommand {
             Evaluate.self,
             Demo.self,
             Run.self,
+            Status.self,
             Watch.self,
             Report.self,
             Version.self,

@@ -3,6 +3,7 @@ import PlexusCore
 import PlexusEngine
 import PlexusLearning
 import PlexusLog
+import PlexusNode
 import PlexusTestKit
 import PlexusTopology
 import Testing
@@ -323,6 +324,77 @@ extension ProcessSuites {
         let metadata = try #require(starting?["metadata"] as? [String: String], "a Node starting line: \(nodes[0].log)")
         #expect(metadata["version"] == PlexusVersion.current)
         #expect(metadata["topology.fingerprint"] == topology.fingerprintHex)
+    }
+
+    /// `plexus status` against a running 4-node full mesh: through node 0's control socket
+    /// (0600, in its state directory), every neighbour with its session up, bytes both ways and
+    /// the same topology file; after one neighbour is killed, that one down; `--json` decodes to
+    /// the same fields; and no node at the path is one clear error.
+    @Test func statusShowsEveryNeighbour() throws {
+        let directory = temporaryDirectory("status")
+        var plan = try Topology.load(path: repositoryRoot + "/Topologies/consortium-3.toml", spectralAnalysis: false).plan
+        plan.rounds = 1_000_000
+        try TopologyWriter.plan(plan).write(toFile: directory + "/plan.toml", atomically: true, encoding: .utf8)
+        let path = directory + "/network.toml"
+        let generated = try plexus([
+            "topology", "generate", "--shape", "full", "--peers", "4", "--keys-dir", directory + "/keys",
+            "--base-port", String(freePorts(8)), "--plan", directory + "/plan.toml", "--out", path,
+        ])
+        try #require(generated.status == 0, "\(generated.stderr)")
+        let topology = try Topology.load(path: path, spectralAnalysis: false)
+        let ids = topology.peers.map(\.id)
+        var nodes = try ids.enumerated().map { index, peer in
+            try Background(runArguments(path, peer, directory, ["--shard", "\(index)/4"]), output: "\(directory)/\(peer).out")
+        }
+        defer { for node in nodes where node.process.isRunning { node.kill9() } }
+        let socket = "\(directory)/state/\(ids[0]).sock"
+        func status() -> CommandResult? { try? plexus(["status", "--state-dir", directory + "/state", "--peer", ids[0].rawValue, "--json"]) }
+        func decoded(_ result: CommandResult?) -> NodeStatus? {
+            result.flatMap { try? PlexusJSON.decode(NodeStatus.self, from: Array($0.stdout.utf8)) }
+        }
+        var seen: NodeStatus?
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            seen = decoded(status())
+            if let s = seen, s.phase == "training", s.round >= 3, s.neighbours.allSatisfy({ $0.sessionUp && $0.bytesReceived > 0 && $0.sameTopology == true }) { break }
+            usleep(100_000)
+        }
+        let s = try #require(seen, "no status: \(nodes[0].log)")
+        #expect(s.peer == ids[0].rawValue && s.network == topology.networkName && s.version == PlexusVersion.current)
+        #expect(s.topologyFingerprint == topology.fingerprintHex)
+        #expect(s.phase == "training" && s.round >= 3 && s.planRounds == 1_000_000)
+        #expect(s.statisticsReceived == 4 && s.statisticsExpected == 4)
+        #expect(s.neighbours.map(\.id) == ids.dropFirst().map(\.rawValue))
+        for n in s.neighbours {
+            #expect(n.sessionUp && n.since != nil && n.lastHandshake != nil, "\(n)")
+            #expect(n.bytesSent > 0 && n.bytesReceived > 0, "\(n)")
+            #expect(n.staleness.map { $0 <= 2 } == true, "\(n)")
+            #expect(n.sameTopology == true && !n.quarantined, "\(n)")
+        }
+        var info = stat()
+        #expect(lstat(socket, &info) == 0 && info.st_mode & 0o777 == 0o600, "the control socket is 0600")
+        let text = try #require(try? plexus(["status", "--socket", socket]))
+        #expect(text.status == 0)
+        #expect(text.stdout.hasPrefix("peer \(ids[0]): network '\(topology.networkName)', plexus \(PlexusVersion.current), up "), "\(text.stdout)")
+        #expect(text.stdout.contains("  neighbours: 3 of 3 sessions up\n"), "\(text.stdout)")
+        for id in ids.dropFirst() { #expect(text.stdout.contains("\nneighbour \(id)\n  session: up since "), "\(text.stdout)") }
+
+        nodes[3].kill9()
+        var after: NodeStatus?
+        let later = Date().addingTimeInterval(20)
+        while Date() < later {
+            after = decoded(status())
+            if after?.neighbours.last?.sessionUp == false { break }
+            usleep(100_000)
+        }
+        #expect(after?.neighbours.map(\.sessionUp) == [true, true, false], "\(String(describing: after))")
+        let down = try plexus(["status", "--socket", socket])
+        #expect(down.stdout.contains("\nneighbour \(ids[3])\n  session: down since "), "\(down.stdout)")
+        #expect(down.stdout.contains("  neighbours: 2 of 3 sessions up\n"))
+        nodes[0].kill9()
+        let none = try plexus(["status", "--socket", socket])
+        #expect(none.status == 1)
+        #expect(none.stderr.contains("\(socket): cannot reach the node: Connection refused (is it running, with this --state-dir and --peer?)"), "\(none.stderr)")
     }
 
     /// `--metrics` serves the Prometheus text format, and its values move as the node trains.

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PlexusCore
+import PlexusLog
 import PlexusNode
 import Synchronization
 import Testing
@@ -75,5 +76,49 @@ import Testing
         #expect(message.hasSuffix("…") && message.utf8.count <= 2048)
         #expect((lines[0]["metadata"] as? [String: String])?["quote"] == "a \"quoted\"\nline")
         #expect((lines[1]["metadata"] as? [String: String]) == ["truncated": "40 metadata values over 16384 bytes"])
+    }
+}
+
+/// The control socket's framing, by its test vectors and its refusals.
+@Suite struct ControlProtocolTests {
+    static let sample = NodeStatus(
+        peer: "hospital-a", network: "consortium-3", version: "0.1.0", topologyFingerprint: "0123456789abcdef", planHash: "fbd9368b5210d2c8",
+        phase: "training", round: 7, planRounds: 60, statisticsReceived: 3, statisticsExpected: 3, uptimeSeconds: 12.5,
+        neighbours: [.init(id: "hospital-b", sessionUp: true, since: 1.5, lastHandshake: 1.5, bytesSent: 10, bytesReceived: 20, staleness: 0, sameTopology: true, quarantined: false)]
+    )
+
+    @Test func theVectors() async throws {
+        #expect(ControlProtocol.statusRequest == [0x50, 0x58, 0x53, 0x54, 0x01, 0x01])
+        let refusal = try #require(await ControlProtocol.answer([0x50, 0x58, 0x53, 0x54, 0x02, 0x01]) { Self.sample })
+        #expect(refusal == [0x50, 0x58, 0x53, 0x54, 0x01, 0x01, 0x00, 0x00, 0x00, 0x1C] + Array("unsupported version 2 (1 is)".utf8))
+        let answer = try #require(await ControlProtocol.answer(ControlProtocol.statusRequest) { Self.sample })
+        #expect(Array(answer.prefix(6)) == [0x50, 0x58, 0x53, 0x54, 0x01, 0x00])
+        #expect(try ControlProtocol.decode(answer) == Self.sample)
+        // Fewer than 6 bytes of a request: keep reading; anything else is refused at once.
+        #expect(await ControlProtocol.answer([0x50, 0x58]) { Self.sample } == nil)
+        #expect(await ControlProtocol.answer([0x47, 0x45, 0x54]) { Self.sample }?[5] == ControlProtocol.Result.unknownCommand.rawValue)
+        #expect(await ControlProtocol.answer([0x50, 0x58, 0x53, 0x54, 0x01, 0x09]) { Self.sample }?[5] == ControlProtocol.Result.unknownCommand.rawValue)
+    }
+
+    @Test func malformedResponsesAreRefused() async throws {
+        let good = try #require(await ControlProtocol.answer(ControlProtocol.statusRequest) { Self.sample })
+        func refused(_ bytes: [UInt8]) -> String? {
+            do { _ = try ControlProtocol.decode(bytes); return nil } catch { return error.description }
+        }
+        #expect(refused(Array(good.prefix(9))) == "not a Plexus control socket (bad magic)")
+        #expect(refused([0x51] + good.dropFirst()) == "not a Plexus control socket (bad magic)")
+        #expect(refused(Array(good.dropLast())).map { $0.hasPrefix("a response of") } == true)
+        var huge = Array(good.prefix(10))
+        huge[6] = 0x7F  // announces 2 GiB
+        #expect(refused(huge).map { $0.hasPrefix("a response of 10 bytes announcing") } == true)
+        var future = good
+        future[4] = 2
+        #expect(refused(future) == "the node speaks control version 2; this plexus speaks 1")
+        let notJSON = ControlProtocol.response(.ok, body: Array("{\"peer\":".utf8))
+        #expect(refused(notJSON).map { $0.hasPrefix("malformed status") } == true)
+        var formatTwo = Self.sample
+        formatTwo.format = 2
+        let body = try PlexusJSON.encode(formatTwo)
+        #expect(refused(ControlProtocol.response(.ok, body: body)) == "status format 2 is not known to this plexus")
     }
 }
