@@ -66,6 +66,26 @@ public struct SimulationOutcome: Sendable {
     /// ``GossipDirective/disconnect(_:reason:)`` directives seen, by reason (the simulated
     /// links stay up: the simulator only counts them).
     public var disconnects: [Reason: Int] = [:]
+    /// Envelopes handed out as evidence against quarantined neighbours
+    /// (``GossipDirective/evidence(_:_:)``), by the peer that kept them: the simulator keeps no
+    /// files, it counts them.
+    public var evidence: [PeerID: Int] = [:]
+    /// Every quarantine and release by peer scoring, in virtual-time order.
+    public var quarantines: [Quarantine] = []
+    public var releases: [Quarantine] = []
+    /// The largest distance ratio (``PeerScoring/distanceRatios(_:)``) any peer measured, per
+    /// round: how close honest runs come to ``PeerScoring/Settings/distanceRatio``.
+    public var largestDistanceRatio: [Int: Double] = [:]
+
+    /// A quarantine (or release) of `neighbour` by `peer` at the end of `round`.
+    public struct Quarantine: Sendable, Hashable, CustomStringConvertible {
+        public var peer: PeerID
+        public var neighbour: PeerID
+        public var round: Int
+        /// `nil` for a release.
+        public var why: PeerScoring.Why?
+        public var description: String { "\(peer) → \(neighbour) in round \(round)" + (why.map { ": \($0)" } ?? "") }
+    }
     /// Whether every peer finished its rounds.
     public var finished: Bool
     /// Each peer's final model.
@@ -96,6 +116,7 @@ public final class Simulator<Learner: LocalLearner> {
     private var wire = SimulatedWire()
     private var outcome = SimulationOutcome(virtualTime: .zero, finished: false, parameters: [:])
     private var periods: [PeerID: Duration] = [:]
+    private var lastReported: [PeerID: Int] = [:]
 
     public init(peers: [SimulatedPeer<Learner>], links: LinkConditions = LinkConditions(), partitions: [Partition] = [], seed: UInt64) {
         self.links = links
@@ -182,13 +203,23 @@ public final class Simulator<Learner: LocalLearner> {
             case .scheduleDeadline(let round, let after):
                 queue.push(at: now + after, .deadline(peer, round))
             case .roundCompleted(let r):
+                lastReported[peer] = r.round
+                for ratio in r.distanceRatios.values where ratio > outcome.largestDistanceRatio[r.round] ?? 0 {
+                    outcome.largestDistanceRatio[r.round] = ratio
+                }
                 report(r, now)
             case .event(let e):
+                // Scoring events come just before the report of the round whose end they belong to.
+                let round = (lastReported[peer] ?? 0) + 1
+                if case .quarantined(let neighbour, let why) = e { outcome.quarantines.append(SimulationOutcome.Quarantine(peer: peer, neighbour: neighbour, round: round, why: why)) }
+                if case .released(let neighbour) = e { outcome.releases.append(SimulationOutcome.Quarantine(peer: peer, neighbour: neighbour, round: round, why: nil)) }
                 event(peer, e, now)
             case .persist:
                 outcome.snapshotsPersisted += 1
             case .disconnect(_, let reason):
                 outcome.disconnects[reason, default: 0] += 1
+            case .evidence(_, let envelopes):
+                outcome.evidence[peer, default: 0] += envelopes.count
             case .finished:
                 break
             }
