@@ -109,9 +109,10 @@ public struct RoundReport: Sendable {
     public var parameters: [Float]
     /// Neighbours quarantined in this round's consensus step (``PeerScoring``), in id order.
     public var quarantined: [PeerID] = []
-    /// Each measured neighbour's distance ratio this round (``PeerScoring/distanceRatios(_:)``):
-    /// how far its copy is from the neighbourhood, for diagnostics (not logged).
-    public var distanceRatios: [PeerID: Double] = [:]
+    /// Each measured neighbour's distance from the neighbourhood this round
+    /// (``PeerScoring/distances(_:)``; its ratio is `ratio(floor:)` with the settings' floor),
+    /// for diagnostics (not logged).
+    public var distances: [PeerID: PeerScoring.Distance] = [:]
 }
 
 /// One peer's side of the compressed gossip protocol (CHOCO-Gossip with sample-weighted
@@ -190,7 +191,7 @@ public struct GossipInstance<Learner: LocalLearner> {
     private var offences: [PeerID: Int] = [:]
     /// The neighbours the consensus rule cut in the last step: they cost at the next round's end.
     private var lastCut: Set<PeerID> = []
-    private var lastRatios: [PeerID: Double] = [:]
+    private var lastDistances: [PeerID: PeerScoring.Distance] = [:]
     /// Per neighbour, its last verified envelopes (bounded by count and bytes), and whether each
     /// was already handed out as evidence.
     private var recentEnvelopes: [PeerID: [(envelope: EvidenceEnvelope, saved: Bool)]] = [:]
@@ -666,7 +667,7 @@ public struct GossipInstance<Learner: LocalLearner> {
             applySeconds: roundStats.applySeconds + seconds(t1 - t0),
             parameters: parameters,
             quarantined: order.filter(scoring.isQuarantined),
-            distanceRatios: lastRatios
+            distances: lastDistances
         )
         directives.append(.roundCompleted(report))
         if round >= settings.rounds {
@@ -687,17 +688,18 @@ public struct GossipInstance<Learner: LocalLearner> {
     /// for a neighbour quarantined now or offending again while quarantined.
     private mutating func score(_ candidates: [ConsensusNeighbour], into directives: inout [GossipDirective]) {
         guard settings.scoring.enabled else { return }
-        var ratios: [PeerID: Double] = [:]
-        let measured = PeerScoring.distanceRatios([publicCopy] + candidates.map(\.copy))
-        for (i, candidate) in candidates.enumerated() where i + 1 < measured.count { ratios[candidate.peer] = measured[i + 1] }
+        var distances: [PeerID: PeerScoring.Distance] = [:]
+        let measured = PeerScoring.distances([publicCopy] + candidates.map(\.copy))
+        for (i, candidate) in candidates.enumerated() where i + 1 < measured.count { distances[candidate.peer] = measured[i + 1] }
+        let floor = settings.scoring.distanceFloor
         var observations: [PeerID: PeerScoring.Observation] = [:]
         for peer in order {
             observations[peer] = PeerScoring.Observation(
-                offendingRejections: offences[peer] ?? 0, cut: lastCut.contains(peer), distanceRatio: ratios[peer]
+                offendingRejections: offences[peer] ?? 0, cut: lastCut.contains(peer), distanceRatio: distances[peer]?.ratio(floor: floor)
             )
         }
         offences.removeAll(keepingCapacity: true)
-        lastRatios = ratios
+        lastDistances = distances
         let before = scoring.quarantined
         var newly: Set<PeerID> = []
         for transition in scoring.observe(observations) {

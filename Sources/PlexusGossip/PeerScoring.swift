@@ -61,11 +61,18 @@ public struct PeerScoring: Sendable {
         /// Consecutive rounds with no penalty after which a quarantined neighbour is released;
         /// MUST be ≥ 1. Default: 10.
         public var releaseAfter = 10
-        /// T: the distance ratio up to which a copy costs nothing. Default: 8. In the simulator,
-        /// without attackers, the largest ratio on any repository topology is below 3 after the
-        /// first rounds (README, "Peer scoring"); 8 leaves a margin for non-IID sites, and a
-        /// quarantine at once takes r ≥ 64.
-        public var distanceRatio = 8.0
+        /// T: the distance ratio below which a copy costs nothing. Default: 16. Measured in the
+        /// simulator without attackers (`PeerScoringHonestTests`, README "Peer scoring and
+        /// quarantine"): the largest ratio any peer saw on the repository topologies with their
+        /// data is 3.4 (4.7× below T), and 13.2 under extreme label skew (Dirichlet 0.1 over 64
+        /// sites). A quarantine at once takes r ≥ 8T = 128.
+        public var distanceRatio = 16.0
+        /// φ: the distance ratio's denominator is at least φ · ‖m‖ (``PeerScoring/distanceRatios(_:floor:)``),
+        /// so a copy is charged only when it is also at least T · φ of the model's size from the
+        /// median; MUST be ≥ 0. Default: 1 ÷ 20 (with T = 16: 0.8 of the model's size — a zero
+        /// model, exactly one size from the median, is charged once the honest copies agree
+        /// to within 1 ÷ 16 of their size).
+        public var distanceFloor = 1.0 / 20
         /// The most one round's distance costs. Default: 16.
         public var distancePenaltyCap = 16.0
         /// The most one round's offending rejections cost. Default: 8.
@@ -221,6 +228,22 @@ public struct PeerScoring: Sendable {
         return transitions
     }
 
+    /// How far one member's copy is from its closed neighbourhood (``PeerScoring/distances(_:)``).
+    public struct Distance: Sendable, Hashable {
+        /// d_k ÷ D: against the other members' spread (0 when d_k = 0; +∞ when only D is 0).
+        public var spread: Double
+        /// d_k ÷ ‖m‖₂: against the size of the model (0 when d_k = 0; +∞ when only ‖m‖ is 0).
+        public var relative: Double
+
+        public init(spread: Double, relative: Double) {
+            self.spread = spread
+            self.relative = relative
+        }
+
+        /// The distance ratio r = d_k ÷ max(D, floor · ‖m‖) = min(spread, relative ÷ floor).
+        public func ratio(floor: Double) -> Double { Swift.min(spread, floor > 0 ? relative / floor : spread) }
+    }
+
     /// The distance ratios r_j of the members of a closed neighbourhood (the peer's own public
     /// copy and its neighbours' copies, all of one length): with m the coordinate-wise median of
     /// the copies (the mean of the two middle values for an even count), d_k = ‖x̂_k − m‖₂ and
@@ -228,13 +251,19 @@ public struct PeerScoring: Sendable {
     /// +∞ when the denominator is 0 and d_k is not. Empty with fewer than three members (with
     /// two, neither can be told from the other).
     ///
-    /// The floor (default 1%) is for neighbourhoods where the other members agree exactly: with
-    /// three members, a neighbour that mirrors one member's copy makes D = 0, and without a floor
-    /// the third, honest member would look infinitely far. The price: a copy within
-    /// T × 1% (8% with the default T) of ‖m‖ from the median is never charged for its distance.
+    /// The floor (``Settings/distanceFloor``) makes r ≥ T mean two things at once: the copy is T
+    /// times further from the median than the neighbourhood's typical member, *and* at least
+    /// T × floor of the model's own size away. The second condition is what keeps honest but
+    /// very different sites (strongly non-IID data) and neighbourhoods whose other members agree
+    /// exactly (a neighbour mirroring one of three members makes D = 0) from being charged.
     ///
     /// O(members × length) time with a members-sized scratch buffer; copies MUST be finite.
-    public static func distanceRatios(_ copies: [[Float]], floor: Double = 0.01) -> [Double] {
+    public static func distanceRatios(_ copies: [[Float]], floor: Double = Settings().distanceFloor) -> [Double] {
+        distances(copies).map { $0.ratio(floor: floor) }
+    }
+
+    /// Each member's ``Distance`` (see ``distanceRatios(_:floor:)``); empty with fewer than three.
+    public static func distances(_ copies: [[Float]]) -> [Distance] {
         let k = copies.count
         guard k >= 3, let n = copies.first?.count else { return [] }
         var column = [Double](repeating: 0, count: k)
@@ -251,8 +280,11 @@ public struct PeerScoring: Sendable {
         }
         let distances = squared.map { $0.squareRoot() }
         var sorted = distances
-        let typical = max(median(&sorted), floor * norm.squareRoot())
-        return distances.map { d in d == 0 ? 0 : typical > 0 ? d / typical : .infinity }
+        let typical = median(&sorted)
+        let size = norm.squareRoot()
+        return distances.map { d in
+            Distance(spread: d == 0 ? 0 : typical > 0 ? d / typical : .infinity, relative: d == 0 ? 0 : size > 0 ? d / size : .infinity)
+        }
     }
 
     /// The median of `values` (sorted in place by insertion sort: the arrays are neighbourhoods).

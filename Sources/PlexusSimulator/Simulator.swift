@@ -76,6 +76,10 @@ public struct SimulationOutcome: Sendable {
     /// The largest distance ratio (``PeerScoring/distanceRatios(_:)``) any peer measured, per
     /// round: how close honest runs come to ``PeerScoring/Settings/distanceRatio``.
     public var largestDistanceRatio: [Int: Double] = [:]
+    /// For each spread threshold t (4, 8, 16, 32, 64), the largest relative distance
+    /// (``PeerScoring/Distance``) of any copy whose spread reached t: what a floor φ must exceed,
+    /// t · φ > relative, for honest copies never to be charged at T = t.
+    public var distanceProfile: [Double: Double] = [:]
 
     /// A quarantine (or release) of `neighbour` by `peer` at the end of `round`.
     public struct Quarantine: Sendable, Hashable, CustomStringConvertible {
@@ -204,8 +208,13 @@ public final class Simulator<Learner: LocalLearner> {
                 queue.push(at: now + after, .deadline(peer, round))
             case .roundCompleted(let r):
                 lastReported[peer] = r.round
-                for ratio in r.distanceRatios.values where ratio > outcome.largestDistanceRatio[r.round] ?? 0 {
-                    outcome.largestDistanceRatio[r.round] = ratio
+                let floor = instances[peer]!.settings.scoring.distanceFloor
+                for distance in r.distances.values {
+                    let ratio = distance.ratio(floor: floor)
+                    if ratio > outcome.largestDistanceRatio[r.round] ?? 0 { outcome.largestDistanceRatio[r.round] = ratio }
+                    for t in [4.0, 8, 16, 32, 64] where distance.spread >= t {
+                        outcome.distanceProfile[t] = max(outcome.distanceProfile[t] ?? 0, distance.relative)
+                    }
                 }
                 report(r, now)
             case .event(let e):

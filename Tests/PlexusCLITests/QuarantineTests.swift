@@ -100,8 +100,8 @@ extension HostilePeerTests {
     }
 
     /// 5a. A poisoned model for the whole run: hospital-c answers every round with a validly
-    /// signed keyframe — zeros first, then a large finite model (its neighbours' mean plus 5 per
-    /// round in every coordinate). Both honest nodes quarantine it within 10 rounds (here: in the
+    /// signed keyframe — zeros first, then a large finite model (its neighbours' mean plus 100
+    /// per round in every coordinate). Both honest nodes quarantine it within 10 rounds (here: in the
     /// first round its copy is measured), never release it, keep at most 8 evidence files that
     /// verify as signed by hospital-c, and end within 0.02 of the silent run.
     @Test func aPoisonedModelIsQuarantinedWithEvidence() async throws {
@@ -110,7 +110,7 @@ extension HostilePeerTests {
         let outcome = try await run(net) { peer, honest in
             let zeros = [Float](repeating: 0, count: peer.parameterCount)
             for h in honest { await peer.send(peer.envelope(.keyframe, sequence: 1, round: 1, samples: peer.declaredSamples, peer.lossless(zeros)), to: h) }
-            await Self.answerEveryRound(peer, honest, topology: topology) { round, mean in mean.map { $0 + 5 * Float(round) } }
+            await Self.answerEveryRound(peer, honest, topology: topology) { round, mean in mean.map { $0 + 100 * Float(round) } }
         }
         try await expectSound(outcome, "a poisoned model every round")
         let events = scoringEvents(outcome, net)

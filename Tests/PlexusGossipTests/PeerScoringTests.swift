@@ -198,10 +198,10 @@ import Testing
         // All equal: all 0; one differs from an exact agreement: measured against the floor,
         // 1% of ‖m‖ — or ∞ when m = 0.
         #expect(PeerScoring.distanceRatios([[1], [1], [1]]) == [0, 0, 0])
-        #expect(PeerScoring.distanceRatios([[1], [1], [1], [2]]).last == 100)
+        #expect(PeerScoring.distanceRatios([[1], [1], [1], [2]], floor: 0.01).last == 100)
         #expect(PeerScoring.distanceRatios([[0], [0], [0], [2]]).last == .infinity)
         // A mirror of one member (three members): the third is at most 1 ÷ 1% of its relative gap.
-        let mirrored = PeerScoring.distanceRatios([[1, 2, 3], [1, 2, 3], [1.01, 2.02, 3.03]])
+        let mirrored = PeerScoring.distanceRatios([[1, 2, 3], [1, 2, 3], [1.01, 2.02, 3.03]], floor: 0.01)
         #expect(abs(mirrored[2] - 1) < 1e-3, "\(mirrored)")
     }
 }
@@ -225,7 +225,9 @@ import Testing
             report: { report, _ in
                 rounds[report.peer] = report.round
                 guard !poisoned.contains(report.peer) else { return }
-                for (n, r) in report.distanceRatios where !poisoned.contains(n) { run.largestHonestRatio = max(run.largestHonestRatio, r) }
+                for (n, d) in report.distances where !poisoned.contains(n) {
+                    run.largestHonestRatio = max(run.largestHonestRatio, d.ratio(floor: peers[0].settings.scoring.distanceFloor))
+                }
                 run.largestParameter[report.peer] = max(run.largestParameter[report.peer] ?? 0, report.parameters.map(abs).max() ?? 0)
             },
             event: { peer, event, _ in
