@@ -118,6 +118,11 @@ extension HostilePeerTests {
         #expect(events.quarantined.count == 2)
         for rounds in events.quarantined { #expect(rounds.count == 1 && rounds[0] <= 10, "\(events.quarantined)") }
         for rounds in events.released { #expect(rounds.isEmpty, "\(events.released)") }
+        // The operator's warning names the neighbour and why.
+        for output in outcome.output {
+            let line = output.split(separator: "\n").first { $0.contains("Quarantined a neighbour") }
+            #expect(line?.contains("hospital-c") == true && line?.contains("distance") == true, "\(output.suffix(2000))")
+        }
         for id in net.honest {
             let files = try evidence(net, kept: id)
             #expect(!files.isEmpty && files.count <= 8, "\(id): \(files)")
