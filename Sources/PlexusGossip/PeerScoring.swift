@@ -266,17 +266,47 @@ public struct PeerScoring: Sendable {
     public static func distances(_ copies: [[Float]]) -> [Distance] {
         let k = copies.count
         guard k >= 3, let n = copies.first?.count else { return [] }
-        var column = [Double](repeating: 0, count: k)
+        // Block by block: each member's slice is copied side by side into `block`, so the inner
+        // loops run over one buffer.
+        let width = 4096
+        var block = [Float](repeating: 0, count: k * width)
+        var column = [Float](repeating: 0, count: k)
         var squared = [Double](repeating: 0, count: k)
         var norm = 0.0
-        for i in 0..<n {
-            for j in 0..<k { column[j] = Double(copies[j][i]) }
-            let m = median(&column)
-            norm += m * m
-            for j in 0..<k {
-                let d = Double(copies[j][i]) - m
-                squared[j] += d * d
+        var start = 0
+        while start < n {
+            let count = min(width, n - start)
+            block.withUnsafeMutableBufferPointer { b in
+                for j in 0..<k {
+                    copies[j].withUnsafeBufferPointer { c in
+                        for i in 0..<count { b[j * width + i] = c[start + i] }
+                    }
+                }
+                column.withUnsafeMutableBufferPointer { col in
+                    squared.withUnsafeMutableBufferPointer { sq in
+                        for i in 0..<count {
+                            for j in 0..<k { col[j] = b[j * width + i] }
+                            // Insertion sort of the k values of this coordinate.
+                            for a in 1..<k {
+                                let v = col[a]
+                                var c = a - 1
+                                while c >= 0 && col[c] > v {
+                                    col[c + 1] = col[c]
+                                    c -= 1
+                                }
+                                col[c + 1] = v
+                            }
+                            let m = k % 2 == 1 ? Double(col[k / 2]) : 0.5 * (Double(col[k / 2 - 1]) + Double(col[k / 2]))
+                            norm += m * m
+                            for j in 0..<k {
+                                let d = Double(b[j * width + i]) - m
+                                sq[j] += d * d
+                            }
+                        }
+                    }
+                }
             }
+            start += count
         }
         let distances = squared.map { $0.squareRoot() }
         var sorted = distances

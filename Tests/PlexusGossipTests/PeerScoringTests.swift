@@ -323,3 +323,17 @@ import Testing
         #expect(!next.contains { if case .evidence = $0 { true } else { false } })
     }
 }
+
+extension PeerScoringTests {
+    /// What the distance measurement costs a round at 1M parameters and five members (a torus
+    /// peer's closed neighbourhood): printed beside the ratios, not asserted (a measurement,
+    /// not a timed test).
+    @Test func distanceCostAtOneMillionParameters() {
+        let copies = (0..<5).map { randomVector(1_000_000, seed: UInt64($0)) }
+        let clock = ContinuousClock()
+        var distances: [PeerScoring.Distance] = []
+        let elapsed = clock.measure { distances = PeerScoring.distances(copies) }
+        #expect(distances.count == 5 && distances.allSatisfy { $0.spread < 3 })
+        print("peer scoring: distances of 5 copies × 1M parameters in \(elapsed)")
+    }
+}
