@@ -23,10 +23,13 @@ public import PlexusCore
 ///   budget still bounds them).
 /// - *Clipping*: the ``ConsensusRule`` reports the neighbours whose contribution it cut; each cut
 ///   step costs 1 (CHOCO never cuts).
-/// - *Distance from the neighbourhood*, the ratio r_j defined in ``distanceRatios(_:)``: the
-///   distance of j's copy from the coordinate-wise median of the closed neighbourhood's copies,
-///   over the median of all members' distances from it. Scale-free; a minority of outliers cannot
-///   move either median past the honest members'. It costs nothing below
+/// - *Distance from the neighbourhood*, the ratio r_j defined in ``distanceRatios(_:floor:)``:
+///   the distance of j's copy from the coordinate-wise median of the closed neighbourhood's
+///   copies, over the median of all members' distances from it — but at least
+///   ``Settings/distanceFloor`` of the median's norm, so that r ≥ T also means the copy is at
+///   least T × floor (0.8 with the defaults) of the model's size away: honest sites with very
+///   different data are that close (measured, see ``Settings/distanceRatio``). Scale-free; a
+///   minority of outliers cannot move either median past the honest members'. It costs nothing below
 ///   ``Settings/distanceRatio`` (T) and `1 + ⌊log₂(r ÷ T)⌋` beyond (capped at
 ///   ``Settings/distancePenaltyCap``): 1 from T, 2 from 2T, and the threshold's 4 from 8T — so a
 ///   gross outlier is quarantined in the very round it first shows, before it is mixed in.
@@ -44,7 +47,8 @@ public import PlexusCore
 /// (s = 2.44) does not.
 ///
 /// A quarantined neighbour is released (``Transition/released(_:)``) after
-/// ``Settings/releaseAfter`` consecutive rounds with p = 0; its score starts again from 0.
+/// ``Settings/releaseAfter`` consecutive rounds with p = 0 (doubled for each earlier quarantine
+/// of it, at most 8×); its score starts again from 0.
 /// Scoring state is not persisted: after a restart every neighbour starts at 0 and a persistent
 /// offender is quarantined again by the same rules.
 public struct PeerScoring: Sendable {
@@ -58,7 +62,9 @@ public struct PeerScoring: Sendable {
         public var decay = 0.8
         /// The score at which a neighbour is quarantined; MUST be > 0. Default: 4.
         public var threshold = 4.0
-        /// Consecutive rounds with no penalty after which a quarantined neighbour is released;
+        /// Consecutive rounds with no penalty after which a quarantined neighbour is released the
+        /// first time; each later quarantine of the same neighbour doubles it, up to 8 times
+        /// (10, 20, 40, 80 rounds), so an on-off attacker spends ever longer out of the mix.
         /// MUST be ≥ 1. Default: 10.
         public var releaseAfter = 10
         /// T: the distance ratio below which a copy costs nothing. Default: 16. Measured in the
@@ -158,6 +164,8 @@ public struct PeerScoring: Sendable {
         public var quarantined = false
         /// Consecutive rounds with no penalty (counted while quarantined).
         public var goodRounds = 0
+        /// How many times this neighbour was quarantined (kept across releases).
+        public var quarantines = 0
         var parts = [Cause: Double]()
         var rejections = 0
         var cuts = 0
@@ -194,6 +202,12 @@ public struct PeerScoring: Sendable {
         return (parts.values.reduce(0, +), parts)
     }
 
+    /// The good rounds a neighbour in its `quarantines`-th quarantine needs to be released:
+    /// ``Settings/releaseAfter`` doubled for each earlier quarantine, at most 8 times.
+    public func releaseAfter(_ quarantines: Int) -> Int {
+        settings.releaseAfter << min(max(quarantines - 1, 0), 3)
+    }
+
     /// Folds in one round's observations, in peer-id order; returns the neighbours quarantined
     /// or released by it. A neighbour without an observation this round is left as it is.
     public mutating func observe(_ observations: [PeerID: Observation]) -> [Transition] {
@@ -204,15 +218,15 @@ public struct PeerScoring: Sendable {
             var s = states[peer] ?? State()
             let (p, parts) = penalty(o)
             s.score = settings.decay * s.score + p
-            if s.score < 1e-9 { s = State(quarantined: s.quarantined, goodRounds: s.goodRounds) }
+            if s.score < 1e-9 { s = State(quarantined: s.quarantined, goodRounds: s.goodRounds, quarantines: s.quarantines) }
             for (cause, value) in parts { s.parts[cause, default: 0] += value }
             s.rejections += min(max(o.offendingRejections, 0), settings.rejectionPenaltyCap)
             if o.cut { s.cuts += 1 }
             if let r = o.distanceRatio { s.largestRatio = max(s.largestRatio, r) }
             if s.quarantined {
                 s.goodRounds = p == 0 ? s.goodRounds + 1 : 0
-                if s.goodRounds >= settings.releaseAfter {
-                    s = State()
+                if s.goodRounds >= releaseAfter(s.quarantines) {
+                    s = State(quarantines: s.quarantines)
                     transitions.append(.released(peer))
                 }
             } else if s.score >= settings.threshold {
@@ -221,6 +235,7 @@ public struct PeerScoring: Sendable {
                 let why = Why(cause: cause, score: s.score, rejections: s.rejections, cuts: s.cuts, largestDistanceRatio: s.largestRatio)
                 s.quarantined = true
                 s.goodRounds = 0
+                s.quarantines += 1
                 transitions.append(.quarantined(peer, why))
             }
             states[peer] = s

@@ -117,6 +117,20 @@ import Testing
         #expect(releaseRounds(t) == [11])
     }
 
+    /// An on-off attacker: each quarantine after the first needs twice the good rounds, up to 8×.
+    @Test func repeatedQuarantinesNeedLongerGoodBehaviour() {
+        var scoring = PeerScoring()
+        let bad = Observation(offendingRejections: 8)
+        var o: [Observation] = []
+        for _ in 0..<6 { o += [bad] + Array(repeating: Observation(), count: 100) }
+        let t = run(&scoring, o)
+        let quarantined = quarantineRounds(t), released = releaseRounds(t)
+        #expect(quarantined == [1, 102, 203, 304, 405, 506], "\(t)")
+        #expect(zip(released, quarantined).map { $0 - $1 } == [10, 20, 40, 80, 80, 80], "\(t)")
+        #expect(scoring.states[c]?.quarantines == 6)
+        #expect(scoring.releaseAfter(1) == 10 && scoring.releaseAfter(4) == 80 && scoring.releaseAfter(9) == 80)
+    }
+
     // MARK: Causes
 
     @Test func rejectionDrivenAndDistanceDrivenCauses() {
