@@ -124,6 +124,9 @@ enum GossipFuzz {
             if case .persist(let p) = directive {
                 fuzzCheck(allFinite(p.parameters) && allFinite(p.publicCopy), "persisted a non-finite snapshot")
             }
+            if case .evidence(_, let envelopes) = directive {
+                fuzzCheck(!envelopes.isEmpty && envelopes.count <= a.settings.scoring.evidenceCount, "evidence of \(envelopes.count) envelopes")
+            }
         }
     }
 }

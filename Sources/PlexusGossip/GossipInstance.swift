@@ -37,8 +37,29 @@ public enum GossipDirective: Sendable {
     /// per round per neighbour, when it exceeds ``GossipSettings/rejectionBudgetPerRound``
     /// (`reason` ``Reason/rejectionBudget``).
     case disconnect(PeerID, reason: Reason)
+    /// A neighbour was quarantined, or is still quarantined and offended again: keep these
+    /// signed envelopes of it (the last ones it sent, each exactly as received and verified,
+    /// at most ``PeerScoring/Settings/evidenceCount`` of them and none kept before) as
+    /// evidence for the consortium. A shell without storage (the simulator) counts them.
+    case evidence(PeerID, [EvidenceEnvelope])
     /// The plan's last round is done.
     case finished
+}
+
+/// A signed envelope kept as evidence against a neighbour (``GossipDirective/evidence(_:_:)``):
+/// the bytes verify with ``EnvelopeVerifier`` against the neighbour's pinned key.
+public struct EvidenceEnvelope: Sendable, Hashable {
+    /// The round this peer was in when the envelope arrived.
+    public var round: Int
+    /// The envelope's sequence number (its header's).
+    public var sequence: UInt64
+    public var bytes: [UInt8]
+
+    public init(round: Int, sequence: UInt64, bytes: [UInt8]) {
+        self.round = round
+        self.sequence = sequence
+        self.bytes = bytes
+    }
 }
 
 /// A notable event, for the convergence log.
@@ -54,6 +75,12 @@ public enum GossipEvent: Sendable, Equatable {
     /// A neighbour added by a reload has never had a session: rounds go on without it until its
     /// first session opens (a hospital added to the file before it starts holds no one up).
     case awaitingFirstSession(PeerID)
+    /// Peer scoring quarantined a neighbour (``PeerScoring``): from this round's consensus step
+    /// on it has weight 0; its messages are still verified and counted.
+    case quarantined(PeerID, why: PeerScoring.Why)
+    /// A quarantined neighbour behaved for ``PeerScoring/Settings/releaseAfter`` rounds in a row:
+    /// it is mixed in again from this round's step on.
+    case released(PeerID)
 }
 
 /// One line of the convergence log, as the instance knows it.
@@ -80,6 +107,12 @@ public struct RoundReport: Sendable {
     public var applySeconds: Double
     /// The model after the consensus step.
     public var parameters: [Float]
+    /// Neighbours quarantined in this round's consensus step (``PeerScoring``), in id order.
+    public var quarantined: [PeerID] = []
+    /// Each measured neighbour's distance from the neighbourhood this round
+    /// (``PeerScoring/distances(_:)``; its ratio is `ratio(floor:)` with the settings' floor),
+    /// for diagnostics (not logged).
+    public var distances: [PeerID: PeerScoring.Distance] = [:]
 }
 
 /// One peer's side of the compressed gossip protocol (CHOCO-Gossip with sample-weighted
@@ -155,6 +188,16 @@ public struct GossipInstance<Learner: LocalLearner> {
     private var publishTransform: (any PublishTransform)?
     /// Neighbours added by a reload that have not had a session yet: left out of the barrier.
     private var awaitingFirstSession: Set<PeerID> = []
+    /// Peer scoring (issue 12): who is quarantined, and why.
+    public private(set) var scoring: PeerScoring
+    /// Offending rejections per neighbour since the last round completed (``PeerScoring``).
+    private var offences: [PeerID: Int] = [:]
+    /// The neighbours the consensus rule cut in the last step: they cost at the next round's end.
+    private var lastCut: Set<PeerID> = []
+    private var lastDistances: [PeerID: PeerScoring.Distance] = [:]
+    /// Per neighbour, its last verified envelopes (bounded by count and bytes), and whether each
+    /// was already handed out as evidence.
+    private var recentEnvelopes: [PeerID: [(envelope: EvidenceEnvelope, saved: Bool)]] = [:]
 
     /// S_i = n_i + the sample counts of the neighbours heard from so far, saturating at
     /// ``DeltaEnvelope/maximumNeighbourhoodSampleCount`` (never reached with ≤ 4095 neighbours,
@@ -247,6 +290,7 @@ public struct GossipInstance<Learner: LocalLearner> {
         self.incoming = scratch
         self.lastGood = scratch
         self.publishTransform = publishTransform
+        self.scoring = PeerScoring(settings: settings.scoring)
     }
 
     public var isFinished: Bool { round > settings.rounds }
@@ -347,6 +391,10 @@ public struct GossipInstance<Learner: LocalLearner> {
         for peer in neighbourStates.keys where neighbours[peer] == nil {
             neighbourStates[peer] = nil
             awaitingFirstSession.remove(peer)
+            scoring.forget(peer)
+            offences[peer] = nil
+            lastCut.remove(peer)
+            recentEnvelopes[peer] = nil
         }
         for peer in order where neighbourStates[peer] == nil {
             neighbourStates[peer] = NeighbourState()
@@ -623,16 +671,18 @@ public struct GossipInstance<Learner: LocalLearner> {
             weighting: settings.weighting,
             mixing: settings.mixing
         )
-        let inputs = order.compactMap { peer -> ConsensusNeighbour? in
+        let candidates = order.compactMap { peer -> ConsensusNeighbour? in
             guard let weight = row[peer], weight > 0, let copy = neighbourStates[peer]?.copy else { return nil }
             return ConsensusNeighbour(peer: peer, weight: weight, copy: copy)
         }
+        // Peer scoring, before the step: a neighbour quarantined now is already left out of it.
+        score(candidates, into: &directives)
+        let inputs = candidates.filter { !scoring.isQuarantined($0.peer) }
         scratch.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: parameters) }
         let rule = settings.consensusRule
-        let cut = scratch.withUnsafeMutableBufferPointer { x in
+        lastCut = scratch.withUnsafeMutableBufferPointer { x in
             publicCopy.withUnsafeBufferPointer { rule.step(candidate: x, publicCopy: $0, neighbours: inputs) }
         }
-        _ = cut  // peer scoring (issue 12) counts these
         if scratch.withUnsafeBufferPointer(FiniteVector.allFinite) {
             swap(&parameters, &scratch)
         } else {
@@ -670,7 +720,9 @@ public struct GossipInstance<Learner: LocalLearner> {
             trainSeconds: phaseTimes.train,
             encodeSeconds: phaseTimes.encode,
             applySeconds: roundStats.applySeconds + seconds(t1 - t0),
-            parameters: parameters
+            parameters: parameters,
+            quarantined: order.filter(scoring.isQuarantined),
+            distances: lastDistances
         )
         directives.append(.roundCompleted(report))
         if round >= settings.rounds {
@@ -680,6 +732,62 @@ public struct GossipInstance<Learner: LocalLearner> {
         } else {
             beginRound(round + 1, into: &directives)
         }
+    }
+
+    // MARK: Peer scoring
+
+    /// One round of ``PeerScoring``: each neighbour's offending rejections since the last round,
+    /// whether the rule cut it in the last step, and — when its copy enters this step — its
+    /// distance ratio in the closed neighbourhood (this peer's public copy and the copies of
+    /// `candidates`, quarantined ones included). Emits the transitions as events, and evidence
+    /// for a neighbour quarantined now or offending again while quarantined.
+    private mutating func score(_ candidates: [ConsensusNeighbour], into directives: inout [GossipDirective]) {
+        guard settings.scoring.enabled else { return }
+        var distances: [PeerID: PeerScoring.Distance] = [:]
+        let measured = PeerScoring.distances([publicCopy] + candidates.map(\.copy))
+        for (i, candidate) in candidates.enumerated() where i + 1 < measured.count { distances[candidate.peer] = measured[i + 1] }
+        let floor = settings.scoring.distanceFloor
+        var observations: [PeerID: PeerScoring.Observation] = [:]
+        for peer in order {
+            observations[peer] = PeerScoring.Observation(
+                offendingRejections: offences[peer] ?? 0, cut: lastCut.contains(peer), distanceRatio: distances[peer]?.ratio(floor: floor)
+            )
+        }
+        offences.removeAll(keepingCapacity: true)
+        lastDistances = distances
+        let before = scoring.quarantined
+        var newly: Set<PeerID> = []
+        for transition in scoring.observe(observations) {
+            switch transition {
+            case .quarantined(let peer, let why):
+                newly.insert(peer)
+                directives.append(.event(.quarantined(peer, why: why)))
+            case .released(let peer):
+                directives.append(.event(.released(peer)))
+            }
+        }
+        for peer in order where newly.contains(peer) || (before.contains(peer) && scoring.isQuarantined(peer) && scoring.penalty(observations[peer]!).total > 0) {
+            guard var recent = recentEnvelopes[peer] else { continue }
+            let unsaved = recent.filter { !$0.saved }.map(\.envelope)
+            guard !unsaved.isEmpty else { continue }
+            for i in recent.indices { recent[i].saved = true }
+            recentEnvelopes[peer] = recent
+            directives.append(.evidence(peer, unsaved))
+        }
+    }
+
+    /// Keeps a verified envelope of `peer` among its recent ones (the evidence if it is
+    /// quarantined): the last ``PeerScoring/Settings/evidenceCount``, within
+    /// ``PeerScoring/Settings/evidenceBytes`` (the newest always kept).
+    private mutating func remember(_ bytes: [UInt8], sequence: UInt64, from peer: PeerID) {
+        guard settings.scoring.enabled else { return }
+        var recent = recentEnvelopes[peer] ?? []
+        recent.append((EvidenceEnvelope(round: round, sequence: sequence, bytes: bytes), false))
+        var total = recent.reduce(0) { $0 + $1.envelope.bytes.count }
+        while recent.count > 1 && (recent.count > settings.scoring.evidenceCount || total > settings.scoring.evidenceBytes) {
+            total -= recent.removeFirst().envelope.bytes.count
+        }
+        recentEnvelopes[peer] = recent
     }
 
     // MARK: Envelopes
@@ -697,6 +805,7 @@ public struct GossipInstance<Learner: LocalLearner> {
             reject(from: peer, .originMismatch, "envelope signed by '\(header.origin)' arrived from '\(peer)'", into: &directives)
             return
         }
+        remember(bytes, sequence: header.sequence, from: peer)
         if let declared = settings.neighbours[peer]?.declaredSamples, header.sampleCount != UInt64(clamping: declared) {
             reject(from: peer, .sampleCountMismatch, "envelope advertises \(header.sampleCount) samples; the signed statistics of '\(peer)' declare \(declared)", into: &directives)
             return
@@ -864,6 +973,7 @@ public struct GossipInstance<Learner: LocalLearner> {
             directives.append(.event(.rejected(from: peer, reason: reason, message: message)))
         }
         guard peer != settings.me, settings.neighbours[peer] != nil else { return }
+        if PeerScoring.offendingReasons.contains(reason) { offences[peer, default: 0] += 1 }
         let count = roundStats.rejectedBy[peer, default: 0] + 1
         roundStats.rejectedBy[peer] = count
         if count > settings.rejectionBudgetPerRound && roundStats.disconnected.insert(peer).inserted {

@@ -73,6 +73,8 @@ public struct GossipSettings: Sendable {
     /// the admin wrote them.
     public var mixing: Plan.Mixing = .metropolis
     public var neighbours: [PeerID: Neighbour]
+    /// Peer scoring and quarantine (``PeerScoring``). Default: on, with its documented thresholds.
+    public var scoring = PeerScoring.Settings()
 
     public init(me: PeerID, planHash: [UInt8], codec: CodecSpec, rounds: Int, neighbours: [PeerID: Neighbour]) {
         precondition(planHash.count == 32, "plan hash must be 32 bytes")

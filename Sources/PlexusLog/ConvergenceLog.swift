@@ -72,6 +72,15 @@ public enum ConvergenceLog {
         case .awaitingFirstSession(let neighbour):
             record.event = "awaiting_first_session"
             record.neighbour = neighbour.rawValue
+        case .quarantined(let neighbour, let why):
+            record.event = "quarantined"
+            record.neighbour = neighbour.rawValue
+            record.cause = why.cause.rawValue
+            record.score = why.score
+            record.message = why.description
+        case .released(let neighbour):
+            record.event = "released"
+            record.neighbour = neighbour.rawValue
         }
         return .event(record)
     }

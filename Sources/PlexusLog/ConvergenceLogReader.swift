@@ -22,6 +22,18 @@ public struct PeerLog: Sendable {
         self.peer = peer
         self.path = path
     }
+
+    /// The neighbours this peer has quarantined now (a `quarantined` event not followed by a
+    /// `released` one), in id order, with the round and the cause of their quarantine.
+    public var quarantined: [(neighbour: String, round: Int, cause: String)] {
+        var open: [String: (round: Int, cause: String)] = [:]
+        for event in events {
+            guard let neighbour = event.neighbour else { continue }
+            if event.event == "quarantined" { open[neighbour] = (event.round, event.cause ?? "?") }
+            if event.event == "released" { open[neighbour] = nil }
+        }
+        return open.keys.sorted().map { ($0, open[$0]!.round, open[$0]!.cause) }
+    }
 }
 
 /// Reads convergence logs, skipping (and counting) corrupt or truncated lines.

@@ -255,13 +255,18 @@ public struct EventRecord: Sendable, Hashable, Codable {
     /// `deadline_missed`: the round, and the neighbours it waited for.
     public var missedRound: Int?
     public var missing: [String]?
-    /// `awaiting_first_session`.
+    /// `awaiting_first_session`, `quarantined`, `released`: the neighbour.
     public var neighbour: String?
+    /// `quarantined`: what drove the score over the threshold (`rejections`, `clipping` or
+    /// `distance`), and the score then.
+    public var cause: String?
+    public var score: Double?
 
     public init(
         time: Double, virtualTime: Double? = nil, peer: String, round: Int, event: String,
         from: String? = nil, to: String? = nil, with: String? = nil, reason: String? = nil, message: String? = nil,
-        version: Int? = nil, heldVersion: Int? = nil, missedRound: Int? = nil, missing: [String]? = nil, neighbour: String? = nil
+        version: Int? = nil, heldVersion: Int? = nil, missedRound: Int? = nil, missing: [String]? = nil, neighbour: String? = nil,
+        cause: String? = nil, score: Double? = nil
     ) {
         self.time = time.finiteOrNil ?? 0
         self.virtualTime = virtualTime?.finiteOrNil
@@ -278,6 +283,8 @@ public struct EventRecord: Sendable, Hashable, Codable {
         self.missedRound = missedRound
         self.missing = missing
         self.neighbour = neighbour
+        self.cause = cause
+        self.score = score?.finiteOrNil
     }
 
     /// The other peer, when the event names one (`from`, `to` or `with`).
@@ -285,7 +292,7 @@ public struct EventRecord: Sendable, Hashable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case type, time, virtualTime = "virtual_time", peer, round, event, from, to, with, reason, message, version
-        case heldVersion = "held_version", missedRound = "missed_round", missing, neighbour
+        case heldVersion = "held_version", missedRound = "missed_round", missing, neighbour, cause, score
     }
 
     public init(from decoder: any Decoder) throws {
@@ -307,6 +314,8 @@ public struct EventRecord: Sendable, Hashable, Codable {
         missedRound = try c.decodeIfPresent(Int.self, forKey: .missedRound)
         missing = try c.decodeIfPresent([String].self, forKey: .missing)
         neighbour = try c.decodeIfPresent(String.self, forKey: .neighbour)
+        cause = try c.decodeIfPresent(String.self, forKey: .cause)
+        score = try c.decodeNumber(forKey: .score)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -327,6 +336,8 @@ public struct EventRecord: Sendable, Hashable, Codable {
         try c.encodeIfPresent(missedRound, forKey: .missedRound)
         try c.encodeIfPresent(missing, forKey: .missing)
         try c.encodeIfPresent(neighbour, forKey: .neighbour)
+        try c.encodeIfPresent(cause, forKey: .cause)
+        if let score { try c.encodeNumber(score, forKey: .score) }
     }
 }
 

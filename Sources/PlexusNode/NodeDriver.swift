@@ -398,7 +398,7 @@ actor NodeDriver: Service {
                 id: peer.rawValue, sessionUp: link.up, since: link.since?.timeIntervalSince1970, lastHandshake: link.lastHandshake?.timeIntervalSince1970,
                 bytesSent: link.bytesSent, bytesReceived: link.bytesReceived, staleness: staleness,
                 sameTopology: neighbourTopology[peer].map { $0.fingerprint == topology.fingerprint ?? [] },
-                quarantined: false
+                quarantined: instance.scoring.isQuarantined(peer)
             )
         }
         return NodeStatus(
@@ -509,6 +509,22 @@ actor NodeDriver: Service {
                 switch event {
                 case .rejected(let from, let reason, let message):
                     warnRejected(from: from, reason: reason, message: message)
+                case .quarantined(let neighbour, let why):
+                    metrics.setQuarantined(neighbour: neighbour, true)
+                    if let suppressed = warningLimiter.admit("quarantined/\(neighbour)", now: elapsed()) {
+                        var metadata: Logger.Metadata = [
+                            "neighbour": "\(neighbour)", "round": "\(round)", "cause": "\(why.cause)", "why": "\(why)",
+                        ]
+                        if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
+                        node.logger.warning("Quarantined a neighbour: its copy gets weight 0 until it behaves; its messages are still verified and counted", metadata: metadata)
+                    }
+                case .released(let neighbour):
+                    metrics.setQuarantined(neighbour: neighbour, false)
+                    if let suppressed = warningLimiter.admit("released/\(neighbour)", now: elapsed()) {
+                        var metadata: Logger.Metadata = ["neighbour": "\(neighbour)", "round": "\(round)"]
+                        if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
+                        node.logger.warning("Released a quarantined neighbour after rounds of good behaviour; it is mixed in again", metadata: metadata)
+                    }
                 case .awaitingFirstSession(let neighbour):
                     node.logger.warning("New neighbour has not connected yet; rounds go on without it until its first session", metadata: ["neighbour": "\(neighbour)"])
                 case .deadlineMissed(let missedRound, let missing):
@@ -533,6 +549,8 @@ actor NodeDriver: Service {
                         stop.continuation.finish()
                     }
                 }
+            case .evidence(let neighbour, let envelopes):
+                saveEvidence(envelopes, of: neighbour)
             case .send, .scheduleDeadline:
                 break
             }
@@ -563,6 +581,45 @@ actor NodeDriver: Service {
         } catch {
             node.logger.error("Cannot persist the state", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// Keeps the signed envelopes of a quarantined neighbour as evidence, beside the state:
+    /// `<state-dir>/<peer>.evidence/<neighbour>/<round>-<sequence>.envelope` (directories 0700, files
+    /// 0600, like the state), at most ``PeerScoring/Settings/evidenceCount`` files and
+    /// ``PeerScoring/Settings/evidenceBytes`` bytes per neighbour — the oldest go first, the
+    /// newest is always kept. Each file is one envelope exactly as received: it verifies with
+    /// the neighbour's pinned key (``EnvelopeVerifier``). Without a state directory nothing is kept.
+    private func saveEvidence(_ envelopes: [EvidenceEnvelope], of neighbour: PeerID) {
+        guard let stateDirectory = node.configuration.stateDirectory else { return }
+        let root = stateDirectory + "/" + node.configuration.peer.rawValue + ".evidence"
+        let directory = root + "/" + neighbour.rawValue
+        for path in [root, directory] where mkdir(path, 0o700) != 0 && errno != EEXIST {
+            node.logger.error("Cannot create the evidence directory", metadata: ["path": "\(path)", "error": "\(String(cString: strerror(errno)))"])
+            return
+        }
+        func padded(_ value: some BinaryInteger, _ width: Int) -> String {
+            let digits = String(value)
+            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        }
+        var written = 0
+        for envelope in envelopes {
+            let path = directory + "/" + padded(envelope.round, 10) + "-" + padded(envelope.sequence, 20) + ".envelope"
+            do {
+                try StateFile.writeAtomically(envelope.bytes, to: path)
+                written += 1
+            } catch {
+                node.logger.error("Cannot write evidence", metadata: ["path": "\(path)", "error": "\(error)"])
+            }
+        }
+        // Bounded: the names sort oldest first.
+        let limits = instance.settings.scoring
+        var files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".envelope") }.sorted()
+        var sizes = files.map { ((try? FileManager.default.attributesOfItem(atPath: directory + "/" + $0))?[.size] as? Int) ?? 0 }
+        while files.count > 1 && (files.count > limits.evidenceCount || sizes.reduce(0, +) > limits.evidenceBytes) {
+            unlink(directory + "/" + files.removeFirst())
+            sizes.removeFirst()
+        }
+        node.logger.info("Evidence kept", metadata: ["neighbour": "\(neighbour)", "written": "\(written)", "kept": "\(files.count)", "directory": "\(directory)"])
     }
 
     private func saveModel() {

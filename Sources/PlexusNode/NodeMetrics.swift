@@ -38,6 +38,8 @@ package final class NodeMetrics: Sendable {
         case deadlineMisses = "plexus_deadline_misses_total"
         case neighbourStaleness = "plexus_neighbour_staleness_rounds"
         case neighbourTopologyMatch = "plexus_neighbour_topology_match"
+        case neighbourQuarantined = "plexus_neighbour_quarantined"
+        case quarantines = "plexus_quarantines_total"
         case buildInfo = "plexus_build_info"
         case topologyInfo = "plexus_topology_info"
 
@@ -59,6 +61,8 @@ package final class NodeMetrics: Sendable {
             case .deadlineMisses: "Rounds completed at their deadline without this neighbour's delta."
             case .neighbourStaleness: "Rounds since this neighbour's last delta (0 = up to date), as of the last round."
             case .neighbourTopologyMatch: "1 if this neighbour runs the same topology file (fingerprint), 0 if another."
+            case .neighbourQuarantined: "1 while peer scoring has this neighbour quarantined (weight 0 in the consensus step), else 0."
+            case .quarantines: "Neighbours quarantined by peer scoring (each quarantine once)."
             case .buildInfo: "Always 1; the version label is this build's release."
             case .topologyInfo: "Always 1; the fingerprint label is the running topology file's."
             }
@@ -86,6 +90,7 @@ package final class NodeMetrics: Sendable {
     private let finishedGauge: CoreMetrics.Gauge
     private let lastRoundTimestamp: CoreMetrics.Gauge
     private let roundDuration: CoreMetrics.Timer
+    private let quarantines: CoreMetrics.Counter
     private let process: ProcessMetrics?
 
     /// The series whose label sets change while the node runs.
@@ -99,6 +104,7 @@ package final class NodeMetrics: Sendable {
         var deadlineMisses: [PeerID: CoreMetrics.Counter] = [:]
         var staleness: [PeerID: CoreMetrics.Gauge] = [:]
         var topologyMatch: [PeerID: CoreMetrics.Gauge] = [:]
+        var quarantined: [PeerID: CoreMetrics.Gauge] = [:]
         var lastRound: ContinuousClock.Instant?
         var training = false
         var isFinished = false
@@ -140,6 +146,7 @@ package final class NodeMetrics: Sendable {
         openSessions = gauge(.openSessions)
         finishedGauge = gauge(.finished)
         lastRoundTimestamp = gauge(.lastRoundTimestamp)
+        quarantines = counter(.quarantines)
         roundDuration = CoreMetrics.Timer(label: Family.roundDuration.rawValue, dimensions: peerLabel, factory: factory)
         // Nothing measured yet: NaN, as before the first round.
         trainingLoss.record(Double.nan)
@@ -322,10 +329,14 @@ package final class NodeMetrics: Sendable {
                 state.deadlineMisses.removeValue(forKey: removed)?.destroy()
                 state.staleness.removeValue(forKey: removed)?.destroy()
                 state.topologyMatch.removeValue(forKey: removed)?.destroy()
+                state.quarantined.removeValue(forKey: removed)?.destroy()
             }
             // A zero from the start, so that a rate over the first miss is not lost.
             for added in updated.subtracting(state.neighbours) {
                 state.deadlineMisses[added] = CoreMetrics.Counter(label: Family.deadlineMisses.rawValue, dimensions: neighbourLabels(added), factory: factory)
+                let gauge = neighbourGauge(.neighbourQuarantined, added)
+                gauge.record(0)
+                state.quarantined[added] = gauge
             }
             state.neighbours = updated
         }
@@ -342,6 +353,18 @@ package final class NodeMetrics: Sendable {
             }
             state.topologyMatch[neighbour]!.record(matches ? 1 : 0)
         }
+    }
+
+    /// Peer scoring quarantined (`true`) or released `neighbour`: `plexus_neighbour_quarantined`
+    /// takes 1 or 0, and a quarantine counts in `plexus_quarantines_total`. Ignored for a peer
+    /// that is not a neighbour in the running topology.
+    package func setQuarantined(neighbour: PeerID, _ quarantined: Bool) {
+        let known = labelled.withLock { state in
+            guard let gauge = state.quarantined[neighbour] else { return false }
+            gauge.record(quarantined ? 1 : 0)
+            return true
+        }
+        if known && quarantined { quarantines.increment() }
     }
 
     // MARK: The exposition

@@ -72,6 +72,30 @@ public struct SimulationOutcome: Sendable {
     /// ``GossipDirective/disconnect(_:reason:)`` directives seen, by reason (the simulated
     /// links stay up: the simulator only counts them).
     public var disconnects: [Reason: Int] = [:]
+    /// Envelopes handed out as evidence against quarantined neighbours
+    /// (``GossipDirective/evidence(_:_:)``), by the peer that kept them: the simulator keeps no
+    /// files, it counts them.
+    public var evidence: [PeerID: Int] = [:]
+    /// Every quarantine and release by peer scoring, in virtual-time order.
+    public var quarantines: [Quarantine] = []
+    public var releases: [Quarantine] = []
+    /// The largest distance ratio (``PeerScoring/distanceRatios(_:)``) any peer measured, per
+    /// round: how close honest runs come to ``PeerScoring/Settings/distanceRatio``.
+    public var largestDistanceRatio: [Int: Double] = [:]
+    /// For each spread threshold t (4, 8, 16, 32, 64), the largest relative distance
+    /// (``PeerScoring/Distance``) of any copy whose spread reached t: what a floor φ must exceed,
+    /// t · φ > relative, for honest copies never to be charged at T = t.
+    public var distanceProfile: [Double: Double] = [:]
+
+    /// A quarantine (or release) of `neighbour` by `peer` at the end of `round`.
+    public struct Quarantine: Sendable, Hashable, CustomStringConvertible {
+        public var peer: PeerID
+        public var neighbour: PeerID
+        public var round: Int
+        /// `nil` for a release.
+        public var why: PeerScoring.Why?
+        public var description: String { "\(peer) → \(neighbour) in round \(round)" + (why.map { ": \($0)" } ?? "") }
+    }
     /// Whether every peer finished its rounds.
     public var finished: Bool
     /// Each peer's final model.
@@ -102,6 +126,7 @@ public final class Simulator<Learner: LocalLearner> {
     private var wire = SimulatedWire()
     private var outcome = SimulationOutcome(virtualTime: .zero, finished: false, parameters: [:])
     private var periods: [PeerID: Duration] = [:]
+    private var lastReported: [PeerID: Int] = [:]
 
     public init(peers: [SimulatedPeer<Learner>], links: LinkConditions = LinkConditions(), partitions: [Partition] = [], seed: UInt64) {
         self.links = links
@@ -189,13 +214,28 @@ public final class Simulator<Learner: LocalLearner> {
             case .scheduleDeadline(let round, let after):
                 queue.push(at: now + after, .deadline(peer, round))
             case .roundCompleted(let r):
+                lastReported[peer] = r.round
+                let floor = instances[peer]!.settings.scoring.distanceFloor
+                for distance in r.distances.values {
+                    let ratio = distance.ratio(floor: floor)
+                    if ratio > outcome.largestDistanceRatio[r.round] ?? 0 { outcome.largestDistanceRatio[r.round] = ratio }
+                    for t in [4.0, 8, 16, 32, 64] where distance.spread >= t {
+                        outcome.distanceProfile[t] = max(outcome.distanceProfile[t] ?? 0, distance.relative)
+                    }
+                }
                 report(r, now)
             case .event(let e):
+                // Scoring events come just before the report of the round whose end they belong to.
+                let round = (lastReported[peer] ?? 0) + 1
+                if case .quarantined(let neighbour, let why) = e { outcome.quarantines.append(SimulationOutcome.Quarantine(peer: peer, neighbour: neighbour, round: round, why: why)) }
+                if case .released(let neighbour) = e { outcome.releases.append(SimulationOutcome.Quarantine(peer: peer, neighbour: neighbour, round: round, why: nil)) }
                 event(peer, e, now)
             case .persist:
                 outcome.snapshotsPersisted += 1
             case .disconnect(_, let reason):
                 outcome.disconnects[reason, default: 0] += 1
+            case .evidence(_, let envelopes):
+                outcome.evidence[peer, default: 0] += envelopes.count
             case .finished:
                 break
             }

@@ -47,6 +47,11 @@ public enum WatchView {
             row += lpad(rate, 8) + lpad(age, 6) + lpad(String(rejected), 5) + "  "
             row += sparkline(values, width: 80 - row.count)
             lines.append(clip(row, 80))
+            let quarantined = log.quarantined
+            if !quarantined.isEmpty {
+                let names = quarantined.map { "\($0.neighbour) (\($0.cause), round \($0.round))" }.joined(separator: ", ")
+                lines.append(clip("  quarantined: " + names, 80))
+            }
         }
         let skipped = logs.map(\.skippedLines).reduce(0, +)
         if skipped > 0 { lines.append("\(skipped) corrupt or truncated line\(skipped == 1 ? "" : "s") skipped") }
@@ -59,7 +64,9 @@ public enum WatchView {
             guard let last = log.rounds.last else { return nil }
             let metric = HTMLReport.metric(in: [log])
             let value = metric.flatMap { m in (m.scope == "test" ? last.test : last.validation)[m.name].map { "\(m.name)=\(short($0))" } } ?? ""
+            let quarantined = log.quarantined.map(\.neighbour)
             return "\(log.peer) round=\(last.round) loss=\(last.loss.map { short($0) } ?? "-") \(value) distance=\(last.consensusDistance.map { short($0) } ?? "-")"
+                + (quarantined.isEmpty ? "" : " quarantined=" + quarantined.joined(separator: ","))
         }
     }
 

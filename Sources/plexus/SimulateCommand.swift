@@ -249,6 +249,14 @@ struct Simulate: ParsableCommand {
                 }
             }
         }
+        let quarantines = summary.outcome.quarantines
+        if quarantines.isEmpty {
+            print("peer scoring: no neighbour quarantined")
+        } else {
+            print("peer scoring: \(quarantines.count) quarantines, \(summary.outcome.releases.count) releases")
+            for q in quarantines.prefix(20) { print("  \(q)") }
+            if quarantines.count > 20 { print("  … \(quarantines.count - 20) more") }
+        }
         if let logDir { print("convergence logs: \(logDir)/<peer>.jsonl") }
     }
 }

@@ -26,6 +26,8 @@ final class HostilePeer: @unchecked Sendable {
     private var open: Set<PeerID> = []
     private var _statistics: [UInt8]?
     private var received: [UInt8: Int] = [:]
+    /// Envelope messages (type 1) received, oldest first, at most 256 (the oldest dropped).
+    private var _envelopes: [(from: PeerID, bytes: [UInt8])] = []
     private var tasks: [_Concurrency.Task<Void, Never>] = []
     private var _reading = true
 
@@ -65,7 +67,13 @@ final class HostilePeer: @unchecked Sendable {
                     self.lock.withLock { _ = self.open.remove(other) }
                 case .message(let other, let bytes):
                     let type = bytes.first ?? 0
-                    self.lock.withLock { self.received[type, default: 0] += 1 }
+                    self.lock.withLock {
+                        self.received[type, default: 0] += 1
+                        if type == 1 {
+                            self._envelopes.append((other, bytes))
+                            if self._envelopes.count > 256 { self._envelopes.removeFirst() }
+                        }
+                    }
                     if type == StatisticsRound.requestType, let statistics = self.statistics { _ = await mesh.send(statistics, to: other) }
                 case .refused, .topologyAnnounced:
                     break
@@ -87,6 +95,14 @@ final class HostilePeer: @unchecked Sendable {
     }
 
     var openSessions: Set<PeerID> { lock.withLock { open } }
+
+    /// The envelope messages (type 1) received since the last call, oldest first.
+    func takeEnvelopes() -> [(from: PeerID, bytes: [UInt8])] {
+        lock.withLock {
+            defer { _envelopes.removeAll() }
+            return _envelopes
+        }
+    }
 
     /// Waits (at most `timeout` seconds) until sessions with all of `peers` are open.
     func waitForSessions(_ peers: [PeerID], timeout: TimeInterval = 30) async -> Bool {

@@ -459,7 +459,9 @@ extension ProcessSuites {
         for neighbour in neighbours {
             #expect(exposition.value("plexus_neighbour_staleness_rounds", ["peer": me.rawValue, "neighbour": neighbour]) != nil, "\(neighbour)")
             #expect(exposition.value("plexus_deadline_misses_total", ["peer": me.rawValue, "neighbour": neighbour]) != nil, "\(neighbour)")
+            #expect(exposition.value("plexus_neighbour_quarantined", ["peer": me.rawValue, "neighbour": neighbour]) == 0, "\(neighbour): honest, not quarantined")
         }
+        #expect(exposition.value("plexus_quarantines_total", peer) == 0)
         #expect((exposition.value("process_resident_memory_bytes") ?? 0) > 0)
         #expect((exposition.value("process_open_fds") ?? 0) > 0)
         // promtool, where installed (CI installs it and requires it).

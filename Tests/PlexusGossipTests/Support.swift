@@ -10,6 +10,9 @@ struct QuadraticLearner: LocalLearner {
     var target: [Float]
     var sampleCount: Int
     var learningRate: Float
+    /// A broken site (peer-scoring tests): in these rounds its trained model is replaced by this
+    /// value in every coordinate — a finite, validly signed, wrong model.
+    var poison: (rounds: ClosedRange<Int>, value: Float)? = nil
 
     mutating func train(_ parameters: inout [Float], round: Int) -> Double {
         var loss = 0.0
@@ -17,6 +20,9 @@ struct QuadraticLearner: LocalLearner {
             let g = parameters[i] - target[i]
             loss += 0.5 * Double(g * g)
             parameters[i] -= learningRate * g
+        }
+        if let poison, poison.rounds.contains(round) {
+            for i in parameters.indices { parameters[i] = poison.value }
         }
         return loss
     }

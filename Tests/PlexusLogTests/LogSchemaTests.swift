@@ -28,6 +28,8 @@ func everyKind() -> [LogRecord] {
         ConvergenceLog.event(.keyframeRequested(from: other, heldVersion: .max), peer: me, round: 3, time: 2),
         ConvergenceLog.event(.deadlineMissed(round: 2, missing: [other, me]), peer: me, round: 3, time: 2),
         ConvergenceLog.event(.awaitingFirstSession(other), peer: me, round: 0, time: 2),
+        ConvergenceLog.event(.quarantined(other, why: PeerScoring.Why(cause: .distance, score: 17, rejections: 1, cuts: 0, largestDistanceRatio: 3e38)), peer: me, round: 4, time: 2),
+        ConvergenceLog.event(.released(other), peer: me, round: 15, time: 2),
         ConvergenceLog.session("session_opened", peer: me, other: other.rawValue, reason: nil, round: 3, time: 2),
         ConvergenceLog.session("failed", peer: me, other: "", reason: "a/b: error", round: 3, time: 2),
     ]
@@ -78,7 +80,9 @@ func temporaryDirectory(_ name: String) -> String {
         let events = records.compactMap { if case .event(let e) = $0 { e } else { nil } }
         #expect(log.rounds == rounds)
         #expect(log.events == events)
-        #expect(log.events.map(\.other) == [other.rawValue, other.rawValue, other.rawValue, nil, nil, other.rawValue, ""])
+        #expect(log.events.map(\.other) == [other.rawValue, other.rawValue, other.rawValue, nil, nil, nil, nil, other.rawValue, ""])
+        #expect(log.events.compactMap(\.neighbour) == [other.rawValue, other.rawValue, other.rawValue])
+        #expect(log.quarantined.isEmpty, "quarantined, then released")
         let text = try String(contentsOfFile: directory + "/hospital-a.jsonl", encoding: .utf8)
         #expect(text.split(separator: "\n").count == records.count + 1)
         #expect(text.components(separatedBy: "\"type\":\"round\"").count - 1 == 3)

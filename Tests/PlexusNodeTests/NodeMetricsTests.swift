@@ -76,6 +76,10 @@ import Testing
         metrics.setNeighbourTopologyMatch(neighbour: b, matches: true)
         metrics.setNeighbourTopologyMatch(neighbour: c, matches: false)
         metrics.setNeighbourTopologyMatch(neighbour: d, matches: false)
+        metrics.setQuarantined(neighbour: b, true)
+        metrics.setQuarantined(neighbour: c, true)
+        metrics.setQuarantined(neighbour: c, false)
+        metrics.setQuarantined(neighbour: d, true)
         metrics.finished()
 
         let text = metrics.expositionText()
@@ -104,6 +108,10 @@ import Testing
         #expect(e.value("plexus_deadline_misses_total", with("neighbour", "hospital-c")) == 1)
         #expect(e.value("plexus_neighbour_topology_match", with("neighbour", "hospital-b")) == 1)
         #expect(e.value("plexus_neighbour_topology_match", with("neighbour", "hospital-c")) == 0)
+        // Quarantine: b is, c was and is released, d is not a neighbour (ignored, not counted).
+        #expect(e.value("plexus_neighbour_quarantined", with("neighbour", "hospital-b")) == 1)
+        #expect(e.value("plexus_neighbour_quarantined", with("neighbour", "hospital-c")) == 0)
+        #expect(e.value("plexus_quarantines_total", peer) == 2)
         for sample in e.samples where sample.label("neighbour") != nil {
             #expect(sample.label("neighbour") != "hospital-d", "\(sample.name): not a neighbour")
         }
@@ -134,6 +142,8 @@ import Testing
             ("plexus_deadline_misses_total", "counter", "Rounds completed at their deadline without this neighbour's delta."),
             ("plexus_neighbour_staleness_rounds", "gauge", "Rounds since this neighbour's last delta (0 = up to date), as of the last round."),
             ("plexus_neighbour_topology_match", "gauge", "1 if this neighbour runs the same topology file (fingerprint), 0 if another."),
+            ("plexus_neighbour_quarantined", "gauge", "1 while peer scoring has this neighbour quarantined (weight 0 in the consensus step), else 0."),
+            ("plexus_quarantines_total", "counter", "Neighbours quarantined by peer scoring (each quarantine once)."),
             ("plexus_build_info", "gauge", "Always 1; the version label is this build's release."),
             ("plexus_topology_info", "gauge", "Always 1; the fingerprint label is the running topology file's."),
         ]

@@ -55,4 +55,19 @@ func sampleLogs(rounds: Int = 20, corruptTail: Bool = false) -> [PeerLog] {
         #expect(WatchView.sparkline([1, 2, 3, 4, 5, 6, 7, 8], width: 8) == "▁▂▃▄▅▆▇█")
         #expect(WatchView.plainLines(logs: sampleLogs()).first == "hospital-a round=20 loss=0.05 c_index=0.79 distance=0.0025")
     }
+
+    /// Quarantined neighbours are listed under the peer's row until a `released` event.
+    @Test func watchShowsQuarantinedNeighbours() {
+        var logs = sampleLogs()
+        func event(_ kind: String, _ neighbour: String, round: Int) -> EventRecord {
+            EventRecord(time: 1040, peer: "hospital-a", round: round, event: kind, neighbour: neighbour, cause: kind == "quarantined" ? "distance" : nil)
+        }
+        logs[0].events += [event("quarantined", "hospital-c", round: 4), event("quarantined", "hospital-b", round: 5), event("released", "hospital-b", round: 16)]
+        #expect(logs[0].quarantined.map(\.neighbour) == ["hospital-c"])
+        let lines = WatchView.render(logs: logs, now: 1025, directory: "/logs")
+        #expect(lines.count == 2 + 3 + 1)
+        #expect(lines[3] == "  quarantined: hospital-c (distance, round 4)", "\(lines)")
+        #expect(lines.allSatisfy { $0.count <= 80 })
+        #expect(WatchView.plainLines(logs: logs).first?.hasSuffix(" quarantined=hospital-c") == true)
+    }
 }

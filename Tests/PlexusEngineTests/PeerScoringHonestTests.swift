@@ -1,0 +1,77 @@
+import Foundation
+import PlexusCore
+import PlexusEngine
+import PlexusGossip
+import PlexusLearning
+import PlexusSimulator
+import PlexusTopology
+import Testing
+
+/// Peer scoring must never fire without an attacker: every topology of the repository, on its
+/// real data, in the simulator (the same instances as `plexus run`), with non-IID cuts and the
+/// early rounds where models differ most. Each case prints the largest distance ratio it saw —
+/// the measurement behind ``PeerScoring/Settings/distanceRatio``'s default.
+@Suite struct PeerScoringHonestTests {
+    struct Case: CustomStringConvertible, Sendable {
+        var topology: String
+        var data: String
+        var partition: PartitionSpec
+        var plan: String? = nil
+        var codec: String? = nil
+        var description: String { "\(topology) \(data) \(partition)\(plan.map { " " + $0 } ?? "")\(codec.map { " " + $0 } ?? "")" }
+    }
+
+    static let cases: [Case] = [
+        Case(topology: "consortium-3.toml", data: "wdbc.csv", partition: .split(dataDirectory + "/splits/wdbc_seed0.json")),
+        Case(topology: "consortium-3.toml", data: "wdbc.csv", partition: .split(dataDirectory + "/splits/wdbc_seed3.json")),
+        Case(topology: "consortium-3.toml", data: "gbsg2.csv", partition: .split(dataDirectory + "/splits/gbsg2_seed0.json"), plan: "gbsg2-cox.toml"),
+        Case(topology: "consortium-3.toml", data: "gbsg2.csv", partition: .split(dataDirectory + "/splits/gbsg2_seed1.json"), plan: "gbsg2-deepsurv.toml"),
+        Case(topology: "tcga-brca.toml", data: "tcga_brca.csv", partition: .column("center")),
+        Case(topology: "ring-8.toml", data: "wdbc.csv", partition: .iid),
+        Case(topology: "torus-16.toml", data: "wdbc.csv", partition: .iid),
+        Case(topology: "torus-16.toml", data: "wdbc.csv", partition: .dirichlet(0.3)),
+        Case(topology: "torus-16.toml", data: "wdbc.csv", partition: .iid, codec: "topk:0.1+f16"),
+        Case(topology: "exponential-32.toml", data: "wdbc.csv", partition: .iid),
+        Case(topology: "small-world-64.toml", data: "wdbc.csv", partition: .dirichlet(0.5)),
+        Case(topology: "small-world-64.toml", data: "wdbc.csv", partition: .dirichlet(0.1)),
+        Case(topology: "torus-16.toml", data: "wdbc.csv", partition: .dirichlet(0.1)),
+        Case(topology: "ring-8.toml", data: "gbsg2.csv", partition: .dirichlet(0.3), plan: "gbsg2-cox.toml"),
+    ]
+
+    @Test(arguments: cases)
+    func noQuarantineWithoutAnAttacker(_ c: Case) throws {
+        let network = try topology(c.topology)
+        var plan = try c.plan.map(planFile) ?? network.plan
+        if let codec = c.codec {
+            plan.codec = codec
+            plan.consensusStep = 0.2
+        }
+        let table = try CSV.read(path: dataDirectory + "/" + c.data)
+        var filters: [RowFilter] = []
+        var testFilters: [RowFilter] = []
+        var split: String?
+        if c.data == "tcga_brca.csv" {
+            filters = [RowFilter(column: "split", value: "train")]
+            testFilters = [RowFilter(column: "split", value: "test")]
+        } else if case .split = c.partition {
+        } else {
+            split = dataDirectory + "/splits/" + c.data.replacingOccurrences(of: ".csv", with: "_seed0.json")
+        }
+        let data = try Partitioner.partition(
+            table: table, plan: plan, spec: c.partition, count: network.peers.count, filters: filters, testFilters: testFilters,
+            split: split, seed: plan.seed
+        )
+        var options = SimulationOptions(topology: network, data: data)
+        options.plan = plan
+        options.evaluateEvery = plan.rounds
+        let summary = try Experiment.simulate(options)
+        #expect(summary.outcome.quarantines.isEmpty, "\(c): \(summary.outcome.quarantines)")
+        #expect(summary.outcome.evidence.isEmpty, "\(c)")
+        let ratios = summary.outcome.largestDistanceRatio
+        let worst = ratios.max { $0.value < $1.value }
+        let late = ratios.filter { $0.key > 5 }.values.max() ?? 0
+        // No honest copy is ever charged for its distance, not even once.
+        #expect((worst?.value ?? 0) < PeerScoring.Settings().distanceRatio, "\(c): largest honest distance ratio \(worst?.value ?? 0) in round \(worst?.key ?? 0)")
+        print("peer scoring, honest \(c): \(plan.rounds) rounds, largest distance ratio \(worst?.value ?? 0) (round \(worst?.key ?? 0)), after round 5 \(late); largest relative distance by spread \(summary.outcome.distanceProfile.sorted { $0.key < $1.key }.map { "≥\(Int($0.key)): \($0.value)" })")
+    }
+}
