@@ -11,7 +11,7 @@ public import PlexusCore
 /// neighbour's penalty for the round is
 ///
 ///     p = min(offending rejections, rejectionPenaltyCap)
-///       + (1 if the consensus rule cut it in the previous step)
+///       + (clippingPenalty if the consensus rule cut it in the previous step)
 ///       + distance penalty
 ///
 /// - *Offending rejections* are messages from the neighbour dropped for a reason in
@@ -22,7 +22,12 @@ public import PlexusCore
 ///   while a key rotation propagates, a second keyframe request — cost nothing (the rejection
 ///   budget still bounds them).
 /// - *Clipping*: the ``ConsensusRule`` reports the neighbours whose contribution it cut; each cut
-///   step costs 1 (CHOCO never cuts).
+///   step costs ``Settings/clippingPenalty``, 0.25 (CHOCO never cuts). A neighbour cut every step
+///   settles at a score of 1.25, below the threshold: clipping alone never quarantines — the rule
+///   already bounds what a clipped copy can do, and honest sites are clipped too (under
+///   `aggregation = "clipped"` on the IID 16-peer torus, a penalty of 1 per cut quarantined 16
+///   honest neighbours) — but it adds to the other evidence: a copy at r ≈ T that is also cut
+///   every step is quarantined in the 5th round rather than the 8th.
 /// - *Distance from the neighbourhood*, the ratio r_j defined in ``distanceRatios(_:floor:)``:
 ///   the distance of j's copy from the coordinate-wise median of the closed neighbourhood's
 ///   copies, over the median of all members' distances from it — but at least
@@ -41,8 +46,8 @@ public import PlexusCore
 /// instance gives it weight 0 in the consensus step (its weight stays with the peer itself) and
 /// leaves its copy out of the rule's inputs; its messages are still verified, applied to its copy
 /// and counted, and its copy is still measured. With the defaults (decay 0.8, threshold 4) a
-/// penalty of 1 every round — one offending message a round, a cut every step, or r ≈ T every
-/// round — quarantines in the 8th round (s = 5(1 − 0.8ⁿ) ≥ 4); a penalty of 4 or more (four
+/// penalty of 1 every round — one offending message a round, or r ≈ T every round —
+/// quarantines in the 8th round (s = 5(1 − 0.8ⁿ) ≥ 4); a penalty of 4 or more (four
 /// offending messages, or r ≥ 8T) quarantines at once; a fault of 1 a round for three rounds
 /// (s = 2.44) does not.
 ///
@@ -60,6 +65,9 @@ public struct PeerScoring: Sendable {
         /// Per-round decay of the score, in [0, 1). Default: 0.8 (a bad round's weight halves in
         /// about three rounds).
         public var decay = 0.8
+        /// What one step in which the consensus rule cut the neighbour costs; MUST be < (1 −
+        /// decay) · threshold, so that clipping alone never quarantines. Default: 0.25.
+        public var clippingPenalty = 0.25
         /// The score at which a neighbour is quarantined; MUST be > 0. Default: 4.
         public var threshold = 4.0
         /// Consecutive rounds with no penalty after which a quarantined neighbour is released the
@@ -193,7 +201,7 @@ public struct PeerScoring: Sendable {
         var parts: [Cause: Double] = [:]
         let rejections = Double(min(max(o.offendingRejections, 0), settings.rejectionPenaltyCap))
         if rejections > 0 { parts[.rejections] = rejections }
-        if o.cut { parts[.clipping] = 1 }
+        if o.cut { parts[.clipping] = settings.clippingPenalty }
         if let r = o.distanceRatio, r >= settings.distanceRatio {
             // r may be +∞ (a copy away from a neighbourhood that agrees exactly): the cap.
             let p = r.isFinite ? 1 + Double((r / settings.distanceRatio).exponent) : settings.distancePenaltyCap

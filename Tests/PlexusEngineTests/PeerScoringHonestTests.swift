@@ -18,7 +18,8 @@ import Testing
         var partition: PartitionSpec
         var plan: String? = nil
         var codec: String? = nil
-        var description: String { "\(topology) \(data) \(partition)\(plan.map { " " + $0 } ?? "")\(codec.map { " " + $0 } ?? "")" }
+        var aggregation: Plan.Aggregation = .mean
+        var description: String { "\(topology) \(data) \(partition)\(plan.map { " " + $0 } ?? "")\(codec.map { " " + $0 } ?? "") \(aggregation)" }
     }
 
     static let cases: [Case] = [
@@ -36,6 +37,14 @@ import Testing
         Case(topology: "small-world-64.toml", data: "wdbc.csv", partition: .dirichlet(0.1)),
         Case(topology: "torus-16.toml", data: "wdbc.csv", partition: .dirichlet(0.1)),
         Case(topology: "ring-8.toml", data: "gbsg2.csv", partition: .dirichlet(0.3), plan: "gbsg2-cox.toml"),
+        // Under the robust rules, whose cuts also cost (a penalty of 1 per cut once quarantined
+        // 16 honest neighbours here; 0.25 never does).
+        Case(topology: "torus-16.toml", data: "wdbc.csv", partition: .iid, aggregation: .clipped),
+        Case(topology: "torus-16.toml", data: "wdbc.csv", partition: .dirichlet(0.3), aggregation: .clipped),
+        Case(topology: "exponential-32.toml", data: "wdbc.csv", partition: .iid, aggregation: .clipped),
+        Case(topology: "torus-16.toml", data: "gbsg2.csv", partition: .iid, plan: "gbsg2-cox.toml", aggregation: .clipped),
+        Case(topology: "consortium-3.toml", data: "wdbc.csv", partition: .split(dataDirectory + "/splits/wdbc_seed0.json"), aggregation: .median),
+        Case(topology: "torus-16.toml", data: "wdbc.csv", partition: .iid, aggregation: .trimmedMean(1)),
     ]
 
     @Test(arguments: cases)
@@ -46,6 +55,7 @@ import Testing
             plan.codec = codec
             plan.consensusStep = 0.2
         }
+        plan.aggregation = c.aggregation
         let table = try CSV.read(path: dataDirectory + "/" + c.data)
         var filters: [RowFilter] = []
         var testFilters: [RowFilter] = []

@@ -263,10 +263,15 @@ func minus(_ a: [Float], _ b: [Float]) -> [Float] { zip(a, b).map { $0 - $1 } }
             let delta = try DeltaEncoder(codec: .lossless).encode(model)
             _ = joiner.receive(GossipMessage.envelope(DeltaEnvelope(header: header, delta: delta).sealed(by: peers[k + 1].key)).encoded(), from: origin)
         }
-        _ = joiner.start()
+        let directives = joiner.start()
         #expect(joiner.round >= 15)
         if aggregation == .mean {
-            #expect(joiner.parameters.allSatisfy { $0 > 1e5 }, "the mean joins at the attacker's scale: \(joiner.parameters)")
+            // The mean joins at the attacker's scale; peer scoring then quarantines that neighbour
+            // in the first consensus step (its distance ratio is far past 8T), which mixes the
+            // honest copies only.
+            let quarantined = directives.compactMap { if case .event(.quarantined(let peer, _)) = $0 { peer } else { nil } }
+            #expect(quarantined == [peerID(3)], "\(directives)")
+            #expect(joiner.parameters.allSatisfy { $0 > 0 && $0 < 1e5 }, "\(joiner.parameters)")
         } else {
             // The median of {1, 2, 1e6} is 2; round 15's consensus step (clipped) then moves it by at most τ-bounded steps.
             #expect(joiner.parameters.allSatisfy { $0 < 10 }, "\(joiner.parameters)")

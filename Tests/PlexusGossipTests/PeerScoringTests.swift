@@ -31,15 +31,27 @@ import Testing
 
     // MARK: Threshold crossing
 
-    /// A penalty of 1 a round (one offending message, a cut, or r at T) crosses 4 in round 8.
+    /// A penalty of 1 a round (one offending message, or r at T) crosses 4 in round 8.
     @Test(arguments: [
-        Observation(offendingRejections: 1), Observation(cut: true), Observation(distanceRatio: PeerScoring.Settings().distanceRatio),
+        Observation(offendingRejections: 1), Observation(distanceRatio: PeerScoring.Settings().distanceRatio),
     ])
     func aSteadyPenaltyOfOneQuarantinesInTheEighthRound(o: Observation) {
         var scoring = PeerScoring()
         let t = run(&scoring, Array(repeating: o, count: 20))
         #expect(quarantineRounds(t) == [8], "\(t)")
         #expect(scoring.isQuarantined(c))
+    }
+
+    /// Being clipped every step never quarantines (the score settles at 0.25 ÷ 0.2 = 1.25); a
+    /// cut on top of a distance at T every round quarantines in round 5 (6.25 (1 − 0.8ⁿ) ≥ 4).
+    @Test func clippingAloneNeverQuarantinesButAddsToDistance() {
+        var scoring = PeerScoring()
+        #expect(run(&scoring, Array(repeating: Observation(cut: true), count: 1000)).isEmpty)
+        #expect(abs((scoring.states[c]?.score ?? 0) - 1.25) < 1e-9)
+        var both = PeerScoring()
+        let t = run(&both, Array(repeating: Observation(cut: true, distanceRatio: PeerScoring.Settings().distanceRatio), count: 20))
+        #expect(quarantineRounds(t) == [5], "\(t)")
+        if case .quarantined(_, let why) = t.first?.1 { #expect(why.cause == .distance && why.cuts == 5, "\(why)") } else { Issue.record("\(t)") }
     }
 
     @Test func justBelowTheDistanceRatioCostsNothing() {
@@ -61,7 +73,7 @@ import Testing
         #expect(scoring.penalty(Observation(distanceRatio: 1e30)).total == scoring.settings.distancePenaltyCap)
         #expect(scoring.penalty(Observation(distanceRatio: .infinity)).total == scoring.settings.distancePenaltyCap)
         #expect(scoring.penalty(Observation(offendingRejections: 1000)).total == Double(scoring.settings.rejectionPenaltyCap))
-        #expect(scoring.penalty(Observation(offendingRejections: 2, cut: true, distanceRatio: 2 * t)).total == 5)
+        #expect(scoring.penalty(Observation(offendingRejections: 2, cut: true, distanceRatio: 2 * t)).total == 4.25)
     }
 
     /// A gross outlier (r ≥ 8T) or four offending messages quarantine in the round they happen.
@@ -112,7 +124,7 @@ import Testing
     /// After release the score starts from 0: it takes a full new offence to quarantine again.
     @Test func aReleasedNeighbourStartsAfresh() {
         var scoring = PeerScoring()
-        let t = run(&scoring, [Observation(offendingRejections: 8)] + Array(repeating: Observation(), count: 10) + Array(repeating: Observation(cut: true), count: 10))
+        let t = run(&scoring, [Observation(offendingRejections: 8)] + Array(repeating: Observation(), count: 10) + Array(repeating: Observation(offendingRejections: 1), count: 10))
         #expect(quarantineRounds(t) == [1, 19], "\(t)")
         #expect(releaseRounds(t) == [11])
     }
@@ -145,10 +157,9 @@ import Testing
         #expect(pc == c && whyC.cause == .distance && whyC.cuts == 1 && whyC.largestDistanceRatio == 1e9)
         #expect(whyC.description.contains("distance"))
         #expect(scoring.quarantined == [a, c])
-        // Clipping-driven.
+        // Clipping alone: never (clippingAloneNeverQuarantinesButAddsToDistance).
         var clipped = PeerScoring()
-        let t3 = run(&clipped, Array(repeating: Observation(cut: true), count: 8))
-        if case .quarantined(_, let why) = t3.first?.1 { #expect(why.cause == .clipping) } else { Issue.record("\(t3)") }
+        #expect(run(&clipped, Array(repeating: Observation(cut: true), count: 80)).isEmpty)
     }
 
     @Test func onlyOffendingReasonsCount() {
