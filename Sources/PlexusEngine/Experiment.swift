@@ -211,7 +211,7 @@ public enum Experiment {
             for peer in peerIDs {
                 let header = ConvergenceLog.header(
                     peer: peer, network: topology.networkName, planHash: PlanHash.hex(planHash), model: plan.model.rawValue,
-                    codec: plan.codec, parameters: x0.count, samples: training[peer]!.count
+                    codec: plan.codec, parameters: x0.count, samples: training[peer]!.count, rounds: plan.rounds
                 )
                 do {
                     writers[peer] = try ConvergenceLogWriter(directory: directory, peer: peer, header: header)

@@ -23,8 +23,8 @@ public enum ConvergenceLog {
     public static let maximumLineBytes = 1 << 20
 
     /// The first line of a peer's file.
-    public static func header(peer: PeerID, network: String, planHash: String, model: String, codec: String, parameters: Int, samples: Int) -> LogHeader {
-        LogHeader(peer: peer.rawValue, network: network, planHash: planHash, model: model, codec: codec, parameters: parameters, samples: samples)
+    public static func header(peer: PeerID, network: String, planHash: String, model: String, codec: String, parameters: Int, samples: Int, rounds: Int? = nil) -> LogHeader {
+        LogHeader(peer: peer.rawValue, network: network, planHash: planHash, model: model, codec: codec, parameters: parameters, samples: samples, rounds: rounds)
     }
 
     /// A round line. `validation` holds the metrics on the peer's own holdout; `test` on a

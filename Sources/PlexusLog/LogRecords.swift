@@ -63,8 +63,11 @@ public struct LogHeader: Sendable, Hashable, Codable {
     public var parameters: Int
     /// Training rows at this site.
     public var samples: Int
+    /// The plan's rounds (absent in logs written before it was recorded): `plexus watch`'s
+    /// progress, ETA and finished marker.
+    public var rounds: Int?
 
-    public init(peer: String, network: String, planHash: String, model: String, codec: String, parameters: Int, samples: Int) {
+    public init(peer: String, network: String, planHash: String, model: String, codec: String, parameters: Int, samples: Int, rounds: Int? = nil) {
         schema = ConvergenceLog.schema
         version = ConvergenceLog.version
         self.peer = peer
@@ -74,10 +77,11 @@ public struct LogHeader: Sendable, Hashable, Codable {
         self.codec = codec
         self.parameters = parameters
         self.samples = samples
+        self.rounds = rounds
     }
 
     enum CodingKeys: String, CodingKey {
-        case schema, version, peer, network, planHash = "plan_hash", model, codec, parameters, samples
+        case schema, version, peer, network, planHash = "plan_hash", model, codec, parameters, samples, rounds
     }
 
     public init(from decoder: any Decoder) throws {
@@ -94,6 +98,7 @@ public struct LogHeader: Sendable, Hashable, Codable {
         codec = try c.decodeIfPresent(String.self, forKey: .codec) ?? ""
         parameters = try c.decodeIfPresent(Int.self, forKey: .parameters) ?? 0
         samples = try c.decodeIfPresent(Int.self, forKey: .samples) ?? 0
+        rounds = try c.decodeIfPresent(Int.self, forKey: .rounds).flatMap { $0 >= 1 ? $0 : nil }
     }
 }
 

@@ -92,7 +92,8 @@ actor NodeDriver: Service {
         if let directory = node.configuration.logDirectory {
             let header = ConvergenceLog.header(
                 peer: me, network: node.topology.networkName, planHash: PlanHash.hex(node.planHash),
-                model: node.plan.model.rawValue, codec: node.plan.codec, parameters: node.model.layout.count, samples: node.site.count
+                model: node.plan.model.rawValue, codec: node.plan.codec, parameters: node.model.layout.count, samples: node.site.count,
+                rounds: node.plan.rounds
             )
             do { log = try ConvergenceLogWriter(directory: directory, peer: me, header: header) } catch { throw NodeError(error.description) }
         } else {

@@ -1,6 +1,6 @@
 public import PlexusLog
 
-/// The `plexus watch` screen: one row per peer, fitting 80 columns.
+/// The `plexus watch` screen: one row per peer, fitting the terminal (80 columns by default).
 public enum WatchView {
     static let sparks: [Character] = ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"]
 
@@ -18,15 +18,81 @@ public enum WatchView {
         })
     }
 
-    /// The screen's lines for `logs` at wall-clock time `now` (Unix seconds).
-    public static func render(logs: [PeerLog], now: Double, directory: String) -> [String] {
+    /// What the screen says about one peer's progress.
+    public enum Progress: Equatable, Sendable {
+        /// No round yet.
+        case starting
+        case running
+        /// Its last round is the plan's last.
+        case finished
+        /// No line for `seconds`, far longer than its rounds take: the node may be stuck or gone.
+        case stalled(seconds: Double)
+    }
+
+    /// A log stalls when its last line is older than this many typical rounds, and at least
+    /// ``stallFloor`` seconds old.
+    public static let stallRounds = 10.0
+    public static let stallFloor = 30.0
+
+    /// The median of the last (up to) 10 round durations, in seconds; nil with fewer than 2 rounds
+    /// or without wall-clock times (the simulator's deterministic logs).
+    public static func typicalRound(_ log: PeerLog) -> Double? {
+        let times = log.rounds.suffix(11).map(\.time)
+        guard times.count >= 2, times.first! > 0 else { return nil }
+        let gaps = zip(times, times.dropFirst()).map { $1 - $0 }.sorted()
+        return gaps[gaps.count / 2]
+    }
+
+    public static func progress(_ log: PeerLog, now: Double) -> Progress {
+        guard let last = log.rounds.last else { return .starting }
+        if let rounds = log.header?.rounds, last.round >= rounds { return .finished }
+        let lastTime = max(last.time, log.events.last?.time ?? 0)
+        guard lastTime > 0 else { return .running }
+        let age = now - lastTime
+        let limit = max(stallFloor, stallRounds * (typicalRound(log) ?? 0))
+        return age > limit ? .stalled(seconds: age) : .running
+    }
+
+    /// Seconds until the slowest running peer's last round, from its typical round; nil when unknown.
+    public static func eta(_ logs: [PeerLog]) -> Double? {
+        var longest: Double?
+        for log in logs {
+            guard let rounds = log.header?.rounds, let round = log.rounds.last?.round, round < rounds, let typical = typicalRound(log) else { continue }
+            longest = max(longest ?? 0, Double(rounds - round) * typical)
+        }
+        return longest
+    }
+
+    /// The screen's lines for `logs` at wall-clock time `now` (Unix seconds), at most `width`
+    /// columns wide (at least 40). Peer ids are never cut: the id column is as wide as the
+    /// longest id, the trend and then the distance and rate columns give way on a narrow
+    /// terminal, and an id too long even for that gets a line of its own.
+    public static func render(logs: [PeerLog], now: Double, directory: String, width: Int = 80) -> [String] {
+        let width = max(width, 40)
         let metric = HTMLReport.metric(in: logs)
         let metricTitle = metric.map { HTMLReport.displayName($0.name) } ?? "metric"
-        var lines = [
-            clip("plexus watch \(directory) — \(logs.count) peers — q or Ctrl-C to quit", 80),
-            pad("peer", 11) + lpad("round", 6) + lpad("loss", 9) + lpad(String(metricTitle.prefix(7)), 8)
-                + lpad("dist", 9) + lpad("B/s", 8) + lpad("age", 6) + lpad("rej", 5) + "  " + "trend",
-        ]
+        let finished = logs.filter { progress($0, now: now) == .finished }.count
+        var summary = "\(logs.count) peers"
+        if let rounds = logs.compactMap({ $0.header?.rounds }).max() {
+            let slowest = logs.map { $0.rounds.last?.round ?? 0 }.min() ?? 0
+            summary += finished == logs.count && !logs.isEmpty
+                ? ", all finished (\(rounds) rounds)"
+                : ", round ≥ \(slowest) of \(rounds)\(finished > 0 ? ", \(finished) finished" : "")\(eta(logs).map { ", ETA " + duration($0) } ?? "")"
+        }
+        let idWidth = max(4, logs.map(\.peer.count).max() ?? 4)
+        // Columns: round (r/N and a marker), loss, metric, [dist, B/s], age, rej, [trend].
+        let roundWidth = max(6, (logs.compactMap { $0.header?.rounds }.max().map { 2 * String($0).count + 3 }) ?? 6)
+        let full = idWidth + 1 + roundWidth + 9 + 8 + 9 + 8 + 6 + 5
+        let compactColumns = full + 12 > width  // no room for a trend of 10: drop dist and B/s
+        let ownLine = idWidth + 1 + roundWidth + 9 + 8 + 6 + 5 > width
+        var header = (ownLine ? "" : pad("peer", idWidth + 1)) + lpad("round", roundWidth) + lpad("loss", 9) + lpad(String(metricTitle.prefix(7)), 8)
+        if !compactColumns { header += lpad("dist", 9) + lpad("B/s", 8) }
+        header += lpad("age", 6) + lpad("rej", 5)
+        if header.count + 8 <= width { header += "  trend" }
+        // The title: the directory and the summary, and the key hint if it fits.
+        var title = "plexus watch \(directory) — \(summary)"
+        if title.count + 22 <= width { title += " — q or Ctrl-C to quit" }
+        var lines = [clip(title, width), header]
         for log in logs {
             let last = log.rounds.last
             let values = metric.map { m in log.rounds.compactMap { (m.scope == "test" ? $0.test : $0.validation)[m.name] } } ?? []
@@ -39,23 +105,44 @@ public enum WatchView {
             let lastTime = max(last?.time ?? 0, log.events.last?.time ?? 0)
             let age = lastTime > 0 ? compact(max(0, now - lastTime)) + "s" : "–"
             let rejected = log.rounds.flatMap { $0.rejected.values }.reduce(0, +)
-            var row = pad(String(log.peer.prefix(10)), 11)
-            row += lpad(last.map { String($0.round) } ?? "–", 6)
+            let state = progress(log, now: now)
+            var round = last.map { String($0.round) } ?? "–"
+            if let rounds = log.header?.rounds { round += "/\(rounds)" }
+            switch state {
+            case .finished: round += " ✓"
+            case .stalled: round += " !"
+            default: round += "  "
+            }
+            if ownLine { lines.append(log.peer) }
+            var row = ownLine ? "" : pad(log.peer, idWidth + 1)
+            row += lpad(round, roundWidth)
             row += lpad(last?.loss.map { short($0) } ?? "–", 9)
             row += lpad(values.last.map { short($0) } ?? "–", 8)
-            row += lpad(last?.consensusDistance.map { short($0) } ?? "–", 9)
-            row += lpad(rate, 8) + lpad(age, 6) + lpad(String(rejected), 5) + "  "
-            row += sparkline(values, width: 80 - row.count)
-            lines.append(clip(row, 80))
+            if !compactColumns { row += lpad(last?.consensusDistance.map { short($0) } ?? "–", 9) + lpad(rate, 8) }
+            row += lpad(age, 6) + lpad(String(rejected), 5)
+            if row.count + 3 < width { row += "  " + sparkline(values, width: width - row.count - 2) }
+            lines.append(row)
+            if case .stalled(let seconds) = state {
+                let typical = typicalRound(log).map { "; its rounds took \(trimmed($0, 2)) s" } ?? ""
+                lines.append(clip("  stalled: no new line for \(duration(seconds))\(typical) — is the node running?", width))
+            }
             let quarantined = log.quarantined
             if !quarantined.isEmpty {
                 let names = quarantined.map { "\($0.neighbour) (\($0.cause), round \($0.round))" }.joined(separator: ", ")
-                lines.append(clip("  quarantined: " + names, 80))
+                lines.append("  quarantined: " + names)
             }
         }
         let skipped = logs.map(\.skippedLines).reduce(0, +)
         if skipped > 0 { lines.append("\(skipped) corrupt or truncated line\(skipped == 1 ? "" : "s") skipped") }
         return lines
+    }
+
+    /// `1h02m`, `3m05s`, `42s`.
+    public static func duration(_ seconds: Double) -> String {
+        let s = max(0, Int(seconds.rounded()))
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return "\(s / 60)m" + (s % 60 < 10 ? "0" : "") + "\(s % 60)s" }
+        return "\(s / 3600)h" + (s / 60 % 60 < 10 ? "0" : "") + "\(s / 60 % 60)m"
     }
 
     /// One plain line per peer, for output that is not a terminal.
@@ -65,8 +152,13 @@ public enum WatchView {
             let metric = HTMLReport.metric(in: [log])
             let value = metric.flatMap { m in (m.scope == "test" ? last.test : last.validation)[m.name].map { "\(m.name)=\(short($0))" } } ?? ""
             let quarantined = log.quarantined.map(\.neighbour)
-            return "\(log.peer) round=\(last.round) loss=\(last.loss.map { short($0) } ?? "-") \(value) distance=\(last.consensusDistance.map { short($0) } ?? "-")"
-                + (quarantined.isEmpty ? "" : " quarantined=" + quarantined.joined(separator: ","))
+            let of = log.header?.rounds.map { "/\($0)" } ?? ""
+            var parts = ["\(log.peer) round=\(last.round)\(of)", "loss=\(last.loss.map { short($0) } ?? "-")"]
+            if !value.isEmpty { parts.append(value) }
+            parts.append("distance=\(last.consensusDistance.map { short($0) } ?? "-")")
+            if !quarantined.isEmpty { parts.append("quarantined=" + quarantined.joined(separator: ",")) }
+            if log.header?.rounds.map({ last.round >= $0 }) == true { parts.append("finished") }
+            return parts.joined(separator: " ")
         }
     }
 

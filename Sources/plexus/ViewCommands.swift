@@ -60,10 +60,14 @@ struct Watch: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Follow convergence logs live: one row per peer, with a sparkline of its metric.",
         discussion: """
-            Rows: round, training loss, the validation metric, consensus distance, bytes per \
-            second, age of the last line, rejected messages, and a sparkline of the metric. Fits an \
-            80-column terminal. When standard output is not a terminal, prints one plain line per \
-            peer every --interval seconds instead. q or Ctrl-C exits.
+            Rows: round of the plan's rounds (✓ finished, ! stalled: no new line for ten typical \
+            rounds and at least 30 s), training loss, the validation metric, consensus distance, \
+            bytes per second, age of the last line, rejected messages, and a sparkline of the \
+            metric; the header gives the slowest peer's round and an ETA. Fits the terminal's \
+            width (peer ids are never cut; narrow terminals lose the trend, then the distance and \
+            rate columns). Waits for logs to appear in the directory. When standard output is not \
+            a terminal, prints one plain line per peer every --interval seconds instead. q or \
+            Ctrl-C exits.
             """
     )
 
@@ -81,8 +85,11 @@ struct Watch: ParsableCommand {
     }
 
     func run() throws {
-        var logs: [PeerLog]
-        do { logs = try ConvergenceLogReader.read(directory: logDirectory) } catch { throw CLIError(error.description) }
+        var logs: [PeerLog] = []
+        // --once reports what is there (or why nothing is); otherwise wait for the first log.
+        if once {
+            do { logs = try ConvergenceLogReader.read(directory: logDirectory) } catch { throw CLIError(error.description) }
+        }
         let terminal = StandardStream.output.isTerminal && !once
         let keyboard = terminal ? RawKeyboard() : nil
         defer { keyboard?.restore() }
@@ -97,8 +104,11 @@ struct Watch: ParsableCommand {
             }
             for i in logs.indices { ConvergenceLogReader.update(&logs[i]) }
             let now = Date().timeIntervalSince1970
-            if terminal {
-                let lines = WatchView.render(logs: logs, now: now, directory: logDirectory)
+            if logs.isEmpty {
+                let waiting = "plexus watch: waiting for convergence logs (*.jsonl) in \(logDirectory)…"
+                StandardStream.output.write(terminal ? "\u{1B}[H\u{1B}[2J" + waiting + "\r\n" : waiting + "\n")
+            } else if terminal {
+                let lines = WatchView.render(logs: logs, now: now, directory: logDirectory, width: Self.terminalWidth())
                 StandardStream.output.write("\u{1B}[H\u{1B}[2J" + lines.joined(separator: "\r\n") + "\r\n")
             } else {
                 StandardStream.output.write(WatchView.plainLines(logs: logs).map { $0 + "\n" }.joined())
@@ -110,6 +120,15 @@ struct Watch: ParsableCommand {
                 if keyboard == nil { usleep(50_000) }
             }
         }
+    }
+}
+
+extension Watch {
+    /// The terminal's width in columns (80 when it cannot be read).
+    static func terminalWidth() -> Int {
+        var size = winsize()
+        guard ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 else { return 80 }
+        return Int(size.ws_col)
     }
 }
 

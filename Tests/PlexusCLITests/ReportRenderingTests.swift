@@ -56,6 +56,25 @@ extension ProcessSuites {
         #expect(rendered > 8 * blank, "report.png is \(rendered) bytes, a blank page \(blank)")
     }
 
+    /// `plexus watch` (not --once) on a directory that does not exist yet waits for it, says so,
+    /// and follows the first log that appears, with the plan's rounds.
+    @Test func watchWaitsForLogsToAppear() throws {
+        let root = temporaryDirectory("watch-wait")
+        let directory = root + "/logs"
+        let watch = try Background(["watch", directory, "--interval", "0.1"], output: root + "/watch.out")
+        defer { watch.kill9() }
+        usleep(600_000)
+        #expect(watch.process.isRunning, "it waits rather than exiting: \(watch.log)")
+        #expect(watch.log.contains("plexus watch: waiting for convergence logs (*.jsonl) in \(directory)…"), "\(watch.log)")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let header = #"{"schema":"plexus.convergence","version":1,"peer":"hospital-a","network":"t","plan_hash":"00","model":"logistic","codec":"lossless","parameters":31,"samples":100,"rounds":2}"#
+        let round = #"{"type":"round","time":1000,"peer":"hospital-a","round":2,"loss":0.5,"consensus_distance":0.1,"consensus_distance_relative":0.1,"bytes_sent":10,"bytes_received":10,"compression_ratio":1,"accepted":1,"rejected":{},"staleness":{},"seconds":{"train":0,"encode":0,"apply":0}}"#
+        try (header + "\n" + round + "\n").write(toFile: directory + "/hospital-a.jsonl", atomically: true, encoding: .utf8)
+        let deadline = Date().addingTimeInterval(20)
+        while !watch.log.contains("hospital-a round=2/2") && Date() < deadline { usleep(50_000) }
+        #expect(watch.log.contains("hospital-a round=2/2 loss=0.5 distance=0.1 finished"), "\(watch.log)")
+    }
+
     @Test func reportAndWatchOnAMissingOrEmptyDirectory() throws {
         let missing = try plexus(["report", "/nonexistent/logs", "--out", "/tmp/x.html"])
         #expect(missing.status != 0 && missing.stderr.contains("/nonexistent/logs: cannot open the log directory"))

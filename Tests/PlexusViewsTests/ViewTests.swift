@@ -70,4 +70,50 @@ func sampleLogs(rounds: Int = 20, corruptTail: Bool = false) -> [PeerLog] {
         #expect(lines.allSatisfy { $0.count <= 80 })
         #expect(WatchView.plainLines(logs: logs).first?.hasSuffix(" quarantined=hospital-c") == true)
     }
+
+    /// The operator's screen: round of the plan's rounds, ✓ for a finished peer, ! and a line
+    /// for one whose log stopped (here 100 s without a line where rounds take 1 s), the slowest
+    /// round and an ETA in the header.
+    @Test func watchShowsProgressFinishedAndStalledPeers() throws {
+        var logs = sampleLogs()
+        logs[0].header?.rounds = 40
+        logs[1].header?.rounds = 40
+        logs[2].header?.rounds = 20
+        #expect(WatchView.progress(logs[2], now: 1130) == .finished)
+        #expect(WatchView.progress(logs[0], now: 1031) == .running)
+        #expect(WatchView.progress(logs[0], now: 1130) == .stalled(seconds: 100))
+        #expect(WatchView.eta(logs) == 20)
+        let lines = WatchView.render(logs: logs, now: 1130, directory: "/logs")
+        #expect(lines[0] == "plexus watch /logs — 3 peers, round ≥ 20 of 40, 1 finished, ETA 20s", "\(lines[0])")
+        let a = try #require(lines.firstIndex { $0.hasPrefix("hospital-a") })
+        #expect(lines[a].contains("20/40 !"), "\(lines[a])")
+        #expect(lines[a + 1] == "  stalled: no new line for 1m40s; its rounds took 1 s — is the node running?", "\(lines)")
+        let c = try #require(lines.firstIndex { $0.hasPrefix("hospital-c") })
+        #expect(lines[c].contains("20/20 ✓"), "\(lines[c])")
+        #expect(lines.allSatisfy { $0.count <= 80 }, "\(lines.map(\.count))")
+        #expect(WatchView.plainLines(logs: logs).last?.hasSuffix(" finished") == true)
+        let done = WatchView.render(logs: [logs[2]], now: 1130, directory: "/logs")
+        #expect(done[0].contains("1 peers, all finished (20 rounds)"), "\(done[0])")
+    }
+
+    /// Ids are never cut: the id column widens; on a narrow terminal the trend and the distance
+    /// and rate columns give way, and an id too long even then gets its own line.
+    @Test func watchNeverCutsIdsAndFitsNarrowTerminals() {
+        var logs = sampleLogs()
+        let long = "university-hospital-of-somewhere-far-away-01"  // 44 characters
+        logs[1].peer = long
+        let wide = WatchView.render(logs: logs, now: 1025, directory: "/logs", width: 120)
+        #expect(wide.contains { $0.hasPrefix(long + " ") }, "\(wide)")
+        #expect(wide.allSatisfy { $0.count <= 120 })
+        for width in [80, 60, 50, 40] {
+            let lines = WatchView.render(logs: logs, now: 1025, directory: "/logs", width: width)
+            #expect(lines.contains { $0.hasPrefix(long) }, "width \(width): \(lines)")
+            // Only an id longer than the terminal itself is wider (the terminal wraps it; it is not cut).
+            #expect(lines.allSatisfy { $0.count <= width || $0 == long }, "width \(width): \(lines.map(\.count))")
+            #expect(lines.contains { $0.hasPrefix("hospital-a") || $0 == "hospital-a" })
+        }
+        let narrow = WatchView.render(logs: logs, now: 1025, directory: "/logs", width: 50)
+        #expect(narrow.contains(long), "an id too long for the row gets its own line: \(narrow)")
+        #expect(!narrow[1].contains("dist") && !narrow[1].contains("B/s"))
+    }
 }
