@@ -61,9 +61,13 @@ public enum Attack: Sendable, Hashable, CustomStringConvertible {
     case sampleLie(Int)
     case stale
     case labelFlip
+    /// Not an attack but the reference for them: the peer sends nothing at all, so its
+    /// neighbours never mix its copy and its rows are lost to the network — what a perfect
+    /// defence, one that left the attackers out from the first round, would leave.
+    case absent
 
     /// The spellings `--byzantine` accepts, for help and errors.
-    public static let spellings = ["sign-flip", "scale:K", "noise:S", "alie", "ipm[:EPS]", "dissensus[:EPS]", "sample-lie:N", "stale", "label-flip"]
+    public static let spellings = ["sign-flip", "scale:K", "noise:S", "alie", "ipm[:EPS]", "dissensus[:EPS]", "sample-lie:N", "stale", "label-flip", "absent"]
     /// ε of `ipm` when none is given. Default: 0.1.
     public static let defaultIPMEpsilon = 0.1
     /// ε of `dissensus` when none is given. Default: 1.
@@ -99,6 +103,7 @@ public enum Attack: Sendable, Hashable, CustomStringConvertible {
             self = .sampleLie(n)
         case "stale": try none(); self = .stale
         case "label-flip": try none(); self = .labelFlip
+        case "absent": try none(); self = .absent
         default:
             throw ExperimentError("unknown attack '\(name)'; expected one of: \(Self.spellings.joined(separator: ", "))")
         }
@@ -115,6 +120,7 @@ public enum Attack: Sendable, Hashable, CustomStringConvertible {
         case .sampleLie(let n): "sample-lie:\(n)"
         case .stale: "stale"
         case .labelFlip: "label-flip"
+        case .absent: "absent"
         }
     }
 
@@ -138,7 +144,7 @@ public enum Attack: Sendable, Hashable, CustomStringConvertible {
         case .ipm(let e): IPMAttack(epsilon: Float(e), colluders: colluders)
         case .dissensus(let e): DissensusAttack(epsilon: e, colluders: colluders)
         case .stale: StaleAttack()
-        case .sampleLie, .labelFlip: nil
+        case .sampleLie, .labelFlip, .absent: nil
         }
     }
 

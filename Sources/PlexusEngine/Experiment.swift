@@ -202,7 +202,10 @@ public enum Experiment {
             let transform = attackers[peer]?.transform(
                 seed: options.seed ^ (UInt64(index) &* 0x9E37_79B9_7F4A_7C15), colluders: colluders, peers: peerIDs.count
             )
-            peers.append(SimulatedPeer(settings: settings, key: keys[peer]!, learner: learner, initialParameters: x0, publishTransform: transform))
+            peers.append(SimulatedPeer(
+                settings: settings, key: keys[peer]!, learner: learner, initialParameters: x0, publishTransform: transform,
+                silent: attackers[peer] == .absent
+            ))
         }
         let simulator = Simulator(peers: peers, links: options.links, partitions: options.partitions, seed: options.seed)
 

@@ -45,16 +45,20 @@ public struct SimulatedPeer<Learner: LocalLearner> {
     public var initialParameters: [Float]
     /// Rewrites what this peer publishes (a Byzantine peer's ``Attack``); `nil`: an honest peer.
     public var publishTransform: (any PublishTransform)?
+    /// Whether everything this peer sends is dropped (the `absent` reference: a site that takes
+    /// no part, so its rows are lost to the network). Default: false.
+    public var silent: Bool
 
     public init(
         settings: GossipSettings, key: Ed25519.PrivateKey, learner: Learner, initialParameters: [Float],
-        publishTransform: (any PublishTransform)? = nil
+        publishTransform: (any PublishTransform)? = nil, silent: Bool = false
     ) {
         self.settings = settings
         self.key = key
         self.learner = learner
         self.initialParameters = initialParameters
         self.publishTransform = publishTransform
+        self.silent = silent
     }
 }
 
@@ -121,6 +125,8 @@ public final class Simulator<Learner: LocalLearner> {
     private var instances: [PeerID: GossipInstance<Learner>] = [:]
     private let order: [PeerID]
     private var rng: SplitMix64
+    /// Peers whose sends are dropped (``SimulatedPeer/silent``).
+    private var silent: Set<PeerID> = []
     private var queue = EventQueue()
     private var now: Duration = .zero
     private var wire = SimulatedWire()
@@ -134,6 +140,7 @@ public final class Simulator<Learner: LocalLearner> {
         self.rng = SplitMix64(seed: seed)
         self.order = peers.map(\.settings.me).sorted()
         for peer in peers {
+            if peer.silent { silent.insert(peer.settings.me) }
             instances[peer.settings.me] = GossipInstance(
                 settings: peer.settings, key: peer.key, learner: peer.learner,
                 initialParameters: peer.initialParameters, clock: { ContinuousClock.now - Self.epoch },
@@ -244,7 +251,7 @@ public final class Simulator<Learner: LocalLearner> {
 
     private func send(_ bytes: [UInt8], from: PeerID, to: PeerID) {
         outcome.messagesSent += 1
-        guard instances[to] != nil else { return }
+        guard instances[to] != nil, !silent.contains(from) else { return }
         switch wire.fate(of: bytes.count, from: from, to: to, at: now, links: links, partitions: partitions, rng: &rng) {
         case .cut:
             outcome.messagesCutByPartition += 1

@@ -38,7 +38,7 @@ extension ProcessSuites {
         let unknownAttack = try plexus(["evaluate"] + Self.torus + ["--byzantine", "peer-03:flip"])
         #expect(unknownAttack.status != 0)
         #expect(unknownAttack.stderr.contains(
-            "--byzantine: unknown attack 'flip'; expected one of: sign-flip, scale:K, noise:S, alie, ipm[:EPS], dissensus[:EPS], sample-lie:N, stale, label-flip"
+            "--byzantine: unknown attack 'flip'; expected one of: sign-flip, scale:K, noise:S, alie, ipm[:EPS], dissensus[:EPS], sample-lie:N, stale, label-flip, absent"
         ), "\(unknownAttack.stderr)")
         let badK = try plexus(["simulate"] + Self.torus + ["--byzantine", "peer-03:scale:big"])
         #expect(badK.status != 0)

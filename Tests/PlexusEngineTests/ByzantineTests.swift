@@ -19,7 +19,7 @@ import Testing
         ("peer-03:", "expected PEER:ATTACK (e.g. peer-03:sign-flip), got 'peer-03:'"),
         (
             "peer-03:flip",
-            "unknown attack 'flip'; expected one of: sign-flip, scale:K, noise:S, alie, ipm[:EPS], dissensus[:EPS], sample-lie:N, stale, label-flip"
+            "unknown attack 'flip'; expected one of: sign-flip, scale:K, noise:S, alie, ipm[:EPS], dissensus[:EPS], sample-lie:N, stale, label-flip, absent"
         ),
         ("peer-03:scale", "attack 'scale': scale:K needs a finite number K ≠ 0, got ''"),
         ("peer-03:scale:abc", "attack 'scale:abc': scale:K needs a finite number K ≠ 0, got 'abc'"),
@@ -44,7 +44,7 @@ import Testing
         ("peer-03:sign-flip", "peer-03:sign-flip"), ("peer-10:scale:1e6", "peer-10:scale:1000000"),
         ("peer-10:scale:-2.5", "peer-10:scale:-2.5"), ("p:noise:0.5", "p:noise:0.5"), ("p:alie", "p:alie"),
         ("p:ipm", "p:ipm:0.1"), ("p:ipm:2", "p:ipm:2"), ("p:dissensus", "p:dissensus:1"), ("p:sample-lie:100000", "p:sample-lie:100000"),
-        ("p:stale", "p:stale"), ("p:label-flip", "p:label-flip"),
+        ("p:stale", "p:stale"), ("p:label-flip", "p:label-flip"), ("p:absent", "p:absent"),
     ])
     func goodSpecificationsParse(text: String, canonical: String) throws {
         #expect(try ByzantinePeer(parsing: text).description == canonical)
@@ -249,6 +249,18 @@ import Testing
         options.plan = plan
         options.byzantine = try byzantine.map { text throws(ExperimentError) in try ByzantinePeer(parsing: text) }
         return options
+    }
+
+    /// `absent`, the reference for the attacks: its neighbours never hear from it (no count, no
+    /// copy), it still hears them, and the run finishes.
+    @Test func anAbsentPeerIsNeverHeard() throws {
+        let summary = try Experiment.simulate(Self.torusOptions(rounds: 3, byzantine: ["peer-03:absent"]))
+        let absent = PeerID("peer-03")!
+        let neighbours = try topology("torus-16.toml").neighbours(of: absent)
+        for n in neighbours { #expect(summary.advertisedSamples[n]?[absent] == nil, "\(n) heard the absent peer") }
+        #expect(summary.advertisedSamples[absent]?.count == neighbours.count)
+        #expect(summary.outcome.finished)
+        #expect(summary.honestPeers.count == 15)
     }
 
     /// sample-lie's envelopes carry N (and are accepted: its neighbours' pins say N too); every
