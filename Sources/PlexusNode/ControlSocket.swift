@@ -234,9 +234,11 @@ final class ControlServer: Service, Sendable {
         }
         chmod(path, 0o600)
         logger.info("Control socket listening", metadata: ["socket": "\(path)"])
-        await withGracefulShutdownHandler {
+        // On a graceful shutdown and on cancellation (the group cancels every service when one
+        // fails, e.g. the mesh cannot bind): the channel closes and run() returns.
+        await withTaskCancellationOrGracefulShutdownHandler {
             try? await channel.closeFuture.get()
-        } onGracefulShutdown: {
+        } onCancelOrGracefulShutdown: {
             channel.close(promise: nil)
         }
         unlink(path)

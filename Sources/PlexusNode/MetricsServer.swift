@@ -40,9 +40,11 @@ final class MetricsServer: Service, Sendable {
             throw BindError(description: "cannot serve metrics on \(host):\(port): \(MeshError.plainReason(error))")
         }
         logger.info("Metrics listening", metadata: ["address": "\(host):\(port)"])
-        await withGracefulShutdownHandler {
+        // On a graceful shutdown and on cancellation (the group cancels every service when one
+        // fails, e.g. the mesh cannot bind): the channel closes and run() returns.
+        await withTaskCancellationOrGracefulShutdownHandler {
             try? await channel.closeFuture.get()
-        } onGracefulShutdown: {
+        } onCancelOrGracefulShutdown: {
             channel.close(promise: nil)
         }
     }
