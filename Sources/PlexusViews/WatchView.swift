@@ -58,7 +58,8 @@ public enum WatchView {
         var longest: Double?
         for log in logs {
             guard let rounds = log.header?.rounds, let round = log.rounds.last?.round, round < rounds, let typical = typicalRound(log) else { continue }
-            longest = max(longest ?? 0, Double(rounds - round) * typical)
+            // In Double: both counts come from a file, and their difference may not fit an Int.
+            longest = max(longest ?? 0, (Double(rounds) - Double(round)) * typical)
         }
         return longest
     }
@@ -137,12 +138,16 @@ public enum WatchView {
         return lines
     }
 
-    /// `1h02m`, `3m05s`, `42s`.
+    /// `2d03h`, `1h02m`, `3m05s`, `42s`; `?` for a non-finite value. Times come from files and
+    /// sockets: the value is clamped before it becomes an integer, so none can trap.
     public static func duration(_ seconds: Double) -> String {
-        let s = max(0, Int(seconds.rounded()))
+        guard seconds.isFinite else { return "?" }
+        let s = Int(min(max(seconds, 0), 1e12).rounded())
+        func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
         if s < 60 { return "\(s)s" }
-        if s < 3600 { return "\(s / 60)m" + (s % 60 < 10 ? "0" : "") + "\(s % 60)s" }
-        return "\(s / 3600)h" + (s / 60 % 60 < 10 ? "0" : "") + "\(s / 60 % 60)m"
+        if s < 3600 { return "\(s / 60)m" + two(s % 60) + "s" }
+        if s < 86_400 { return "\(s / 3600)h" + two(s / 60 % 60) + "m" }
+        return "\(s / 86_400)d" + two(s / 3600 % 24) + "h"
     }
 
     /// One plain line per peer, for output that is not a terminal.

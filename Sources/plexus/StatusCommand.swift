@@ -3,6 +3,7 @@ import Foundation
 import PlexusCore
 import PlexusLog
 import PlexusNode
+import PlexusViews
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -51,7 +52,7 @@ struct Status: ParsableCommand {
 
     /// The `wg show`-like text: the node, then one block per neighbour. Ids are never cut.
     static func text(_ s: NodeStatus, now: Date) -> String {
-        var out = "peer \(s.peer): network '\(s.network)', plexus \(s.version), up \(duration(s.uptimeSeconds))\n"
+        var out = "peer \(s.peer): network '\(s.network)', plexus \(s.version), up \(WatchView.duration(s.uptimeSeconds))\n"
         switch s.phase {
         case "statistics": out += "  phase: statistics round, \(s.statisticsReceived) of \(s.statisticsExpected) sites in; training has not started\n"
         case "finished": out += "  phase: finished, \(s.planRounds) of \(s.planRounds) rounds\n"
@@ -64,7 +65,7 @@ struct Status: ParsableCommand {
         for n in s.neighbours {
             out += "\nneighbour \(n.id)\n"
             if let since = n.since {
-                out += "  session: \(n.sessionUp ? "up" : "down") since \(clock(since)) (\(duration(now.timeIntervalSince1970 - since)) ago)"
+                out += "  session: \(n.sessionUp ? "up" : "down") since \(clock(since)) (\(WatchView.duration(now.timeIntervalSince1970 - since)) ago)"
                 out += n.lastHandshake.map { "; last handshake \(clock($0))\n" } ?? "\n"
             } else {
                 out += "  session: down (never opened)\n"
@@ -79,17 +80,11 @@ struct Status: ParsableCommand {
         return out
     }
 
-    static func percent(_ a: Int, _ b: Int) -> String { b > 0 ? "\(a * 100 / b)%" : "–" }
-
-    static func duration(_ seconds: Double) -> String {
-        let s = max(0, Int(seconds.rounded(.down)))
-        if s < 60 { return "\(s)s" }
-        if s < 3600 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
-        if s < 86_400 { return "\(s / 3600)h\(String(format: "%02d", s / 60 % 60))m" }
-        return "\(s / 86_400)d\(String(format: "%02d", s / 3600 % 24))h"
-    }
+    /// In Double: both numbers come from the socket, and a × 100 may not fit an Int.
+    static func percent(_ a: Int, _ b: Int) -> String { b > 0 ? "\(Int((100 * Double(a) / Double(b)).clamped(-1e6, 1e6)))%" : "–" }
 
     static func clock(_ unix: Double) -> String {
+        guard unix.isFinite, abs(unix) < 1e11 else { return "?" }
         var t = time_t(unix)
         var parts = tm()
         gmtime_r(&t, &parts)
@@ -102,4 +97,8 @@ struct Status: ParsableCommand {
         if n < 1 << 30 { return String(format: "%.1f MiB", Double(n) / 1048576) }
         return String(format: "%.2f GiB", Double(n) / 1073741824)
     }
+}
+
+extension Double {
+    func clamped(_ low: Double, _ high: Double) -> Double { Swift.min(Swift.max(self, low), high) }
 }

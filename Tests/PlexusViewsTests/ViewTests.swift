@@ -116,4 +116,20 @@ func sampleLogs(rounds: Int = 20, corruptTail: Bool = false) -> [PeerLog] {
         #expect(narrow.contains(long), "an id too long for the row gets its own line: \(narrow)")
         #expect(!narrow[1].contains("dist") && !narrow[1].contains("B/s"))
     }
+
+    /// Numbers from a log file are hostile too: a header claiming Int.max rounds, rounds of −5
+    /// and −4 and a round 1e300 s long render (an ETA of `?`) instead of trapping on
+    /// Int.max − (−4).
+    @Test func hostileNumbersInALogRenderWithoutTrapping() throws {
+        let text = #"{"schema":"plexus.convergence","version":1,"peer":"x","network":"t","plan_hash":"00","model":"cox","codec":"lossless","parameters":1,"samples":1,"rounds":9223372036854775807}"# + "\n"
+            + #"{"type":"round","time":1,"peer":"x","round":-5,"loss":1,"consensus_distance":0,"consensus_distance_relative":0,"bytes_sent":0,"bytes_received":0,"compression_ratio":1,"accepted":0,"rejected":{},"staleness":{},"seconds":{"train":0,"encode":0,"apply":0}}"# + "\n"
+            + #"{"type":"round","time":1e300,"peer":"x","round":-4,"loss":1,"consensus_distance":0,"consensus_distance_relative":0,"bytes_sent":0,"bytes_received":0,"compression_ratio":1,"accepted":0,"rejected":{},"staleness":{},"seconds":{"train":0,"encode":0,"apply":0}}"# + "\n"
+        let log = ConvergenceLogReader.parse(text, peer: "x")
+        try #require(log.rounds.count == 2 && log.header?.rounds == Int.max)
+        let lines = WatchView.render(logs: [log], now: 1000, directory: "/logs")
+        #expect(lines[0].contains("round ≥ -4 of 9223372036854775807, ETA ?"), "\(lines[0])")
+        #expect(WatchView.duration(.infinity) == "?" && WatchView.duration(.nan) == "?")
+        #expect(WatchView.duration(-1e300) == "0s" && WatchView.duration(1e300) == "11574074d01h")
+        #expect(WatchView.duration(93_784) == "1d02h" && WatchView.duration(3725) == "1h02m" && WatchView.duration(185) == "3m05s")
+    }
 }
