@@ -13,6 +13,14 @@ let dataDirectory = repository + "/Topologies/data"
 
 func topology(_ name: String) throws -> Topology { try Topology.load(path: repository + "/Topologies/\(name)", spectralAnalysis: false) }
 
+/// tcga_brca's training rows cut by centre into the six sites, its test rows the common test set.
+func tcgaByCentre(plan: Plan, seed: UInt64) throws -> PartitionedData {
+    try Partitioner.partition(
+        table: try CSV.read(path: dataDirectory + "/tcga_brca.csv"), plan: plan, spec: .column("center"), count: 6,
+        filters: [RowFilter(column: "split", value: "train")], testFilters: [RowFilter(column: "split", value: "test")], seed: seed
+    )
+}
+
 /// A topology of `shape` over `n` peers with `plan`, built in memory.
 func generated(_ shape: String, peers n: Int, plan: Plan) throws -> Topology {
     let base = try topology("consortium-3.toml")
@@ -58,12 +66,7 @@ func planFile(_ name: String) throws -> Plan { try PlanFile.load(path: repositor
     /// tcga_brca, six centres on the TCGA topology from Topologies/: every peer's C-index ≥ 0.835.
     @Test func tcgaDecentralizedReachesPooledQuality() throws {
         let network = try topology("tcga-brca.toml")
-        let table = try CSV.read(path: dataDirectory + "/tcga_brca.csv")
-        let data = try Partitioner.partition(
-            table: table, plan: network.plan, spec: .column("center"), count: 6,
-            filters: [RowFilter(column: "split", value: "train")], testFilters: [RowFilter(column: "split", value: "test")],
-            seed: network.plan.seed
-        )
+        let data = try tcgaByCentre(plan: network.plan, seed: network.plan.seed)
         let summary = try Experiment.simulate(SimulationOptions(topology: network, data: data))
         #expect(summary.peers.count == 6)
         for peer in summary.peers {
@@ -123,11 +126,7 @@ func planFile(_ name: String) throws -> Plan { try PlanFile.load(path: repositor
         plan.rounds = 30
         plan.codec = "topk:0.3+int8"
         plan.consensusStep = 0.5
-        let table = try CSV.read(path: dataDirectory + "/tcga_brca.csv")
-        let data = try Partitioner.partition(
-            table: table, plan: plan, spec: .column("center"), count: 6,
-            filters: [RowFilter(column: "split", value: "train")], testFilters: [RowFilter(column: "split", value: "test")], seed: 1
-        )
+        let data = try tcgaByCentre(plan: plan, seed: 1)
         func run() throws -> [String: [String]] {
             let directory = NSTemporaryDirectory() + "plexus-determinism-\(UUID().uuidString)"
             var options = SimulationOptions(topology: network, data: data)

@@ -11,12 +11,7 @@ import Testing
     /// tcga_brca, Cox, the six centres: every peer's C-index, and its model, where the mean's is.
     @Test func tcgaClippedMatchesMean() throws {
         let network = try topology("tcga-brca.toml")
-        let table = try CSV.read(path: dataDirectory + "/tcga_brca.csv")
-        let data = try Partitioner.partition(
-            table: table, plan: network.plan, spec: .column("center"), count: 6,
-            filters: [RowFilter(column: "split", value: "train")], testFilters: [RowFilter(column: "split", value: "test")],
-            seed: network.plan.seed
-        )
+        let data = try tcgaByCentre(plan: network.plan, seed: network.plan.seed)
         func run(_ aggregation: Plan.Aggregation) throws -> SimulationSummary {
             var options = SimulationOptions(topology: network, data: data)
             var plan = network.plan
