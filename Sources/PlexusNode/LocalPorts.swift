@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,13 +19,28 @@ public enum LocalPorts {
         }
     }
 
-    /// The first of `count` consecutive ports in 20000…60000 that are all free now, or nil.
+    /// The first of `count` consecutive ports that are all free now, or nil. They are drawn from
+    /// 20000 up to the start of the kernel's ephemeral range (`ip_local_port_range`, 32768 by
+    /// default), never inside it: a port there can be taken at any moment by an outgoing
+    /// connection's local end, and a node that then tries to listen on it fails to bind.
     public static func freeRange(count: Int, attempts: Int = 200) -> Int? {
         var generator = SystemRandomNumberGenerator()
+        let top = ephemeralStart()
+        let low = top - count > 20000 ? 20000 : 1024
+        guard count > 0, top - count > low else { return nil }
         for _ in 0..<attempts {
-            let base = Int.random(in: 20000..<(60000 - count), using: &generator)
+            let base = Int.random(in: low..<(top - count), using: &generator)
             if (base..<base + count).allSatisfy(isFree) { return base }
         }
         return nil
+    }
+
+    /// The first port of the kernel's ephemeral range, or 32768 when it cannot be read.
+    package static func ephemeralStart() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8),
+              let first = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap({ Int($0) }),
+              (1025...65535).contains(first)
+        else { return 32768 }
+        return first
     }
 }

@@ -96,7 +96,7 @@ import Testing
         let nodes = try (0..<2).map { try Background(arguments(net, $0, extra: extra), output: "\(net.directory)/\(net.honest[$0]).out") }
         defer { for node in nodes where node.process.isRunning { node.kill9() } }
         let opened = await net.hostile.waitForSessions(net.honest)
-        #expect(opened, "the hostile peer completed the handshake with both honest nodes")
+        #expect(opened, "the hostile peer completed the handshake with both honest nodes (open: \(net.hostile.openSessions.map(\.rawValue).sorted()))")
         let hostile = net.hostile
         let honest = net.honest
         let attacking = _Concurrency.Task { await attack(hostile, honest) }
