@@ -10,6 +10,7 @@
 //   PlexusCodec                       delta codecs, zstd, the signed envelope, replay windows
 //   PlexusTopology                    topology files: parse, validate, graph facts, generate, diff
 //   PlexusLearning                    CSV data, models, optimizers, metrics, local training
+//   PlexusPrivacy                     differential privacy: the Rényi accountant, noise calibration
 //   PlexusTransport                   the secure peer-to-peer mesh: framing, handshake, sessions (NIO)
 //   PlexusNode                        a peer node: the gossip instance over the mesh; metrics (swift-metrics,
 //                                     exposed through swift-prometheus at /metrics)
@@ -31,6 +32,7 @@ let package = Package(
         .library(name: "PlexusCodec", targets: ["PlexusCodec"]),
         .library(name: "PlexusTopology", targets: ["PlexusTopology"]),
         .library(name: "PlexusLearning", targets: ["PlexusLearning"]),
+        .library(name: "PlexusPrivacy", targets: ["PlexusPrivacy"]),
         .library(name: "PlexusGossip", targets: ["PlexusGossip"]),
         .library(name: "PlexusTransport", targets: ["PlexusTransport"]),
     ],
@@ -84,6 +86,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "PlexusLearning", dependencies: ["PlexusCore"], swiftSettings: swiftSettings),
+        .target(name: "PlexusPrivacy", swiftSettings: swiftSettings),
         .target(
             name: "PlexusEngine",
             dependencies: [
@@ -209,6 +212,12 @@ let package = Package(
         .testTarget(
             name: "PlexusLearningTests",
             dependencies: ["PlexusLearning", "PlexusCore"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PlexusPrivacyTests",
+            dependencies: ["PlexusPrivacy"],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
