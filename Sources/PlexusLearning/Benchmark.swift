@@ -87,6 +87,23 @@ public enum TrainBenchmark {
         return best(repetitions: repetitions) { trainer.train(parameters: &parameters, on: data, steps: steps) }
     }
 
+    /// Seconds for one epoch of DP-SGD (``LocalTrainer/trainPrivately(parameters:on:steps:reference:privacy:generator:)``)
+    /// at sampling rate q = batch ÷ n (1 ÷ q steps of Poisson batches, per-row clipping, Gaussian
+    /// noise from a seeded generator), beside which `epoch` measures the same plan without privacy.
+    public static func privateEpoch(plan: Plan, data: Dataset, batch: Int?, repetitions: Int = 3) -> Double {
+        let model = makeModel(plan: plan, dimension: data.dimension)
+        var generator = Xoshiro256(seed: plan.seed, stream: "init")
+        var parameters = model.initialParameters(using: &generator)
+        var trainer = LocalTrainer(model: model, plan: plan)
+        let q = batch.map { min(1, Double($0) / Double(data.count)) } ?? 1
+        let steps = batch.map { max(1, data.count / $0) } ?? 1
+        let privacy = PrivateSGD(samplingRate: q, clip: 1, noiseMultiplier: 1)
+        var noise = Xoshiro256(seed: plan.seed, stream: "bench-noise")
+        return best(repetitions: repetitions) {
+            _ = trainer.trainPrivately(parameters: &parameters, on: data, steps: steps, privacy: privacy, generator: &noise)
+        }
+    }
+
     /// Seconds for one Cox loss-and-gradient at n rows (rows already sorted by time, the O(n)
     /// passes plus the O(n·d) products), and for sorting the rows by time (O(n log n), once per dataset).
     public static func coxGradient(rows: Int, dimension: Int, repetitions: Int = 3) -> (gradient: Double, sort: Double) {

@@ -243,7 +243,15 @@ private final class PaddedPass {
 
     /// Back-propagates ∂loss/∂output (one per row of `batch`) into `gradient`, in the model's
     /// unpadded layout. Per-block Float32 sums are folded into Double accumulators.
-    func backward(_ batch: Dataset, dOut: UnsafePointer<Float>, into gradient: UnsafeMutablePointer<Float>) {
+    ///
+    /// With `rowNormsSquared`, it also writes each row's squared gradient norm, layer by layer
+    /// without forming the row's gradient: a dense layer's weight gradient for one row is the
+    /// outer product δ ⊗ a of its δ and its input, whose squared norm is ‖δ‖²·‖a‖², and its bias
+    /// gradient is δ (Goodfellow 2015). With `accumulate` false, only those norms are computed.
+    func backward(
+        _ batch: Dataset, dOut: UnsafePointer<Float>, into gradient: UnsafeMutablePointer<Float>,
+        rowNormsSquared: UnsafeMutablePointer<Double>? = nil, accumulate: Bool = true
+    ) {
         let layers = model.hidden.count
         let b = Self.blockRows
         let lastStride = strides[layers]
@@ -280,18 +288,24 @@ private final class PaddedPass {
             let last = activations[layers - 1]
             var delta = deltaA
             var spare = deltaB
+            let outputHasBias = model.offsets(layers).bias != nil
             for i in 0..<rows {
                 let g = dOut[start + i]
                 let ai = last + i * lastStride
                 let di = delta + i * lastStride
                 let gv = SIMD8<Float>(repeating: g)
+                var aa = SIMD8<Float>()
                 for c in 0..<(lastStride / 8) {
                     let a = Self.load(ai, c)
-                    Self.store(Self.load(gOut, c) + gv * a, gOut, c)
+                    if accumulate { Self.store(Self.load(gOut, c) + gv * a, gOut, c) }
+                    aa += a * a
                     // ReLU′: active units only (padding lanes have a = 0).
                     Self.store((gv * Self.load(outputWeights, c)).replacing(with: 0, where: a .<= 0), di, c)
                 }
                 gOutBias += g
+                if let rowNormsSquared {
+                    rowNormsSquared[start + i] = Double(g) * Double(g) * (Double(aa.sum()) + (outputHasBias ? 1 : 0))
+                }
             }
             let (wo, bo) = model.offsets(layers)
             for j in 0..<widths[layers] { total[wo + j] += Double(gOut[j]) }
@@ -313,17 +327,28 @@ private final class PaddedPass {
                     let di = delta + i * deltaStride
                     let ni = spare + i * inStride
                     if l > 0 { for c in 0..<chunks { Self.store(SIMD8<Float>(), ni, c) } }
+                    if let rowNormsSquared {
+                        var dd = SIMD8<Float>()
+                        var xx = SIMD8<Float>()
+                        for c in 0..<(deltaStride / 8) { dd += Self.load(di, c) * Self.load(di, c) }
+                        for c in 0..<chunks { xx += Self.load(xi, c) * Self.load(xi, c) }
+                        rowNormsSquared[start + i] += Double(dd.sum()) * (Double(xx.sum()) + 1)
+                    }
                     // Bias gradient: the δ row, whole chunks (padding lanes are zero).
-                    for c in 0..<(deltaStride / 8) { Self.store(Self.load(gb, c) + Self.load(di, c), gb, c) }
+                    if accumulate { for c in 0..<(deltaStride / 8) { Self.store(Self.load(gb, c) + Self.load(di, c), gb, c) } }
                     // No skip for inactive units: a branch on δ = 0 mispredicts half the time.
                     for k in 0..<width {
                         let dk = di[k]
                         let dv = SIMD8<Float>(repeating: dk)
                         let gk = gw + k * inStride
                         let wk = w + k * inStride
-                        for c in 0..<chunks {
-                            Self.store(Self.load(gk, c) + dv * Self.load(xi, c), gk, c)
-                            if l > 0 { Self.store(Self.load(ni, c) + dv * Self.load(wk, c), ni, c) }
+                        if accumulate {
+                            for c in 0..<chunks {
+                                Self.store(Self.load(gk, c) + dv * Self.load(xi, c), gk, c)
+                                if l > 0 { Self.store(Self.load(ni, c) + dv * Self.load(wk, c), ni, c) }
+                            }
+                        } else if l > 0 {
+                            for c in 0..<chunks { Self.store(Self.load(ni, c) + dv * Self.load(wk, c), ni, c) }
                         }
                     }
                     if l > 0 {
@@ -344,6 +369,46 @@ private final class PaddedPass {
             }
             start += rows
         }
-        for i in 0..<total.count { gradient[i] = Float(total[i]) }
+        if accumulate { for i in 0..<total.count { gradient[i] = Float(total[i]) } }
+    }
+}
+
+extension MLP: PerExampleClipping {
+    /// The classifier's loss is a sum of per-row log-losses; DeepSurv's Cox loss is not (nil).
+    /// Row i's gradient is Jᵢᵀ·rᵢ, linear in its output residual rᵢ = σ(oᵢ) − yᵢ, so clipping it
+    /// scales rᵢ: one backward pass measures every row's norm (``PaddedPass/backward``'s
+    /// `rowNormsSquared`), a second back-propagates the scaled residuals.
+    public func clippedGradientSum(
+        parameters: UnsafeBufferPointer<Float>, batch: Dataset, clip: Float, into sum: UnsafeMutableBufferPointer<Float>
+    ) -> (loss: Double, clipped: Int)? {
+        guard head == .logistic else { return nil }
+        precondition(batch.task == task && batch.dimension == dimension, "batch does not fit the model")
+        precondition(parameters.count == layout.count && sum.count == layout.count, "parameter count mismatch")
+        precondition(clip > 0, "the clip norm must be > 0")
+        let n = batch.count
+        for i in 0..<sum.count { sum[i] = 0 }
+        guard n > 0 else { return (0, 0) }
+        let pass = PaddedPass(model: self, parameters: parameters.baseAddress!)
+        var out = [Float](repeating: 0, count: n)
+        var dOut = [Float](repeating: 0, count: n)
+        var norms = [Double](repeating: 0, count: n)
+        out.withUnsafeMutableBufferPointer { pass.forward(batch, into: $0.baseAddress!) }
+        var loss = 0.0
+        for i in 0..<n {
+            let (l, r) = Kernels.logisticLoss(out[i], batch.labels[i])
+            loss += Double(l)
+            dOut[i] = r
+        }
+        dOut.withUnsafeBufferPointer { d in
+            norms.withUnsafeMutableBufferPointer { pass.backward(batch, dOut: d.baseAddress!, into: sum.baseAddress!, rowNormsSquared: $0.baseAddress!, accumulate: false) }
+        }
+        var clipped = 0
+        for i in 0..<n {
+            let f = clipFactor(normSquared: norms[i], clip: clip)
+            if f < 1 { clipped += 1 }
+            dOut[i] *= f
+        }
+        dOut.withUnsafeBufferPointer { pass.backward(batch, dOut: $0.baseAddress!, into: sum.baseAddress!) }
+        return (loss, clipped)
     }
 }

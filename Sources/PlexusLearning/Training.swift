@@ -30,7 +30,17 @@ public struct Objective: Sendable {
         parameters: UnsafeBufferPointer<Float>, batch: Dataset, reference: UnsafeBufferPointer<Float>?,
         gradient: UnsafeMutableBufferPointer<Float>
     ) -> Double {
-        var value = model.lossAndGradient(parameters: parameters, batch: batch, gradient: gradient)
+        let loss = model.lossAndGradient(parameters: parameters, batch: batch, gradient: gradient)
+        return addPenalties(parameters: parameters, reference: reference, gradient: gradient, to: loss)
+    }
+
+    /// Adds the gradients of the L2 and proximal terms to `gradient` and their values to `value`:
+    /// the part of the objective that depends on no row (DP-SGD adds it after the noise).
+    public func addPenalties(
+        parameters: UnsafeBufferPointer<Float>, reference: UnsafeBufferPointer<Float>?, gradient: UnsafeMutableBufferPointer<Float>,
+        to value: Double
+    ) -> Double {
+        var value = value
         if l2 > 0 {
             let lambda = Float(l2)
             var sum = 0.0
@@ -148,8 +158,8 @@ public struct LocalTrainer: Sendable {
     private var generator: Xoshiro256
     private var order: [Int] = []
     private var cursor = 0
-    private var batch: Dataset?
-    private var gradient: [Float]
+    var batch: Dataset?
+    var gradient: [Float]
 
     public var model: any Model { objective.model }
 

@@ -28,7 +28,7 @@ extension Bench {
         @Option(help: "Repetitions per measurement (the best is reported).")
         var repetitions = 5
 
-        @Option(help: "Comma-separated subset of: logistic, cox, mlp, deepsurv, large, cox-growth.")
+        @Option(help: "Comma-separated subset of: logistic, cox, mlp, deepsurv, large, dp, cox-growth.")
         var only: String?
 
         func validate() throws {
@@ -88,6 +88,21 @@ extension Bench {
                 let big = TrainBenchmark.syntheticDataset(task: .classification, rows: rows * 10, dimension: features)
                 report("logistic, full batch, \(rows * 10) rows", TrainBenchmark.epoch(plan: plan(.logistic), data: big, repetitions: repetitions),
                        rows: rows * 10, bound: bound)
+            }
+
+            if wanted("dp") {
+                // DP-SGD (issue 15) beside the same plan without privacy, in this run: the cost of
+                // Poisson batches, per-row clipping and the noise.
+                print("\nDP-SGD (q = batch ÷ n, C = 1, σ = 1) against the same epoch without privacy:")
+                print(pad("model", 34) + pad("private s", 12) + pad("plain s", 12) + "ratio")
+                for (name, p, batch) in [("logistic, full batch", plan(.logistic), nil as Int?),
+                                         ("logistic, batch 256", plan(.logistic, batch: 256), 256),
+                                         ("mlp [32], full batch, adam", plan(.mlp, optimizer: .adam), nil),
+                                         ("mlp [32], batch 256, adam", plan(.mlp, batch: 256, optimizer: .adam), 256)] {
+                    let plain = TrainBenchmark.epoch(plan: p, data: classification, repetitions: repetitions)
+                    let dp = TrainBenchmark.privateEpoch(plan: p, data: classification, batch: batch, repetitions: repetitions)
+                    print(pad(name, 34) + pad(format(dp, 4), 12) + pad(format(plain, 4), 12) + format(dp / plain, 2) + "×")
+                }
             }
 
             guard wanted("cox-growth") else { return }

@@ -1,0 +1,154 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// DP-SGD's settings for one site's local training (Abadi et al. 2016): each step takes a
+/// Poisson-subsampled batch (every row independently with probability q), clips each row's
+/// gradient to L2 norm C, sums them, adds Gaussian noise of standard deviation σC to every
+/// coordinate of the sum, and divides by the expected batch size q·n — a constant, so the step
+/// is the sampled Gaussian mechanism of sensitivity C that ``RDPCurve`` (PlexusPrivacy) accounts
+/// for, with noise multiplier σ. The penalties (L2, proximal) depend on no row and are added
+/// after the noise.
+public struct PrivateSGD: Sendable, Hashable {
+    /// q, in (0, 1].
+    public var samplingRate: Double
+    /// C > 0.
+    public var clip: Float
+    /// σ ≥ 0 (0: clipping without noise — not private, for measuring what clipping costs).
+    public var noiseMultiplier: Double
+
+    public init(samplingRate: Double, clip: Float, noiseMultiplier: Double) {
+        precondition(samplingRate > 0 && samplingRate <= 1, "the sampling rate is in (0, 1]")
+        precondition(clip > 0 && clip.isFinite && noiseMultiplier >= 0 && noiseMultiplier.isFinite, "C > 0, σ ≥ 0")
+        self.samplingRate = samplingRate
+        self.clip = clip
+        self.noiseMultiplier = noiseMultiplier
+    }
+}
+
+/// What the private steps of one call did.
+public struct PrivateStepsReport: Sendable, Hashable {
+    public var steps = 0
+    /// Rows drawn over the steps (their mean is q·n).
+    public var rows = 0
+    /// Rows whose gradient was scaled down to C.
+    public var clippedRows = 0
+    /// The mean per-row data loss over the drawn rows (NaN when none were drawn). It is computed
+    /// from the rows, so it is not private: it stays in the site's own log and never leaves it.
+    public var meanLoss = Double.nan
+}
+
+extension LocalTrainer {
+    /// Runs `steps` DP-SGD steps on `data` from `parameters`, in place, drawing the batches and the
+    /// noise from `generator` (on a real node, the system CSPRNG: the plan's seed is public).
+    /// Returns nil, and changes nothing, when the model's loss does not decompose by rows (Cox,
+    /// DeepSurv): per-row clipping is no DP mechanism for it.
+    public mutating func trainPrivately(
+        parameters: inout [Float], on data: Dataset, steps: Int, reference: [Float]? = nil, privacy: PrivateSGD,
+        generator: inout some RandomNumberGenerator
+    ) -> PrivateStepsReport? {
+        precondition(parameters.count == objective.model.layout.count, "parameter count does not match the model")
+        precondition(data.task == objective.model.task && data.dimension == objective.model.dimension, "data does not fit the model")
+        guard let model = objective.model as? any PerExampleClipping, model.supportsPerExampleClipping else { return nil }
+        var report = PrivateStepsReport()
+        guard steps > 0, data.count > 0 else { return report }
+        var rows: [Int] = []
+        var lossSum = 0.0
+        let denominator = Float(privacy.samplingRate * Double(data.count))
+        let noiseScale = privacy.noiseMultiplier * Double(privacy.clip)
+        if batch == nil || batch!.featureNames != data.featureNames {
+            batch = data.emptyCopy(reservingCapacity: Int(min(Double(data.count), privacy.samplingRate * Double(data.count) * 2 + 16)))
+        }
+        for _ in 0..<steps {
+            // q = 1 takes every row: no sampling, and no copy of the rows.
+            let everyRow = privacy.samplingRate >= 1
+            if everyRow {
+                rows.removeAll(keepingCapacity: true)
+                rows.append(contentsOf: 0..<data.count)
+            } else {
+                PoissonSampler.sample(count: data.count, rate: privacy.samplingRate, into: &rows, using: &generator)
+                batch!.gather(from: data, rows: rows)
+            }
+            var gradient: [Float] = []
+            swap(&gradient, &self.gradient)
+            let step = model.clippedGradientSum(parameters: parameters, batch: everyRow ? data : batch!, clip: privacy.clip, into: &gradient)!
+            if noiseScale > 0 {
+                var gaussian = GaussianSampler()
+                for i in gradient.indices { gradient[i] += Float(noiseScale * gaussian.next(using: &generator)) }
+            }
+            for i in gradient.indices { gradient[i] /= denominator }
+            parameters.withUnsafeBufferPointer { p in
+                gradient.withUnsafeMutableBufferPointer { g in
+                    if let reference {
+                        reference.withUnsafeBufferPointer { _ = objective.addPenalties(parameters: p, reference: $0, gradient: g, to: 0) }
+                    } else {
+                        _ = objective.addPenalties(parameters: p, reference: nil, gradient: g, to: 0)
+                    }
+                }
+            }
+            gradient.withUnsafeBufferPointer { g in
+                parameters.withUnsafeMutableBufferPointer { optimizer.apply(gradient: g, to: $0) }
+            }
+            swap(&gradient, &self.gradient)
+            report.steps += 1
+            report.rows += rows.count
+            report.clippedRows += step.clipped
+            lossSum += step.loss
+        }
+        report.meanLoss = report.rows > 0 ? lossSum / Double(report.rows) : .nan
+        return report
+    }
+}
+
+extension PerExampleClipping {
+    /// Whether ``clippedGradientSum(parameters:batch:clip:into:)`` answers for this model.
+    var supportsPerExampleClipping: Bool {
+        if let mlp = self as? MLP { return mlp.head == .logistic }
+        return true
+    }
+}
+
+/// Poisson sampling: each of `count` rows independently with probability `rate`, drawn by
+/// geometric skips (O(rate·count) draws, not O(count)).
+public enum PoissonSampler {
+    public static func sample(count: Int, rate: Double, into rows: inout [Int], using generator: inout some RandomNumberGenerator) {
+        rows.removeAll(keepingCapacity: true)
+        guard count > 0, rate > 0 else { return }
+        if rate >= 1 {
+            rows.append(contentsOf: 0..<count)
+            return
+        }
+        let logMiss = log1p(-rate)
+        var index = -1
+        while true {
+            // The gap to the next drawn row is geometric: ⌊log U ÷ log(1 − q)⌋ for U in (0, 1].
+            let u = Double((generator.next() >> 11) + 1) * 0x1p-53
+            let gap = (log(u) / logMiss).rounded(.down)
+            guard gap < Double(count - index - 1) else { return }
+            index += Int(gap) + 1
+            rows.append(index)
+        }
+    }
+}
+
+/// Standard normal variates by the Box–Muller transform from 53-bit uniforms, two per pair of
+/// draws.
+public struct GaussianSampler {
+    private var spare: Double?
+
+    public init() {}
+
+    public mutating func next(using generator: inout some RandomNumberGenerator) -> Double {
+        if let spare {
+            self.spare = nil
+            return spare
+        }
+        let u1 = Double((generator.next() >> 11) + 1) * 0x1p-53  // (0, 1]
+        let u2 = Double(generator.next() >> 11) * 0x1p-53  // [0, 1)
+        let radius = (-2 * log(u1)).squareRoot()
+        spare = radius * sin(2 * Double.pi * u2)
+        return radius * cos(2 * Double.pi * u2)
+    }
+}
