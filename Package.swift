@@ -86,12 +86,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "PlexusLearning", dependencies: ["PlexusCore"], swiftSettings: swiftSettings),
-        .target(name: "PlexusPrivacy", swiftSettings: swiftSettings),
+        .target(name: "PlexusPrivacy", dependencies: ["PlexusCore"], swiftSettings: swiftSettings),
         .target(
             name: "PlexusEngine",
             dependencies: [
                 "PlexusCore", "PlexusCrypto", "PlexusCodec", "PlexusGossip", "PlexusSimulator", "PlexusLog",
-                "PlexusLearning", "PlexusTopology",
+                "PlexusLearning", "PlexusTopology", "PlexusPrivacy",
             ],
             swiftSettings: swiftSettings
         ),
@@ -110,7 +110,7 @@ let package = Package(
             name: "PlexusNode",
             dependencies: [
                 "PlexusCore", "PlexusCrypto", "PlexusCodec", "PlexusGossip", "PlexusLog", "PlexusLearning",
-                "PlexusTopology", "PlexusEngine", "PlexusTransport",
+                "PlexusTopology", "PlexusEngine", "PlexusTransport", "PlexusPrivacy",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -126,7 +126,7 @@ let package = Package(
             name: "plexus",
             dependencies: [
                 "PlexusCore", "PlexusCrypto", "PlexusCodec", "PlexusTopology", "PlexusLearning",
-                "PlexusGossip", "PlexusSimulator", "PlexusLog", "PlexusViews", "PlexusEngine", "PlexusNode",
+                "PlexusGossip", "PlexusSimulator", "PlexusLog", "PlexusViews", "PlexusEngine", "PlexusNode", "PlexusPrivacy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -217,7 +217,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlexusPrivacyTests",
-            dependencies: ["PlexusPrivacy"],
+            dependencies: ["PlexusPrivacy", "PlexusCore"],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),

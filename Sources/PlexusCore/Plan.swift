@@ -198,6 +198,37 @@ public struct Plan: Hashable, Sendable {
     /// Seeds every random choice (initialisation, mini-batches, partitions). Default: 1.
     public var seed: UInt64 = 1
 
+    /// Patient-level differential privacy for every site's training (the `[plan.privacy]` table);
+    /// nil: none.
+    public var privacy: Privacy?
+
+    /// The `[plan.privacy]` table: DP-SGD's parameters and the (ε, δ) they are held to. A site's
+    /// training is Poisson-subsampled at `sampling`, each row's gradient clipped to `clip`, and
+    /// the sum noised with σ·clip, σ given (`noise_multiplier`) or found for a target ε
+    /// (`epsilon`) over the plan's rounds × local steps.
+    public struct Privacy: Hashable, Sendable {
+        public enum Noise: Hashable, Sendable {
+            /// σ as written.
+            case multiplier(Double)
+            /// The target ε; σ is the smallest that keeps the whole run within it.
+            case epsilon(Double)
+        }
+        /// δ, in (0, 1).
+        public var delta: Double
+        /// C, the per-row gradient norm bound, > 0.
+        public var clip: Double
+        /// q, each row's probability of entering a step's batch, in (0, 1].
+        public var sampling: Double
+        public var noise: Noise
+
+        public init(delta: Double, clip: Double, sampling: Double, noise: Noise) {
+            self.delta = delta
+            self.clip = clip
+            self.sampling = sampling
+            self.noise = noise
+        }
+    }
+
     public init(model: Model, rounds: Int, learningRate: Double) {
         self.model = model
         self.rounds = rounds

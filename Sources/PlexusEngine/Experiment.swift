@@ -90,6 +90,27 @@ public enum Experiment {
     }
 
     /// The shared starting point x₀ of every peer: the plan's seeded initialisation.
+    /// The learner a peer runs, the same in both shells: its mini-batch stream is the plan's
+    /// seed offset by the peer's index in the topology.
+    public static func learner(
+        model: any Model, plan: Plan, data: Dataset, peerIndex index: Int, advertisedSampleCount: Int? = nil, noise: PlanLearner.Noise
+    ) throws(ExperimentError) -> PlanLearner {
+        do {
+            return try PlanLearner(
+                model: model, plan: plan, data: data, seed: plan.seed &+ UInt64(index) &* 0x9E37_79B9,
+                advertisedSampleCount: advertisedSampleCount, noise: noise)
+        } catch {
+            throw ExperimentError("[plan.privacy]: \(error)")
+        }
+    }
+
+    /// The label of a peer's deterministic privacy noise stream (the simulator's, and a real
+    /// node's under `--deterministic-noise`): the plan's seed and the peer, so no two peers or
+    /// seeds share a stream.
+    public static func noiseLabel(plan: Plan, peer: PeerID) -> String {
+        "plexus.dp.noise.v1|\(plan.seed)|\(peer.rawValue)"
+    }
+
     public static func initialParameters(model: any Model, plan: Plan) -> [Float] {
         var generator = Xoshiro256(seed: plan.seed, stream: "init")
         return model.initialParameters(using: &generator)
@@ -196,8 +217,9 @@ public enum Experiment {
             for (neighbour, attack) in attackers where settings.neighbours[neighbour] != nil {
                 if case .sampleLie(let n) = attack { settings.neighbours[neighbour]!.declaredSamples = n }
             }
-            let learner = PlanLearner(
-                model: model, plan: plan, data: training[peer]!, seed: plan.seed &+ UInt64(index) &* 0x9E37_79B9, advertisedSampleCount: advertised
+            let learner = try Self.learner(
+                model: model, plan: plan, data: training[peer]!, peerIndex: index, advertisedSampleCount: advertised,
+                noise: .deterministic(label: Self.noiseLabel(plan: plan, peer: peer))
             )
             let transform = attackers[peer]?.transform(
                 seed: options.seed ^ (UInt64(index) &* 0x9E37_79B9_7F4A_7C15), colluders: colluders, peers: peerIDs.count

@@ -46,6 +46,10 @@ public struct NodeConfiguration: Sendable {
     public var reloadInterval: Duration = .seconds(1)
     /// How long the statistics round may take before the node gives up (exit 75). Default: 120 s.
     public var statisticsTimeout: Duration = .seconds(120)
+    /// TEST ONLY: draw privacy noise from the plan's seed as the simulator does (so a run can be
+    /// compared bit for bit), not from the system CSPRNG. Every peer knows the seed, so noise
+    /// drawn this way protects nothing; the node warns at start-up. Default: false.
+    public var deterministicNoise = false
 
     public init(topologyPath: String, peer: PeerID, keyPath: String, dataPath: String) {
         self.topologyPath = topologyPath

@@ -7,6 +7,7 @@ import PlexusEngine
 import PlexusGossip
 import PlexusLearning
 import PlexusLog
+import PlexusPrivacy
 import PlexusTopology
 import PlexusTransport
 import ServiceLifecycle
@@ -83,7 +84,18 @@ actor NodeDriver: Service {
             )
         } catch { throw NodeError(error.description) }
         // The same learner, seed and starting point as the simulator gives this peer.
-        let learner = PlanLearner(model: node.model, plan: node.plan, data: node.site, seed: node.plan.seed &+ UInt64(index) &* 0x9E37_79B9)
+        let noise: PlanLearner.Noise = node.configuration.deterministicNoise
+            ? .deterministic(label: Experiment.noiseLabel(plan: node.plan, peer: me)) : .system
+        let learner: PlanLearner
+        do {
+            learner = try Experiment.learner(model: node.model, plan: node.plan, data: node.site, peerIndex: index, noise: noise)
+        } catch { throw NodeError(error.description) }
+        if node.plan.privacy != nil, let resolved = try? PlanPrivacy(plan: node.plan) {
+            node.logger.notice("Differential privacy: \(resolved.summary)")
+        }
+        if node.plan.privacy != nil && node.configuration.deterministicNoise {
+            node.logger.warning("--deterministic-noise: privacy noise is derived from the plan's seed, which every peer knows; this run is NOT private (a test flag)")
+        }
         instance = GossipInstance(
             settings: settings, key: node.key, learner: learner,
             initialParameters: Experiment.initialParameters(model: node.model, plan: node.plan),

@@ -39,6 +39,9 @@ import PlexusCrypto
 ///       aggregation        string "aggregation" ‖ string (Plan.Aggregation's description,
 ///                          e.g. "clipped", "trimmed-mean:2"); absent for "mean"
 ///       max_sample_ratio   string "max_sample_ratio" ‖ float; absent for 4
+///       privacy            string "privacy" ‖ float delta ‖ float clip ‖ float sampling ‖
+///                          (0x00 ‖ float noise_multiplier | 0x01 ‖ float epsilon); absent
+///                          without a [plan.privacy] table
 ///
 ///     Each such entry starts with its key's name, so the encoding stays unambiguous however
 ///     many of them are present.
@@ -139,6 +142,20 @@ public enum PlanHash {
         if plan.maxSampleRatio != defaults.maxSampleRatio {
             string("max_sample_ratio")
             float(plan.maxSampleRatio)
+        }
+        if let privacy = plan.privacy {
+            string("privacy")
+            float(privacy.delta)
+            float(privacy.clip)
+            float(privacy.sampling)
+            switch privacy.noise {
+            case .multiplier(let sigma):
+                w.write(UInt8(0))
+                float(sigma)
+            case .epsilon(let epsilon):
+                w.write(UInt8(1))
+                float(epsilon)
+            }
         }
         return w.bytes
     }

@@ -30,12 +30,14 @@ import TOMLKit
 /// | `seed` | integer | 1 | 0 – 2⁶³−1 |
 /// | `max_sample_ratio` | number | 4 | 0 (no bound) or 1–1 000 000 |
 /// | `aggregation` | string | `"mean"` | `mean`, `clipped`, `trimmed-mean:B` (B ≥ 1, 2B+1 ≤ every closed neighbourhood), `median` |
+/// | `privacy` | table | none | ``PrivacyKeys`` |
 public enum PlanKeys {
     /// Every key the `[plan]` table accepts, in documentation (and canonical encoding) order.
     public static let all: [String] = [
         "model", "features", "exclude", "label", "time", "event", "missing", "hidden", "rounds", "local_steps",
         "learning_rate", "l2", "optimizer", "momentum", "batch_size", "proximal", "codec", "mixing",
         "consensus_step", "synchrony", "round_deadline_ms", "max_staleness", "seed", "aggregation", "max_sample_ratio",
+        "privacy",
     ]
 
     public static let maximumRounds = 10_000_000
@@ -56,7 +58,73 @@ public enum PlanKeys {
     }
 }
 
+/// The keys of the `[plan.privacy]` table (also written inline: `privacy = { … }`).
+///
+/// | key | type | bounds |
+/// | --- | --- | --- |
+/// | `delta` | number | required, in (0, 1) |
+/// | `clip` | number | required, > 0, finite |
+/// | `sampling` | number | required, in (0, 1] |
+/// | `noise_multiplier` | number | > 0, ≤ 10 000; exactly one of it and `epsilon` |
+/// | `epsilon` | number | > 0, ≤ 1 000 |
+public enum PrivacyKeys {
+    public static let all = ["delta", "clip", "sampling", "noise_multiplier", "epsilon"]
+    public static let maximumNoiseMultiplier = 10_000.0
+    public static let maximumEpsilon = 1_000.0
+}
+
 extension Reader {
+    /// Reads `[plan.privacy]`; nil (with every problem reported) when it is invalid.
+    mutating func privacy(_ t: TableRef, plan: Plan) -> Plan.Privacy? {
+        checkKeys(t, known: PrivacyKeys.all)
+        let before = diagnostics.diagnostics.filter { $0.severity == .error }.count
+        var delta = number(t, "delta", required: "a number in (0, 1), e.g. 1e-5")
+        if let d = delta, !(d > 0 && d < 1) {
+            error("delta must be in (0, 1), found \(d)", at: valuePosition(t, "delta"))
+            delta = nil
+        }
+        var clip = number(t, "clip", required: "a number > 0, the bound on each row's gradient norm")
+        if let c = clip, !(c.isFinite && c > 0) {
+            error("clip must be a finite number > 0, found \(c)", at: valuePosition(t, "clip"))
+            clip = nil
+        }
+        var sampling = number(t, "sampling", required: "a number in (0, 1], each row's probability of entering a batch")
+        if let q = sampling, !(q > 0 && q <= 1) {
+            error("sampling must be in (0, 1], found \(q)", at: valuePosition(t, "sampling"))
+            sampling = nil
+        }
+        var noise: Plan.Privacy.Noise?
+        let sigma = number(t, "noise_multiplier")
+        let epsilon = number(t, "epsilon")
+        switch (sigma, epsilon) {
+        case (let s?, nil):
+            if s > 0 && s <= PrivacyKeys.maximumNoiseMultiplier {
+                noise = .multiplier(s)
+            } else {
+                error("noise_multiplier must be > 0 and at most \(Int(PrivacyKeys.maximumNoiseMultiplier)), found \(s)", at: valuePosition(t, "noise_multiplier"))
+            }
+        case (nil, let e?):
+            if e > 0 && e <= PrivacyKeys.maximumEpsilon {
+                noise = .epsilon(e)
+            } else {
+                error("epsilon must be > 0 and at most \(Int(PrivacyKeys.maximumEpsilon)), found \(e)", at: valuePosition(t, "epsilon"))
+            }
+        case (_?, _?):
+            error("give either 'noise_multiplier' or 'epsilon' (the target from which σ is computed), not both", at: keyPosition(t, "epsilon"))
+        case (nil, nil):
+            if t.table["noise_multiplier"] == nil && t.table["epsilon"] == nil {
+                error("\(t.displayName) needs 'epsilon' (the budget each site may spend, e.g. 8) or 'noise_multiplier' (σ)", at: headerPosition(t))
+            }
+        }
+        // What DP-SGD cannot do yet, or does not need.
+        if plan.model.isSurvival {
+            error("differential privacy for model '\(plan.model.rawValue)' is not built: the Cox partial likelihood couples rows through their risk sets, so per-row clipping is no DP mechanism for it (logistic and mlp are supported)", at: headerPosition(t))
+        }
+        let after = diagnostics.diagnostics.filter { $0.severity == .error }.count
+        guard let delta, let clip, let sampling, let noise, after == before else { return nil }
+        return Plan.Privacy(delta: delta, clip: clip, sampling: sampling, noise: noise)
+    }
+
     /// Reads `[plan]`, reporting every problem. Returns `nil` when a required key is missing or
     /// any plan key is invalid.
     mutating func plan(_ t: TableRef) -> Plan? {
@@ -195,6 +263,18 @@ extension Reader {
             case .success(let rule): plan.aggregation = rule
             case .failure(let problem):
                 error(Self.aggregationProblem(text, problem), at: valuePosition(t, "aggregation"))
+            }
+        }
+
+        if let value = t.table["privacy"] {
+            if let table = value.table {
+                let ref = TableRef(table: table, section: t.section + ".privacy", displayName: "[\(t.section).privacy]", origin: valuePosition(t, "privacy"))
+                plan.privacy = privacy(ref, plan: plan)
+                if t.table["batch_size"] != nil {
+                    warning("'batch_size' is not used under [plan.privacy]: each step's batch is a Poisson sample at rate 'sampling'", at: keyPosition(t, "batch_size"))
+                }
+            } else {
+                wrongType(t, "privacy", expected: "a table ([plan.privacy])", found: value.type)
             }
         }
 

@@ -40,7 +40,18 @@ public enum TopologyWriter {
         add("max_sample_ratio", number(plan.maxSampleRatio), plan.maxSampleRatio == defaults.maxSampleRatio)
         add("seed", String(plan.seed), plan.seed == defaults.seed)
         add("aggregation", string(plan.aggregation.description), plan.aggregation == defaults.aggregation)
+        if let privacy = plan.privacy { add("privacy", Self.privacy(privacy), false) }
         return entries
+    }
+
+    /// `[plan.privacy]` as an inline table (`privacy = { … }` in `[plan]` reads back the same).
+    static func privacy(_ p: Plan.Privacy) -> String {
+        var keys = ["delta = \(number(p.delta))", "clip = \(number(p.clip))", "sampling = \(number(p.sampling))"]
+        switch p.noise {
+        case .multiplier(let sigma): keys.append("noise_multiplier = \(number(sigma))")
+        case .epsilon(let epsilon): keys.append("epsilon = \(number(epsilon))")
+        }
+        return "{ " + keys.joined(separator: ", ") + " }"
     }
 
     /// The `[plan]` table, required keys and non-default keys only.

@@ -77,6 +77,11 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464; a bare port serves on 127.0.0.1 only).")
     var metrics: String?
 
+    @Flag(help: ArgumentHelp(
+        "TEST ONLY: derive [plan.privacy]'s noise from the plan's seed, as the simulator does, so a run can be compared bit for bit. Every peer knows the seed: such a run is not private.",
+        visibility: .hidden))
+    var deterministicNoise = false
+
     @Flag(help: "Keep serving the latest model to neighbours after the last round.")
     var forever = false
 
@@ -119,6 +124,7 @@ struct Run: AsyncParsableCommand {
         configuration.logDirectory = logDir
         configuration.modelPath = model
         configuration.forever = forever
+        configuration.deterministicNoise = deterministicNoise
         guard statisticsTimeout.isFinite, statisticsTimeout >= 1, statisticsTimeout <= 86_400 else {
             throw ValidationError("--statistics-timeout must be between 1 and 86400 seconds")
         }

@@ -5,6 +5,7 @@ import PlexusCore
 import PlexusEngine
 import PlexusLearning
 import PlexusLog
+import PlexusPrivacy
 import PlexusSimulator
 import PlexusTopology
 
@@ -228,6 +229,7 @@ struct Simulate: ParsableCommand {
             return
         }
         print("\(topology.networkName): \(summary.peers.count) peers, \(plan.model.rawValue), \(plan.rounds) rounds, codec \(plan.codec), seed \(seed)")
+        if let line = privacyLine(plan) { print(line + "; noise from the seed's ChaCha20 streams (reproducible)") }
         print("wall \(fixed(summary.seconds, 2)) s (\(fixed(summary.secondsPerRound * 1000, 2)) ms per round), virtual \(summary.outcome.virtualTime), \(summary.bytesSent) envelope bytes sent, peak memory \(Int(peakMB)) MB")
         if summary.outcome.messagesLost + summary.outcome.messagesCutByPartition > 0 {
             print("messages: \(summary.outcome.messagesSent) sent, \(summary.outcome.messagesLost) lost, \(summary.outcome.messagesCutByPartition) cut")
@@ -312,9 +314,18 @@ struct Evaluate: ParsableCommand {
         } else {
             print("\(table.model) on \(table.dataset), topology \(table.topology), seeds \(seedList.map(String.init).joined(separator: ","))")
             if let line = table.attackersLine { print(line) }
+            if plan.privacy != nil, let line = privacyLine(plan) {
+                print(line + "; the isolated and centralized rows are non-private fits")
+            }
             print(table.text())
         }
     }
+}
+
+/// What `[plan.privacy]` spends, for the simulate and evaluate headers (nil without one).
+func privacyLine(_ plan: Plan) -> String? {
+    guard plan.privacy != nil, let resolved = try? PlanPrivacy(plan: plan) else { return nil }
+    return resolved.summary
 }
 
 /// Mean, minimum and maximum of one metric over a group of peers.

@@ -3,6 +3,7 @@ import Foundation
 import PlexusCore
 import PlexusCrypto
 import PlexusLog
+import PlexusPrivacy
 import PlexusTopology
 
 struct TopologyCommand: ParsableCommand {
@@ -86,12 +87,21 @@ extension TopologyCommand {
                     let facts: GraphFacts?
                     let samplePins: [String: String]?
                     let maxSampleRatio: Double?
+                    let privacy: Privacy?
+                }
+                struct Privacy: Encodable {
+                    let epsilon: Double, delta: Double, steps: Int, noiseMultiplier: Double, sampling: Double, clip: Double
+                    let coversStatistics: Bool
+                }
+                let privacy = try? topology.flatMap { t in t.plan.privacy == nil ? nil : try PlanPrivacy(plan: t.plan) }.map {
+                    Privacy(epsilon: $0.epsilon, delta: $0.privacy.delta, steps: $0.steps, noiseMultiplier: $0.noiseMultiplier,
+                            sampling: $0.privacy.sampling, clip: $0.privacy.clip, coversStatistics: false)
                 }
                 let report = Report(
                     file: file, valid: topology != nil, diagnostics: diagnostics, network: topology?.networkName,
                     planHash: topology.map { PlanHash.hex($0.planHash) }, facts: facts,
                     samplePins: topology.map { t in Dictionary(uniqueKeysWithValues: t.peers.compactMap { p in p.samples.map { (p.id.rawValue, $0.description) } }) },
-                    maxSampleRatio: topology?.plan.maxSampleRatio)
+                    maxSampleRatio: topology?.plan.maxSampleRatio, privacy: privacy)
                 print(try PlexusJSON.string(report, pretty: true))
             case .text:
                 for d in diagnostics { StandardStream.error.write("\(d)\n") }
@@ -99,6 +109,14 @@ extension TopologyCommand {
                     print("\(file): ok: network '\(topology.networkName)', plan hash \(PlanHash.hex(topology.planHash)), file fingerprint \(topology.fingerprintHex)")
                     for line in facts.summary { print("  \(line)") }
                     print("  \(Self.sampleCounts(topology))")
+                    if topology.plan.privacy != nil {
+                        do {
+                            print("  \(try PlanPrivacy(plan: topology.plan).summary)")
+                        } catch {
+                            StandardStream.error.write("\(file): error: [plan.privacy]: \(error)\n")
+                            throw ExitCode(1)
+                        }
+                    }
                 }
             }
             if topology == nil { throw ExitCode(1) }

@@ -104,6 +104,10 @@ struct Train: ParsableCommand {
             throw CLIError(error.description)
         }
         if let ties { loadedPlan.ties = Plan.Ties(rawValue: ties)! }
+        if loadedPlan.privacy != nil {
+            // A pooled fit that ignored the table would be reported as if it were private.
+            throw CLIError("\(plan): [plan.privacy]: plexus train does not apply differential privacy yet (plexus run, simulate and evaluate do); remove the table for a non-private pooled fit")
+        }
         var options = TrainingOptions(dataPath: data, plan: loadedPlan)
         options.splitPath = split
         options.site = site

@@ -15,16 +15,17 @@ extension ProcessSuites {
     let split = repositoryRoot + "/Topologies/data/splits/wdbc_seed0.json"
 
     /// A loopback copy of `example` with fresh keys in `directory`.
-    func network(_ example: String, in directory: String, rounds: Int? = nil) throws -> (path: String, topology: Topology) {
+    func network(_ example: String, in directory: String, rounds: Int? = nil, privacy: Plan.Privacy? = nil) throws -> (path: String, topology: Topology) {
         let path = directory + "/network.toml"
         var arguments = [
             "topology", "generate", "--from", repositoryRoot + "/Topologies/" + example, "--keys-dir", directory + "/keys",
             "--host", "127.0.0.1", "--base-port", String(freePorts(8)), "--out", path,
         ]
-        if let rounds {
+        if rounds != nil || privacy != nil {
             // The example's plan with more rounds, so that a run lasts long enough to interrupt.
             var plan = try Topology.load(path: repositoryRoot + "/Topologies/" + example, spectralAnalysis: false).plan
-            plan.rounds = rounds
+            if let rounds { plan.rounds = rounds }
+            plan.privacy = privacy
             try TopologyWriter.plan(plan).write(toFile: directory + "/plan.toml", atomically: true, encoding: .utf8)
             arguments += ["--plan", directory + "/plan.toml"]
         }
@@ -63,6 +64,48 @@ extension ProcessSuites {
         for peer in topology.peers {
             let real = try finalModel(directory, peer.id, model: model)
             #expect(real.map(\.bitPattern) == simulated.finalParameters[peer.id]!.map(\.bitPattern), "\(peer.id)")
+        }
+    }
+
+    /// Under `[plan.privacy]` (DP-SGD, ε = 8): with `--deterministic-noise` (the test flag) three
+    /// nodes end with the simulator's models bit for bit, and each warns that the run is not
+    /// private; with the default system noise the models differ from the simulator's (the noise
+    /// is not the seed's) but still learn.
+    @Test func privateNodesEqualTheSimulatorOnlyUnderTheTestFlag() throws {
+        let privacy = Plan.Privacy(delta: 1e-5, clip: 1, sampling: 0.1, noise: .epsilon(8))
+        let table = try CSV.read(path: data)
+        var simulated: SimulationSummary?
+        for deterministic in [true, false] {
+            let directory = temporaryDirectory("nodes3-dp")
+            let (path, topology) = try network("consortium-3.toml", in: directory, privacy: privacy)
+            #expect(topology.plan.privacy == privacy)
+            let nodes = try topology.peers.enumerated().map { index, peer in
+                try Background(
+                    runArguments(path, peer.id, directory, ["--split", split, "--site", String(index)] + (deterministic ? ["--deterministic-noise"] : [])),
+                    output: "\(directory)/\(peer.id).out")
+            }
+            for (node, peer) in zip(nodes, topology.peers) {
+                let status = node.wait(timeout: 120)
+                #expect(status == 0, "\(peer.id): \(node.log)")
+                #expect(node.log.contains("--deterministic-noise: privacy noise is derived from the plan's seed") == deterministic, "\(node.log)")
+            }
+            if simulated == nil {
+                let partitioned = try Partitioner.partition(table: table, plan: topology.plan, spec: .split(split), count: 3, seed: topology.plan.seed)
+                simulated = try Experiment.simulate(SimulationOptions(topology: topology, data: partitioned))
+            }
+            let model = makeModel(plan: topology.plan, dimension: 30)
+            for peer in topology.peers {
+                let real = try finalModel(directory, peer.id, model: model)
+                let same = real.map(\.bitPattern) == simulated!.finalParameters[peer.id]!.map(\.bitPattern)
+                #expect(same == deterministic, "\(peer.id), deterministic noise \(deterministic)")
+                let finite = real.allSatisfy { $0.isFinite }
+                #expect(finite)
+            }
+            let logs = try ConvergenceLogReader.read(directory: directory + "/logs")
+            for log in logs {
+                let accuracy = log.rounds.last?.test["accuracy"] ?? 0
+                #expect(accuracy >= 0.9, "\(log.peer) deterministic \(deterministic): \(accuracy)")
+            }
         }
     }
 

@@ -1,0 +1,62 @@
+public import PlexusCore
+
+/// A plan's `[plan.privacy]` resolved to numbers: the noise multiplier (given, or found for the
+/// target ε), the steps a site takes, and the (ε, δ) those steps spend.
+///
+/// What it covers: every local DP-SGD step of every round (rounds × local steps per site).
+/// What it does not yet cover: the statistics round, whose counts, means and sums of squares
+/// are still released exactly; a plan with `[plan.privacy]` says so wherever it prints ε.
+public struct PlanPrivacy: Sendable, Hashable {
+    public let privacy: Plan.Privacy
+    /// σ.
+    public let noiseMultiplier: Double
+    /// Local steps per site over the whole run.
+    public let steps: Int
+    /// ε spent by all of them at δ.
+    public let epsilon: Double
+    /// The Rényi order the conversion chose.
+    public let order: Double
+
+    public enum Problem: Error, Hashable, Sendable, CustomStringConvertible {
+        /// No σ up to the largest allowed reaches the target.
+        case unreachable(epsilon: Double, steps: Int)
+
+        public var description: String {
+            switch self {
+            case .unreachable(let e, let steps):
+                "no noise_multiplier up to 10000 keeps \(steps) steps within epsilon \(e): lower rounds × local_steps or sampling, or raise epsilon"
+            }
+        }
+    }
+
+    public init(plan: Plan) throws(Problem) {
+        guard let privacy = plan.privacy else { preconditionFailure("the plan has no [plan.privacy]") }
+        self.privacy = privacy
+        let (rounds, overflow) = plan.rounds.multipliedReportingOverflow(by: plan.localSteps)
+        steps = overflow ? Int.max : rounds
+        switch privacy.noise {
+        case .multiplier(let sigma):
+            noiseMultiplier = sigma
+        case .epsilon(let target):
+            guard let sigma = NoiseCalibration.noiseMultiplier(epsilon: target, delta: privacy.delta, samplingRate: privacy.sampling, steps: steps) else {
+                throw .unreachable(epsilon: target, steps: steps)
+            }
+            noiseMultiplier = sigma
+        }
+        let spent = RDPCurve.sampledGaussian(samplingRate: privacy.sampling, noiseMultiplier: noiseMultiplier).composed(steps).epsilon(delta: privacy.delta)
+        epsilon = spent.epsilon
+        order = spent.order
+    }
+
+    /// One line for `topology check`.
+    public var summary: String {
+        let eps = epsilon.isFinite ? String(format3(epsilon)) : "∞"
+        return "privacy: (ε = \(eps), δ = \(privacy.delta)) per site for \(steps) DP-SGD steps at sampling \(privacy.sampling), "
+            + "clip \(privacy.clip), noise multiplier \(format3(noiseMultiplier)); the statistics round is not yet covered (released exactly)"
+    }
+
+    private func format3(_ x: Double) -> String {
+        let scaled = (x * 1000).rounded() / 1000
+        return scaled == scaled.rounded() ? String(Int(scaled)) : String(scaled)
+    }
+}

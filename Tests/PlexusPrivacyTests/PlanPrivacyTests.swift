@@ -1,0 +1,34 @@
+import PlexusCore
+import PlexusPrivacy
+import Testing
+
+@Suite struct PlanPrivacyTests {
+    func plan(_ noise: Plan.Privacy.Noise, rounds: Int = 200, localSteps: Int = 5) -> Plan {
+        var p = Plan(model: .logistic, rounds: rounds, learningRate: 0.1)
+        p.localSteps = localSteps
+        p.privacy = Plan.Privacy(delta: 1e-5, clip: 1, sampling: 0.01, noise: noise)
+        return p
+    }
+
+    /// A target ε gives the smallest σ that keeps rounds × local steps within it.
+    @Test func aTargetEpsilonIsMetWithTheLeastNoise() throws {
+        let resolved = try PlanPrivacy(plan: plan(.epsilon(2)))
+        #expect(resolved.steps == 1000)
+        #expect(resolved.epsilon <= 2 && resolved.epsilon > 1.99, "\(resolved.epsilon)")
+        // dp-accounting's calibration for the same run: σ = 1.0223 (the accountant fixture).
+        #expect(abs(resolved.noiseMultiplier - 1.0222898327228331) < 1e-4)
+        #expect(resolved.summary.hasPrefix("privacy: (ε = 2, δ = 1e-05) per site for 1000 DP-SGD steps at sampling 0.01, clip 1.0, noise multiplier 1.022"), "\(resolved.summary)")
+        #expect(resolved.summary.hasSuffix("the statistics round is not yet covered (released exactly)"))
+    }
+
+    @Test func aGivenNoiseMultiplierIsCharged() throws {
+        let resolved = try PlanPrivacy(plan: plan(.multiplier(1.0222898327228331)))
+        #expect(abs(resolved.epsilon - 2) < 1e-3)
+        let longer = try PlanPrivacy(plan: plan(.multiplier(1.0222898327228331), rounds: 400))
+        #expect(longer.steps == 2000 && longer.epsilon > resolved.epsilon)
+    }
+
+    @Test func anUnreachableTargetIsAnError() {
+        #expect(throws: PlanPrivacy.Problem.self) { try PlanPrivacy(plan: plan(.epsilon(1e-6), rounds: 10_000_000, localSteps: 1_000_000)) }
+    }
+}

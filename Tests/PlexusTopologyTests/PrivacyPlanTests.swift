@@ -1,0 +1,86 @@
+import PlexusCore
+import PlexusTopology
+import Testing
+
+/// The `[plan.privacy]` table: both TOML forms, diagnostics with exact text, the writer round
+/// trip and the plan hash.
+@Suite struct PrivacyPlanTests {
+    static let base = "[plan]\nmodel = \"logistic\"\nlabel = \"y\"\nrounds = 10\nlearning_rate = 0.5\n"
+
+    static func diagnostics(_ source: String) -> [String] {
+        do {
+            return try PlanFile.parse(source: source, path: "p.toml").warnings.map(\.description)
+        } catch {
+            return error.diagnostics.map(\.description)
+        }
+    }
+
+    @Test func headerAndInlineFormsAreOnePlan() throws {
+        let header = Self.base + "\n[plan.privacy]\ndelta = 1e-5\nclip = 1.0\nsampling = 0.05\nepsilon = 8\n"
+        let inline = Self.base + "privacy = { epsilon = 8.0, sampling = 5e-2, clip = 1, delta = 0.00001 }\n"
+        let a = try PlanFile.parse(source: header, path: "p.toml")
+        let b = try PlanFile.parse(source: inline, path: "p.toml")
+        #expect(a.warnings.isEmpty && b.warnings.isEmpty)
+        #expect(a.plan.privacy == Plan.Privacy(delta: 1e-5, clip: 1, sampling: 0.05, noise: .epsilon(8)))
+        #expect(a.plan == b.plan && PlanHash.hash(a.plan) == PlanHash.hash(b.plan))
+        let sigma = try PlanFile.parse(source: Self.base + "\n[plan.privacy]\ndelta = 1e-5\nclip = 2\nsampling = 1\nnoise_multiplier = 1.5\n", path: "p.toml").plan
+        #expect(sigma.privacy?.noise == .multiplier(1.5) && sigma.privacy?.sampling == 1)
+    }
+
+    /// The hash covers every privacy key, and a plan without the table hashes as before.
+    @Test func theHashCoversEveryKey() throws {
+        let plain = try PlanFile.parse(source: Self.base, path: "p.toml").plan
+        #expect(plain.privacy == nil)
+        var hashes: Set<[UInt8]> = [PlanHash.hash(plain)]
+        let variants: [Plan.Privacy] = [
+            .init(delta: 1e-5, clip: 1, sampling: 0.05, noise: .epsilon(8)),
+            .init(delta: 1e-6, clip: 1, sampling: 0.05, noise: .epsilon(8)),
+            .init(delta: 1e-5, clip: 2, sampling: 0.05, noise: .epsilon(8)),
+            .init(delta: 1e-5, clip: 1, sampling: 0.1, noise: .epsilon(8)),
+            .init(delta: 1e-5, clip: 1, sampling: 0.05, noise: .epsilon(4)),
+            .init(delta: 1e-5, clip: 1, sampling: 0.05, noise: .multiplier(8)),
+        ]
+        for v in variants {
+            var p = plain
+            p.privacy = v
+            hashes.insert(PlanHash.hash(p))
+            // The writer's text parses back to the same plan.
+            let text = TopologyWriter.plan(p)
+            #expect(text.contains("privacy = {"), "\(text)")
+            let back = try PlanFile.parse(source: text, path: "w.toml").plan
+            #expect(back == p, "\(text)")
+        }
+        #expect(hashes.count == variants.count + 1)
+    }
+
+    @Test(arguments: [
+        ("\n[plan.privacy]\nclip = 1\nsampling = 0.05\nepsilon = 8\n",
+         ["p.toml:7:1: error: [plan.privacy] is missing 'delta' (a number in (0, 1), e.g. 1e-5)"]),
+        ("\n[plan.privacy]\ndelta = 1e-5\nclip = 1\nsampling = 0.05\n",
+         ["p.toml:7:1: error: [plan.privacy] needs 'epsilon' (the budget each site may spend, e.g. 8) or 'noise_multiplier' (σ)"]),
+        ("\n[plan.privacy]\ndelta = 1e-5\nclip = 1\nsampling = 0.05\nepsilon = 8\nnoise_multiplier = 1\n",
+         ["p.toml:11:1: error: give either 'noise_multiplier' or 'epsilon' (the target from which σ is computed), not both"]),
+        ("\n[plan.privacy]\ndelta = 1\nclip = 0\nsampling = 1.5\nepsilon = 8\n",
+         ["p.toml:8:9: error: delta must be in (0, 1), found 1.0", "p.toml:9:8: error: clip must be a finite number > 0, found 0.0",
+          "p.toml:10:12: error: sampling must be in (0, 1], found 1.5"]),
+        ("\n[plan.privacy]\ndelta = 1e-5\nclip = 1\nsampling = 0.05\nepsilon = 5000\n",
+         ["p.toml:11:11: error: epsilon must be > 0 and at most 1000, found 5000.0"]),
+        ("\n[plan.privacy]\ndelta = 1e-5\nclip = 1\nsampling = 0.05\nepsilom = 8\n",
+         ["p.toml:7:1: error: [plan.privacy] needs 'epsilon' (the budget each site may spend, e.g. 8) or 'noise_multiplier' (σ)",
+          "p.toml:11:1: error: unknown key 'epsilom' in [plan.privacy]; did you mean 'epsilon'?"]),
+        ("privacy = 3\n", ["p.toml:6:11: error: 'privacy' must be a table ([plan.privacy]), found an integer"]),
+    ])
+    func badTables(_ extra: String, _ expected: [String]) {
+        #expect(Self.diagnostics(Self.base + extra) == expected)
+    }
+
+    @Test func survivalModelsAreRefusedAndBatchSizeIsNotUsed() {
+        let cox = "[plan]\nmodel = \"cox\"\ntime = \"t\"\nevent = \"e\"\nrounds = 10\nlearning_rate = 0.5\n\n[plan.privacy]\ndelta = 1e-5\nclip = 1\nsampling = 0.05\nepsilon = 8\n"
+        #expect(Self.diagnostics(cox) == [
+            "p.toml:8:1: error: differential privacy for model 'cox' is not built: the Cox partial likelihood couples rows through their risk sets, "
+                + "so per-row clipping is no DP mechanism for it (logistic and mlp are supported)"
+        ])
+        let batch = Self.base + "batch_size = 32\n\n[plan.privacy]\ndelta = 1e-5\nclip = 1\nsampling = 0.05\nepsilon = 8\n"
+        #expect(Self.diagnostics(batch) == ["p.toml:6:1: warning: 'batch_size' is not used under [plan.privacy]: each step's batch is a Poisson sample at rate 'sampling'"])
+    }
+}
