@@ -220,12 +220,15 @@ public struct Plan: Hashable, Sendable {
         /// q, each row's probability of entering a step's batch, in (0, 1].
         public var sampling: Double
         public var noise: Noise
+        /// s, the mean rows per random stratum (Cox and DeepSurv; unused by the classifiers). Default 8.
+        public var stratumSize: Int
 
-        public init(delta: Double, clip: Double, sampling: Double, noise: Noise) {
+        public init(delta: Double, clip: Double, sampling: Double, noise: Noise, stratumSize: Int = 8) {
             self.delta = delta
             self.clip = clip
             self.sampling = sampling
             self.noise = noise
+            self.stratumSize = stratumSize
         }
     }
 

@@ -45,7 +45,7 @@ public struct PlanLearner: LocalLearner {
         self.lastPrivateRound = plan.rounds
         if let p = plan.privacy {
             let resolved = try PlanPrivacy(plan: plan)
-            privacy = PrivateSGD(samplingRate: p.sampling, clip: Float(p.clip), noiseMultiplier: resolved.noiseMultiplier)
+            privacy = PrivateSGD(samplingRate: p.sampling, clip: Float(p.clip), noiseMultiplier: resolved.noiseMultiplier, stratumSize: p.stratumSize)
             self.noise = NoiseSource(noise)
         } else {
             privacy = nil

@@ -46,13 +46,20 @@ public struct PlanPrivacy: Sendable, Hashable {
         let spent = RDPCurve.sampledGaussian(samplingRate: privacy.sampling, noiseMultiplier: noiseMultiplier).composed(steps).epsilon(delta: privacy.delta)
         epsilon = spent.epsilon
         order = spent.order
+        stratified = plan.model.isSurvival
     }
 
-    /// One line for `topology check`.
+    /// Whether the plan's model clips per random stratum (Cox, DeepSurv: sensitivity 2C) rather
+    /// than per row.
+    public let stratified: Bool
+
+    /// One line for `topology check`, the node's start-up and the simulator's header.
     public var summary: String {
         let eps = epsilon.isFinite ? String(format3(epsilon)) : "∞"
+        let clipping = stratified ? "clip \(privacy.clip) per random stratum of about \(privacy.stratumSize) rows" : "clip \(privacy.clip) per row"
         return "privacy: (ε = \(eps), δ = \(privacy.delta)) per site for \(steps) DP-SGD steps at sampling \(privacy.sampling), "
-            + "clip \(privacy.clip), noise multiplier \(format3(noiseMultiplier)); the statistics round is not yet covered (released exactly)"
+            + "\(clipping), noise multiplier \(format3(noiseMultiplier)); NOT yet end to end: the statistics round releases exact "
+            + "counts, means and sums of squares, and the standardization built from them depends on every patient"
     }
 
     private func format3(_ x: Double) -> String {

@@ -40,8 +40,8 @@ import PlexusCrypto
 ///                          e.g. "clipped", "trimmed-mean:2"); absent for "mean"
 ///       max_sample_ratio   string "max_sample_ratio" ‖ float; absent for 4
 ///       privacy            string "privacy" ‖ float delta ‖ float clip ‖ float sampling ‖
-///                          (0x00 ‖ float noise_multiplier | 0x01 ‖ float epsilon); absent
-///                          without a [plan.privacy] table
+///                          (0x00 ‖ float noise_multiplier | 0x01 ‖ float epsilon) ‖
+///                          int stratum_size; absent without a [plan.privacy] table
 ///
 ///     Each such entry starts with its key's name, so the encoding stays unambiguous however
 ///     many of them are present.
@@ -156,6 +156,7 @@ public enum PlanHash {
                 w.write(UInt8(1))
                 float(epsilon)
             }
+            int(privacy.stratumSize)
         }
         return w.bytes
     }

@@ -67,8 +67,10 @@ public enum PlanKeys {
 /// | `sampling` | number | required, in (0, 1] |
 /// | `noise_multiplier` | number | > 0, ≤ 10 000; exactly one of it and `epsilon` |
 /// | `epsilon` | number | > 0, ≤ 1 000 |
+/// | `stratum_size` | integer | 8; 1–100 000 (Cox and DeepSurv: mean rows per random stratum) |
 public enum PrivacyKeys {
-    public static let all = ["delta", "clip", "sampling", "noise_multiplier", "epsilon"]
+    public static let all = ["delta", "clip", "sampling", "noise_multiplier", "epsilon", "stratum_size"]
+    public static let maximumStratumSize = 100_000
     public static let maximumNoiseMultiplier = 10_000.0
     public static let maximumEpsilon = 1_000.0
 }
@@ -116,13 +118,20 @@ extension Reader {
                 error("\(t.displayName) needs 'epsilon' (the budget each site may spend, e.g. 8) or 'noise_multiplier' (σ)", at: headerPosition(t))
             }
         }
-        // What DP-SGD cannot do yet, or does not need.
-        if plan.model.isSurvival {
-            error("differential privacy for model '\(plan.model.rawValue)' is not built: the Cox partial likelihood couples rows through their risk sets, so per-row clipping is no DP mechanism for it (logistic and mlp are supported)", at: headerPosition(t))
+        var stratumSize = 8
+        if let n = integer(t, "stratum_size") {
+            if (1...PrivacyKeys.maximumStratumSize).contains(n) {
+                stratumSize = n
+                if !plan.model.isSurvival {
+                    warning("'stratum_size' is used only by cox and deepsurv (random strata); model '\(plan.model.rawValue)' clips each row", at: keyPosition(t, "stratum_size"))
+                }
+            } else {
+                error("stratum_size must be from 1 to \(PrivacyKeys.maximumStratumSize), found \(n)", at: valuePosition(t, "stratum_size"))
+            }
         }
         let after = diagnostics.diagnostics.filter { $0.severity == .error }.count
         guard let delta, let clip, let sampling, let noise, after == before else { return nil }
-        return Plan.Privacy(delta: delta, clip: clip, sampling: sampling, noise: noise)
+        return Plan.Privacy(delta: delta, clip: clip, sampling: sampling, noise: noise, stratumSize: stratumSize)
     }
 
     /// Reads `[plan]`, reporting every problem. Returns `nil` when a required key is missing or

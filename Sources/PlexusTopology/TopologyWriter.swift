@@ -51,6 +51,7 @@ public enum TopologyWriter {
         case .multiplier(let sigma): keys.append("noise_multiplier = \(number(sigma))")
         case .epsilon(let epsilon): keys.append("epsilon = \(number(epsilon))")
         }
+        if p.stratumSize != 8 { keys.append("stratum_size = \(p.stratumSize)") }
         return "{ " + keys.joined(separator: ", ") + " }"
     }
 

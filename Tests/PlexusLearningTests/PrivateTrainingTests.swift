@@ -97,18 +97,74 @@ import Testing
         }
     }
 
-    @Test func coxModelsHaveNoPerRowClipping() throws {
+    @Test func deepSurvHasNoPerRowClipping() throws {
         let survival = MLP(dimension: 3, hidden: [4], head: .cox(.breslow))
         var sum: [Float] = []
         let data = Dataset(featureNames: ["a", "b", "c"], features: [1, 2, 3, 4, 5, 6], times: [5, 3], events: [1, 0])
         #expect(survival.clippedGradientSum(parameters: [Float](repeating: 0.1, count: survival.layout.count), batch: data, clip: 1, into: &sum) == nil)
-        var plan = Plan.cox()
-        plan.batchSize = nil
-        var trainer = LocalTrainer(model: CoxRegression(dimension: 3), plan: plan)
-        var p: [Float] = [0.1, 0.2, 0.3]
-        var generator = Xoshiro256(seed: 1)
-        #expect(trainer.trainPrivately(parameters: &p, on: data, steps: 3, privacy: .init(samplingRate: 0.5, clip: 1, noiseMultiplier: 1), generator: &generator) == nil)
-        #expect(p == [0.1, 0.2, 0.3])
+    }
+
+    /// gbsg2's seed-0 training rows, standardized.
+    static let gbsg2: Dataset = {
+        let table = try! TestData.table("gbsg2.csv")
+        let split = try! TestData.split("gbsg2", seed: 0)
+        var train = try! DatasetLoader.load(table, plan: .cox(), rows: split.train).dataset
+        Standardization(fitting: train).apply(to: &train)
+        return train
+    }()
+
+    /// Random strata's sensitivity on real gbsg2 rows: adding any one of 60 other patients (with
+    /// its own label) to a 48-row batch in 6 strata changes exactly one stratum and moves the
+    /// clipped sum by at most 2C — for the Cox model and for DeepSurv — and some addition moves
+    /// it by more than C (the factor 2 is needed).
+    @Test func addingAPatientMovesTheStratifiedSumByAtMostTwiceTheClip() throws {
+        let data = Self.gbsg2
+        let batchRows = Array(0..<48)
+        let candidates = Array(100..<160)
+        var generator = Xoshiro256(seed: 21)
+        let strata = 6
+        let labels = batchRows.map { _ in Int.random(in: 0..<strata, using: &generator) }
+        let models: [any Model] = [CoxRegression(dimension: data.dimension), MLP(dimension: data.dimension, hidden: [8], head: .cox(.breslow))]
+        for model in models {
+            var p = model.initialParameters(using: &generator)
+            for i in p.indices { p[i] += Float(generator.nextUnit() - 0.5) * 0.6 }
+            let clip: Float = 0.5
+            // The subset keeps time order; labels follow their rows.
+            func sum(_ rows: [Int], _ rowLabels: [Int]) -> [Float] {
+                let order = rows.indices.sorted { data.times[rows[$0]] != data.times[rows[$1]] ? data.times[rows[$0]] > data.times[rows[$1]] : rows[$0] < rows[$1] }
+                let batch = data.subset(order.map { rows[$0] })
+                var out: [Float] = []
+                _ = RandomStrata.clippedSum(model: model, parameters: p, batch: batch, labels: order.map { rowLabels[$0] }, strata: strata, clip: clip, into: &out)
+                return out
+            }
+            let base = sum(batchRows, labels)
+            var largest = 0.0
+            for k in candidates {
+                let label = Int.random(in: 0..<strata, using: &generator)
+                let with = sum(batchRows + [k], labels + [label])
+                largest = max(largest, norm(zip(with, base).map { $0 - $1 }))
+            }
+            #expect(largest <= 2 * Double(clip) * (1 + 1e-5), "\(type(of: model)): \(largest) > 2C")
+            #expect(largest > Double(clip), "\(type(of: model)): no addition moved the sum by more than C (\(largest))")
+        }
+    }
+
+    /// Cox under DP-SGD with random strata trains (the report counts its strata's rows) and
+    /// improves the partial likelihood from zero.
+    @Test func stratifiedDPSGDTrainsACoxModel() throws {
+        let data = Self.gbsg2
+        var plan = Plan.cox(l2: 0)
+        plan.learningRate = 0.5
+        let model = CoxRegression(dimension: data.dimension)
+        var trainer = LocalTrainer(model: model, plan: plan)
+        var p = [Float](repeating: 0, count: model.layout.count)
+        var generator = Xoshiro256(seed: 4)
+        let before = model.loss(parameters: p, batch: data)
+        let report = try #require(trainer.trainPrivately(
+            parameters: &p, on: data, steps: 300, privacy: .init(samplingRate: 0.25, clip: 1, noiseMultiplier: 1, stratumSize: 8), generator: &generator))
+        let after = model.loss(parameters: p, batch: data)
+        #expect(report.steps == 300 && abs(Double(report.rows) / 300 - 0.25 * Double(data.count)) < 3)
+        #expect(after < before - 0.02, "partial likelihood per row \(before) → \(after)")
     }
 
     @Test func poissonSamplingDrawsEachRowWithProbabilityQ() {

@@ -17,8 +17,11 @@ import Testing
         #expect(resolved.epsilon <= 2 && resolved.epsilon > 1.99, "\(resolved.epsilon)")
         // dp-accounting's calibration for the same run: σ = 1.0223 (the accountant fixture).
         #expect(abs(resolved.noiseMultiplier - 1.0222898327228331) < 1e-4)
-        #expect(resolved.summary.hasPrefix("privacy: (ε = 2, δ = 1e-05) per site for 1000 DP-SGD steps at sampling 0.01, clip 1.0, noise multiplier 1.022"), "\(resolved.summary)")
-        #expect(resolved.summary.hasSuffix("the statistics round is not yet covered (released exactly)"))
+        #expect(resolved.summary.hasPrefix("privacy: (ε = 2, δ = 1e-05) per site for 1000 DP-SGD steps at sampling 0.01, clip 1.0 per row, noise multiplier 1.022"), "\(resolved.summary)")
+        #expect(resolved.summary.hasSuffix("NOT yet end to end: the statistics round releases exact counts, means and sums of squares, and the standardization built from them depends on every patient"))
+        var cox = plan(.epsilon(2))
+        cox.model = .cox
+        #expect(try PlanPrivacy(plan: cox).summary.contains("clip 1.0 per random stratum of about 8 rows"))
     }
 
     @Test func aGivenNoiseMultiplierIsCharged() throws {

@@ -1,3 +1,4 @@
+import Foundation
 import PlexusCore
 import PlexusTopology
 import Testing
@@ -39,6 +40,7 @@ import Testing
             .init(delta: 1e-5, clip: 1, sampling: 0.1, noise: .epsilon(8)),
             .init(delta: 1e-5, clip: 1, sampling: 0.05, noise: .epsilon(4)),
             .init(delta: 1e-5, clip: 1, sampling: 0.05, noise: .multiplier(8)),
+            .init(delta: 1e-5, clip: 1, sampling: 0.05, noise: .multiplier(8), stratumSize: 4),
         ]
         for v in variants {
             var p = plain
@@ -74,11 +76,15 @@ import Testing
         #expect(Self.diagnostics(Self.base + extra) == expected)
     }
 
-    @Test func survivalModelsAreRefusedAndBatchSizeIsNotUsed() {
-        let cox = "[plan]\nmodel = \"cox\"\ntime = \"t\"\nevent = \"e\"\nrounds = 10\nlearning_rate = 0.5\n\n[plan.privacy]\ndelta = 1e-5\nclip = 1\nsampling = 0.05\nepsilon = 8\n"
-        #expect(Self.diagnostics(cox) == [
-            "p.toml:8:1: error: differential privacy for model 'cox' is not built: the Cox partial likelihood couples rows through their risk sets, "
-                + "so per-row clipping is no DP mechanism for it (logistic and mlp are supported)"
+    @Test func stratumSizeIsForSurvivalModelsAndBatchSizeIsNotUsed() throws {
+        let cox = "[plan]\nmodel = \"cox\"\ntime = \"t\"\nevent = \"e\"\nrounds = 10\nlearning_rate = 0.5\n\n[plan.privacy]\ndelta = 1e-5\nclip = 1\nsampling = 0.05\nepsilon = 8\nstratum_size = 4\n"
+        let parsed = try PlanFile.parse(source: cox, path: "p.toml")
+        #expect(parsed.warnings.isEmpty && parsed.plan.privacy?.stratumSize == 4)
+        #expect(Self.diagnostics(Self.base + "\n[plan.privacy]\ndelta = 1e-5\nclip = 1\nsampling = 0.05\nepsilon = 8\nstratum_size = 4\n") == [
+            "p.toml:12:1: warning: 'stratum_size' is used only by cox and deepsurv (random strata); model 'logistic' clips each row"
+        ])
+        #expect(Self.diagnostics(cox.replacingOccurrences(of: "stratum_size = 4", with: "stratum_size = 0")) == [
+            "p.toml:13:16: error: stratum_size must be from 1 to 100000, found 0"
         ])
         let batch = Self.base + "batch_size = 32\n\n[plan.privacy]\ndelta = 1e-5\nclip = 1\nsampling = 0.05\nepsilon = 8\n"
         #expect(Self.diagnostics(batch) == ["p.toml:6:1: warning: 'batch_size' is not used under [plan.privacy]: each step's batch is a Poisson sample at rate 'sampling'"])
