@@ -4,6 +4,7 @@ public import PlexusCore
 public import PlexusCrypto
 public import PlexusGossip
 public import PlexusLearning
+import PlexusPrivacy
 import PlexusLog
 public import PlexusSimulator
 public import PlexusTopology
@@ -232,6 +233,8 @@ public enum Experiment {
         let simulator = Simulator(peers: peers, links: options.links, partitions: options.partitions, seed: options.seed)
 
         var writers: [PeerID: ConvergenceLogWriter] = [:]
+        // The learners were built, so a target ε was reachable.
+        let privacy = plan.privacy == nil ? nil : try? PlanPrivacy(plan: plan)
         if let directory = options.logDirectory {
             for peer in peerIDs {
                 let header = ConvergenceLog.header(
@@ -264,7 +267,8 @@ public enum Experiment {
                 var shown = report
                 if !wallClock { shown.trainSeconds = 0; shown.encodeSeconds = 0; shown.applySeconds = 0 }
                 writer.write(ConvergenceLog.round(
-                    shown, time: now(), virtualTime: seconds(virtualTime), validation: validationMetrics, test: testMetrics
+                    shown, time: now(), virtualTime: seconds(virtualTime), validation: validationMetrics, test: testMetrics,
+                    privacy: privacy.map { .init(epsilon: $0.epsilon(afterRound: report.round), delta: $0.privacy.delta) }
                 ))
             },
             event: { peer, event, virtualTime in

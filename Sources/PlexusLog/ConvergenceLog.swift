@@ -34,7 +34,8 @@ public enum ConvergenceLog {
         time: Double,
         virtualTime: Double? = nil,
         validation: [(String, Double)] = [],
-        test: [(String, Double)] = []
+        test: [(String, Double)] = [],
+        privacy: RoundRecord.PrivacySpent? = nil
     ) -> LogRecord {
         .round(RoundRecord(
             time: time, virtualTime: virtualTime, peer: report.peer.rawValue, round: report.round, loss: report.trainingLoss,
@@ -44,7 +45,8 @@ public enum ConvergenceLog {
             accepted: report.accepted,
             rejected: Dictionary(report.rejected.map { ($0.key.rawValue, $0.value) }, uniquingKeysWith: +),
             staleness: Dictionary(report.staleness.map { ($0.key.rawValue, $0.value) }, uniquingKeysWith: max),
-            seconds: PhaseSeconds(train: report.trainSeconds, encode: report.encodeSeconds, apply: report.applySeconds)
+            seconds: PhaseSeconds(train: report.trainSeconds, encode: report.encodeSeconds, apply: report.applySeconds),
+            privacy: privacy
         ))
     }
 

@@ -132,13 +132,25 @@ public struct RoundRecord: Sendable, Hashable, Codable {
     public var staleness: [String: Int]
     /// Phase times; `nil` when the line has none.
     public var seconds: PhaseSeconds?
+    /// Under `[plan.privacy]`: the (ε, δ) this peer's training has spent by the end of this round.
+    public var privacy: PrivacySpent?
+
+    /// `{"epsilon":…,"delta":…}`.
+    public struct PrivacySpent: Sendable, Hashable, Codable {
+        public var epsilon: Double
+        public var delta: Double
+        public init(epsilon: Double, delta: Double) {
+            self.epsilon = epsilon
+            self.delta = delta
+        }
+    }
 
     public init(
         time: Double, virtualTime: Double? = nil, peer: String, round: Int, loss: Double?,
         validation: [String: Double] = [:], test: [String: Double] = [:],
         consensusDistance: Double?, relativeConsensusDistance: Double?,
         bytesSent: Int, bytesReceived: Int, compressionRatio: Double?, accepted: Int,
-        rejected: [String: Int] = [:], staleness: [String: Int] = [:], seconds: PhaseSeconds? = nil
+        rejected: [String: Int] = [:], staleness: [String: Int] = [:], seconds: PhaseSeconds? = nil, privacy: PrivacySpent? = nil
     ) {
         self.time = time.finiteOrNil ?? 0
         self.virtualTime = virtualTime?.finiteOrNil
@@ -156,13 +168,14 @@ public struct RoundRecord: Sendable, Hashable, Codable {
         self.rejected = rejected
         self.staleness = staleness
         self.seconds = seconds
+        self.privacy = privacy.flatMap { $0.epsilon.isFinite && $0.delta.isFinite ? $0 : nil }
     }
 
     enum CodingKeys: String, CodingKey {
         case type, time, virtualTime = "virtual_time", peer, round, loss, validation, test
         case consensusDistance = "consensus_distance", relativeConsensusDistance = "consensus_distance_relative"
         case bytesSent = "bytes_sent", bytesReceived = "bytes_received", compressionRatio = "compression_ratio"
-        case accepted, rejected, staleness, seconds
+        case accepted, rejected, staleness, seconds, privacy
     }
 
     public init(from decoder: any Decoder) throws {
@@ -185,6 +198,9 @@ public struct RoundRecord: Sendable, Hashable, Codable {
         rejected = try c.decodeIfPresent([String: Int].self, forKey: .rejected) ?? [:]
         staleness = try c.decodeIfPresent([String: Int].self, forKey: .staleness) ?? [:]
         seconds = try c.decodeIfPresent(PhaseSeconds.self, forKey: .seconds)
+        // Tolerant, like every other field: a malformed privacy object is dropped, not fatal.
+        privacy = (try? c.decodeIfPresent(PrivacySpent.self, forKey: .privacy)).flatMap { $0 }
+            .flatMap { $0.epsilon.isFinite && $0.delta.isFinite ? $0 : nil }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -206,6 +222,7 @@ public struct RoundRecord: Sendable, Hashable, Codable {
         try c.encode(rejected, forKey: .rejected)
         try c.encode(staleness, forKey: .staleness)
         try c.encodeIfPresent(seconds, forKey: .seconds)
+        try c.encodeIfPresent(privacy, forKey: .privacy)
     }
 }
 

@@ -63,6 +63,8 @@ actor NodeDriver: Service {
     private let startedAt = Date()
 
     let metrics: NodeMetrics
+    /// `[plan.privacy]` resolved (σ, ε per round), nil without one.
+    private var privacy: PlanPrivacy?
     /// This peer's identity key: `--key` at start, the rotated one after a reload that re-keys it.
     private var key: Ed25519.PrivateKey
     /// How long a neighbour that exceeded its budget of rejected messages in a round is refused.
@@ -90,9 +92,8 @@ actor NodeDriver: Service {
         do {
             learner = try Experiment.learner(model: node.model, plan: node.plan, data: node.site, peerIndex: index, noise: noise)
         } catch { throw NodeError(error.description) }
-        if node.plan.privacy != nil, let resolved = try? PlanPrivacy(plan: node.plan) {
-            node.logger.notice("Differential privacy: \(resolved.summary)")
-        }
+        privacy = node.plan.privacy == nil ? nil : try? PlanPrivacy(plan: node.plan)
+        if let privacy { node.logger.notice("Differential privacy: \(privacy.summary)") }
         if node.plan.privacy != nil && node.configuration.deterministicNoise {
             node.logger.warning("--deterministic-noise: privacy noise is derived from the plan's seed, which every peer knows; this run is NOT private (a test flag)")
         }
@@ -498,7 +499,9 @@ actor NodeDriver: Service {
                 if let testSet = node.test, let standardization {
                     test = metricPairs(Evaluation(model: node.model, parameters: report.parameters, data: standardization.applied(to: testSet)))
                 }
-                roundLines.append(ConvergenceLog.round(report, time: now(), test: test))
+                roundLines.append(ConvergenceLog.round(
+                    report, time: now(), test: test,
+                    privacy: privacy.map { .init(epsilon: $0.epsilon(afterRound: report.round), delta: $0.privacy.delta) }))
                 // A progress line for the operator about every tenth of the run.
                 let every = max(1, node.plan.rounds / 10)
                 if report.round % every == 0 || report.round == node.plan.rounds {

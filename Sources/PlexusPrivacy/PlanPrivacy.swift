@@ -47,6 +47,17 @@ public struct PlanPrivacy: Sendable, Hashable {
         epsilon = spent.epsilon
         order = spent.order
         stratified = plan.model.isSurvival
+        stepsPerRound = plan.localSteps
+    }
+
+    /// Local steps per round.
+    public let stepsPerRound: Int
+
+    /// ε spent by the end of `round` (its steps and every earlier round's), at the plan's δ.
+    public func epsilon(afterRound round: Int) -> Double {
+        let (n, overflow) = max(0, min(round, Int.max / max(1, stepsPerRound))).multipliedReportingOverflow(by: stepsPerRound)
+        let count = overflow ? steps : min(n, steps)
+        return RDPCurve.sampledGaussian(samplingRate: privacy.sampling, noiseMultiplier: noiseMultiplier).composed(count).epsilon(delta: privacy.delta).epsilon
     }
 
     /// Whether the plan's model clips per random stratum (Cox, DeepSurv: sensitivity 2C) rather

@@ -105,6 +105,10 @@ extension ProcessSuites {
             for log in logs {
                 let accuracy = log.rounds.last?.test["accuracy"] ?? 0
                 #expect(accuracy >= 0.9, "\(log.peer) deterministic \(deterministic): \(accuracy)")
+                // ε per round in the log: rising, and the plan's budget at the last round.
+                let spent = log.rounds.compactMap { $0.privacy?.epsilon }
+                #expect(spent.count == log.rounds.count && zip(spent, spent.dropFirst()).allSatisfy { $0 < $1 }, "\(log.peer)")
+                #expect(abs((spent.last ?? 0) - 8) < 1e-3 && log.rounds.allSatisfy { $0.privacy?.delta == 1e-5 }, "\(log.peer): \(spent.last ?? -1)")
             }
         }
     }

@@ -113,6 +113,30 @@ func temporaryDirectory(_ name: String) -> String {
         #expect(pretty.contains("\"s\" : \"a/b\"") && pretty.contains("\n"))
     }
 
+    /// A round's `privacy` object (`[plan.privacy]`): written, read back, a malformed or
+    /// non-finite one dropped without losing the line.
+    @Test func privacySpentRoundTripsAndIsTolerant() throws {
+        let round = RoundRecord(
+            time: 1, peer: "p", round: 3, loss: 0.5, consensusDistance: nil, relativeConsensusDistance: nil, bytesSent: 0, bytesReceived: 0,
+            compressionRatio: nil, accepted: 0, privacy: .init(epsilon: 2.5, delta: 1e-5))
+        let line = String(decoding: try ConvergenceLog.encodeLine(.round(round)), as: UTF8.self)
+        #expect(line.contains(#""privacy":{"#) && line.contains(#""epsilon":2.5"#), "\(line)")
+        #expect(try ConvergenceLog.decodeLine(Array(line.utf8)) == .round(round))
+        let plain = RoundRecord(
+            time: 1, peer: "p", round: 3, loss: 0.5, consensusDistance: nil, relativeConsensusDistance: nil, bytesSent: 0, bytesReceived: 0,
+            compressionRatio: nil, accepted: 0)
+        #expect(!String(decoding: try ConvergenceLog.encodeLine(.round(plain)), as: UTF8.self).contains("privacy"))
+        #expect(RoundRecord(time: 1, peer: "p", round: 3, loss: 0.5, consensusDistance: nil, relativeConsensusDistance: nil, bytesSent: 0,
+                            bytesReceived: 0, compressionRatio: nil, accepted: 0, privacy: .init(epsilon: .infinity, delta: 1e-5)).privacy == nil)
+        for bad in [#""privacy":"high""#, #""privacy":{"epsilon":"x","delta":1}"#, #""privacy":{"delta":1e-5}"#] {
+            let object = try #require(line.range(of: #""privacy":\{[^}]*\}"#, options: .regularExpression))
+            let text = line.replacingCharacters(in: object, with: bad)
+            #expect(text != line)
+            guard case .round(let back) = try ConvergenceLog.decodeLine(Array(text.utf8)) else { Issue.record("not a round: \(text)"); continue }
+            #expect(back.privacy == nil && back.round == 3, "\(text)")
+        }
+    }
+
     @Test func evaluationTableRoundTripsWithNulls() throws {
         let table = EvaluationRecord(
             dataset: "d", topology: "t", model: "cox", codec: "lossless", metric: "c_index", seeds: [0, 1], decentralizedBytes: [10, 20],
