@@ -516,7 +516,8 @@ actor NodeDriver: Service {
                     NodeMetrics.RoundValues(
                         round: report.round, trainingLoss: report.trainingLoss, consensusDistance: report.consensusDistance,
                         bytesSent: report.bytesSent, bytesReceived: report.bytesReceived, rejected: report.rejected,
-                        staleness: report.staleness, validation: test.first.map { (name: $0.0, value: $0.1) }
+                        staleness: report.staleness, validation: test.first.map { (name: $0.0, value: $0.1) },
+                        privacyEpsilon: privacy?.epsilon(afterRound: report.round)
                     ),
                     unixTime: now()
                 )

@@ -42,6 +42,7 @@ package final class NodeMetrics: Sendable {
         case quarantines = "plexus_quarantines_total"
         case buildInfo = "plexus_build_info"
         case topologyInfo = "plexus_topology_info"
+        case privacyEpsilon = "plexus_privacy_epsilon"
 
         package var help: String {
             switch self {
@@ -65,6 +66,7 @@ package final class NodeMetrics: Sendable {
             case .quarantines: "Neighbours quarantined by peer scoring (each quarantine once)."
             case .buildInfo: "Always 1; the version label is this build's release."
             case .topologyInfo: "Always 1; the fingerprint label is the running topology file's."
+            case .privacyEpsilon: "Under [plan.privacy]: the epsilon this node's training has spent by the last round (at the plan's delta)."
             }
         }
     }
@@ -99,6 +101,7 @@ package final class NodeMetrics: Sendable {
         var rejected: [Reason: CoreMetrics.Counter] = [:]
         var handshakeFailures: [Reason: CoreMetrics.Counter] = [:]
         var validation: (name: String, gauge: CoreMetrics.Gauge)?
+        var privacyEpsilon: CoreMetrics.Gauge?
         var topology: (fingerprint: String, gauge: CoreMetrics.Gauge)?
         var neighbours: Set<PeerID> = []
         var deadlineMisses: [PeerID: CoreMetrics.Counter] = [:]
@@ -172,11 +175,15 @@ package final class NodeMetrics: Sendable {
         package var staleness: [PeerID: Int]
         /// The plan's first evaluation metric on the test set, if there is a test set.
         package var validation: (name: String, value: Double)?
+        /// Under `[plan.privacy]`, ε spent by the end of the round.
+        package var privacyEpsilon: Double?
 
         package init(
             round: Int, trainingLoss: Double, consensusDistance: Double, bytesSent: Int, bytesReceived: Int,
-            rejected: [Reason: Int] = [:], staleness: [PeerID: Int] = [:], validation: (name: String, value: Double)? = nil
+            rejected: [Reason: Int] = [:], staleness: [PeerID: Int] = [:], validation: (name: String, value: Double)? = nil,
+            privacyEpsilon: Double? = nil
         ) {
+            self.privacyEpsilon = privacyEpsilon
             self.round = round
             self.trainingLoss = trainingLoss
             self.consensusDistance = consensusDistance
@@ -223,6 +230,13 @@ package final class NodeMetrics: Sendable {
                     state.validation = (name, CoreMetrics.Gauge(label: Family.validationMetric.rawValue, dimensions: peerLabel + [("metric", name)], factory: factory))
                 }
                 state.validation!.gauge.record(value)
+            }
+            if let epsilon = values.privacyEpsilon {
+                // Only a private plan exposes the series (a 0 would read as "spent nothing").
+                if state.privacyEpsilon == nil {
+                    state.privacyEpsilon = CoreMetrics.Gauge(label: Family.privacyEpsilon.rawValue, dimensions: peerLabel, factory: factory)
+                }
+                state.privacyEpsilon!.record(epsilon)
             }
             return state.lastRound
         }

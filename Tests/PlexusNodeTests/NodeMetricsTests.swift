@@ -47,6 +47,8 @@ import Testing
         #expect(e.samples("plexus_rejected_messages_total").isEmpty)
         #expect(e.samples("plexus_validation_metric").isEmpty)
         #expect(e.samples("plexus_neighbour_staleness_rounds").isEmpty)
+        // No privacy series until a private round: a 0 would read as "spent nothing".
+        #expect(e.samples("plexus_privacy_epsilon").isEmpty && !text.contains("plexus_privacy_epsilon"))
     }
 
     /// Values recorded through the driver's calls come out exactly, with their HELP and TYPE lines.
@@ -64,13 +66,15 @@ import Testing
         metrics.roundCompleted(
             .init(
                 round: 1, trainingLoss: 0.5, consensusDistance: 0.25, bytesSent: 1000, bytesReceived: 700,
-                rejected: [.replay: 3, .gap: 0], staleness: [b: 0, c: 2, d: 9], validation: (name: "accuracy", value: 0.875)
+                rejected: [.replay: 3, .gap: 0], staleness: [b: 0, c: 2, d: 9], validation: (name: "accuracy", value: 0.875),
+                privacyEpsilon: 0.75
             ),
             unixTime: 1_800_000_000.5, at: start + .milliseconds(300)
         )
         metrics.deadlineMissed(missing: [c, d])
         metrics.roundCompleted(
-            .init(round: 2, trainingLoss: 0.375, consensusDistance: .infinity, bytesSent: 24, bytesReceived: 1, rejected: [.replay: 1], staleness: [b: 1, c: 0]),
+            .init(round: 2, trainingLoss: 0.375, consensusDistance: .infinity, bytesSent: 24, bytesReceived: 1, rejected: [.replay: 1], staleness: [b: 1, c: 0],
+                  privacyEpsilon: 1.25),
             unixTime: 1_800_000_002, at: start + .seconds(3)
         )
         metrics.setNeighbourTopologyMatch(neighbour: b, matches: true)
@@ -87,6 +91,7 @@ import Testing
         let peer = ["peer": "hospital-a"]
         func with(_ name: String, _ value: String) -> [String: String] { ["peer": "hospital-a", name: value] }
         #expect(e.value("plexus_round", peer) == 2)
+        #expect(e.value("plexus_privacy_epsilon", peer) == 1.25)
         #expect(e.value("plexus_training_loss", peer) == 0.375)
         #expect(text.contains("plexus_consensus_distance{peer=\"hospital-a\"} +Inf\n"))
         #expect(e.value("plexus_validation_metric", with("metric", "accuracy")) == 0.875)
@@ -146,6 +151,7 @@ import Testing
             ("plexus_quarantines_total", "counter", "Neighbours quarantined by peer scoring (each quarantine once)."),
             ("plexus_build_info", "gauge", "Always 1; the version label is this build's release."),
             ("plexus_topology_info", "gauge", "Always 1; the fingerprint label is the running topology file's."),
+            ("plexus_privacy_epsilon", "gauge", "Under [plan.privacy]: the epsilon this node's training has spent by the last round (at the plan's delta)."),
         ]
         for (name, type, help) in expected {
             #expect(text.contains("# HELP \(name) \(help)\n"), "\(name)")
