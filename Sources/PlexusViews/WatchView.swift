@@ -132,6 +132,9 @@ public enum WatchView {
                 let names = quarantined.map { "\($0.neighbour) (\($0.cause), round \($0.round))" }.joined(separator: ", ")
                 lines.append("  quarantined: " + names)
             }
+            if let privacy = last?.privacy {
+                lines.append(clip("  privacy: ε \(short(privacy.epsilon)) spent (δ \(label(privacy.delta))), training only", width))
+            }
         }
         let skipped = logs.map(\.skippedLines).reduce(0, +)
         if skipped > 0 { lines.append("\(skipped) corrupt or truncated line\(skipped == 1 ? "" : "s") skipped") }
@@ -162,6 +165,7 @@ public enum WatchView {
             if !value.isEmpty { parts.append(value) }
             parts.append("distance=\(last.consensusDistance.map { short($0) } ?? "-")")
             if !quarantined.isEmpty { parts.append("quarantined=" + quarantined.joined(separator: ",")) }
+            if let privacy = last.privacy { parts.append("epsilon=\(short(privacy.epsilon))") }
             if log.header?.rounds.map({ last.round >= $0 }) == true { parts.append("finished") }
             return parts.joined(separator: " ")
         }

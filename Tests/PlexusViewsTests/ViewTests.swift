@@ -71,6 +71,18 @@ func sampleLogs(rounds: Int = 20, corruptTail: Bool = false) -> [PeerLog] {
         #expect(WatchView.plainLines(logs: logs).first?.hasSuffix(" quarantined=hospital-c") == true)
     }
 
+    /// Under `[plan.privacy]` the ε a peer has spent, from its last round line, under its row.
+    @Test func watchShowsThePrivacySpent() {
+        var logs = sampleLogs()
+        logs[1].rounds[logs[1].rounds.count - 1].privacy = .init(epsilon: 3.14159, delta: 1e-5)
+        let lines = WatchView.render(logs: logs, now: 1025, directory: "/logs")
+        #expect(lines.count == 2 + 3 + 1)
+        #expect(lines[4] == "  privacy: ε 3.1416 spent (δ 1e-5), training only", "\(lines)")
+        #expect(lines.allSatisfy { $0.count <= 80 })
+        #expect(WatchView.plainLines(logs: logs)[1].hasSuffix(" epsilon=3.1416"))
+        #expect(!WatchView.plainLines(logs: logs)[0].contains("epsilon"))
+    }
+
     /// The operator's screen: round of the plan's rounds, ✓ for a finished peer, ! and a line
     /// for one whose log stopped (here 100 s without a line where rounds take 1 s), the slowest
     /// round and an ETA in the header.
