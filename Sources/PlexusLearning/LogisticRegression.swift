@@ -30,10 +30,24 @@ public struct LogisticRegression: Model {
             return 0
         }
         var accumulated = [Double](repeating: 0, count: d + 1)
+        let loss = residualPass(parameters: parameters, batch: batch, into: &accumulated, adjust: nil)
+        let scale = 1 / Double(n)
+        for j in 0...d { gradient[j] = Float(accumulated[j] * scale) }
+        return loss * scale
+    }
+
+    /// One pass over `batch`'s rows, shared by the gradient and by DP-SGD's clipped sum. Blocks of
+    /// 256 rows (30 KB at 30 features: they stay in L1/L2 between the two passes): the log-odds of
+    /// the block, its losses and residuals eight at a time in SIMD, then `adjust` may rewrite the
+    /// block's residuals in place (given the block's rows and its row count), then the gradient
+    /// update X_blockᵀ·r into `accumulated` (d weights, then the bias). Returns the summed loss.
+    func residualPass(
+        parameters: UnsafeBufferPointer<Float>, batch: Dataset, into accumulated: inout [Double],
+        adjust: ((_ rows: UnsafePointer<Float>, _ residuals: UnsafeMutablePointer<Float>, _ count: Int) -> Void)?
+    ) -> Double {
+        let d = dimension
+        let n = batch.count
         var loss = 0.0
-        // Blocks of 256 rows (30 KB at 30 features: they stay in L1/L2 between the two passes):
-        // the log-odds of the block, its losses and residuals eight at a time in SIMD, then the
-        // gradient update X_blockᵀ·r.
         let blockRows = Kernels.blockRows
         var eta = [Float](repeating: 0, count: blockRows + 8)
         var residual = [Float](repeating: 0, count: blockRows + 8)
@@ -52,7 +66,12 @@ public struct LogisticRegression: Model {
                                 let (blockLoss, blockBias) = Kernels.logisticResiduals(
                                     eta: eb.baseAddress!, labels: ys.baseAddress! + row, count: count, residuals: rb.baseAddress!)
                                 loss += blockLoss
-                                acc[d] += blockBias
+                                if let adjust {
+                                    adjust(x, rb.baseAddress!, count)
+                                    for i in 0..<count { acc[d] += Double(rb[i]) }
+                                } else {
+                                    acc[d] += blockBias
+                                }
                                 LinearKernels.accumulateTransposed(
                                     x: x, rows: count, dimension: d, residuals: rb.baseAddress!, into: acc.baseAddress!)
                                 row += count
@@ -62,9 +81,7 @@ public struct LogisticRegression: Model {
                 }
             }
         }
-        let scale = 1 / Double(n)
-        for j in 0...d { gradient[j] = Float(accumulated[j] * scale) }
-        return loss * scale
+        return loss
     }
 
     public func predict(parameters: UnsafeBufferPointer<Float>, batch: Dataset, into output: UnsafeMutableBufferPointer<Float>) {

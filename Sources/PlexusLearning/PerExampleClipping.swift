@@ -44,44 +44,15 @@ extension LogisticRegression: PerExampleClipping {
         precondition(parameters.count == layout.count && sum.count == layout.count, "parameter count mismatch")
         precondition(clip > 0, "the clip norm must be > 0")
         let d = dimension
-        let n = batch.count
         var accumulated = [Double](repeating: 0, count: d + 1)
-        var loss = 0.0
         var clipped = 0
-        let blockRows = Kernels.blockRows
-        var eta = [Float](repeating: 0, count: blockRows + 8)
-        var residual = [Float](repeating: 0, count: blockRows + 8)
-        batch.features.withUnsafeBufferPointer { xs in
-            batch.labels.withUnsafeBufferPointer { ys in
-                eta.withUnsafeMutableBufferPointer { eb in
-                    residual.withUnsafeMutableBufferPointer { rb in
-                        accumulated.withUnsafeMutableBufferPointer { acc in
-                            var row = 0
-                            while row < n {
-                                let count = min(blockRows, n - row)
-                                let x = xs.baseAddress! + row * d
-                                LinearKernels.predict(
-                                    x: x, rows: count, dimension: d, weights: parameters.baseAddress!, bias: parameters[d],
-                                    into: eb.baseAddress!)
-                                let (blockLoss, _) = Kernels.logisticResiduals(
-                                    eta: eb.baseAddress!, labels: ys.baseAddress! + row, count: count, residuals: rb.baseAddress!)
-                                loss += blockLoss
-                                for i in 0..<count {
-                                    let xi = x + i * d
-                                    let r = Double(rb[i])
-                                    let normSquared = r * r * (Double(Kernels.dot(xi, xi, d)) + 1)
-                                    let f = clipFactor(normSquared: normSquared, clip: clip)
-                                    if f < 1 { clipped += 1 }
-                                    rb[i] *= f
-                                    acc[d] += Double(rb[i])
-                                }
-                                LinearKernels.accumulateTransposed(
-                                    x: x, rows: count, dimension: d, residuals: rb.baseAddress!, into: acc.baseAddress!)
-                                row += count
-                            }
-                        }
-                    }
-                }
+        let loss = residualPass(parameters: parameters, batch: batch, into: &accumulated) { x, residuals, count in
+            for i in 0..<count {
+                let xi = x + i * d
+                let r = Double(residuals[i])
+                let f = clipFactor(normSquared: r * r * (Double(Kernels.dot(xi, xi, d)) + 1), clip: clip)
+                if f < 1 { clipped += 1 }
+                residuals[i] *= f
             }
         }
         for j in 0...d { sum[j] = Float(accumulated[j]) }
