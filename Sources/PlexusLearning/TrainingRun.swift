@@ -129,6 +129,9 @@ public struct TrainingReport: Sendable, Codable {
     /// The parameters, by tensor name.
     public var parameters: [String: [Float]]
     public var standardization: Standardization
+    /// Cox and logistic: hazard or odds ratios with standard errors, intervals and p-values, and
+    /// the likelihood-ratio test (``Inference``); `nil` for the MLPs.
+    public var inference: InferenceReport?
 }
 
 extension Trainer {
@@ -173,7 +176,20 @@ extension Trainer {
             plan.rounds = steps
             plan.localSteps = 1
         }
-        let (trained, summary) = fit(training.dataset, plan: plan, solver: options.solver, standardization: standardization)
+        var (trained, summary) = fit(training.dataset, plan: plan, solver: options.solver, standardization: standardization)
+        // Inference at the fit; an L-BFGS fit (Float32) is first refined by Float64 Newton steps,
+        // and the model keeps the refined parameters.
+        var inference: InferenceReport?
+        let standardized = trained.standardization.applied(to: training.dataset)
+        if let result = Inference.report(for: trained, standardizedData: standardized, plan: plan, refine: summary.solver == "lbfgs") {
+            inference = result.report
+            if result.report.newtonSteps > 0 {
+                trained.parameters = result.parameters
+                var gradient: [Float] = []
+                summary.objective = Objective(model: trained.model, l2: plan.l2).valueAndGradient(
+                    parameters: result.parameters, batch: standardized, into: &gradient)
+            }
+        }
         let elapsed = clock.now - start
         if let savePath = options.savePath {
             let bytes = trained.safetensors(
@@ -192,7 +208,7 @@ extension Trainer {
             droppedRows: training.droppedRows + (testing?.droppedRows ?? 0), seed: plan.seed, l2: plan.l2, fit: summary,
             seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
             train: trained.evaluate(on: training.dataset), test: testing.map { trained.evaluate(on: $0.dataset) },
-            parameters: named, standardization: trained.standardization)
+            parameters: named, standardization: trained.standardization, inference: inference)
     }
 }
 

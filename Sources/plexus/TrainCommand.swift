@@ -159,7 +159,49 @@ enum TrainReportText {
                 out += fixed(e.loss, 4) + "\n"
             }
         }
+        if let inference = r.inference { out += inferenceTable(inference) }
         return out
+    }
+
+    /// The table a paper prints: per covariate (per unit of the raw column) β, SE, the ratio with
+    /// its 95% Wald interval and the p-value; then the likelihood-ratio test.
+    static func inferenceTable(_ i: InferenceReport) -> String {
+        let kind = i.model == "cox" ? "hazard ratios (\(i.ties ?? "breslow") ties)" : "odds ratios"
+        var out = "\n\(kind) per unit of each covariate, 95% Wald intervals from the observed information"
+        out += i.l2 > 0 ? " (penalised, l2 \(i.l2)):\n" : ":\n"
+        let width = max(10, i.coefficients.map(\.name.count).max() ?? 0) + 2
+        out += pad("covariate", width) + pad("coef", 12) + pad("SE", 12) + pad(i.ratioName, 12) + pad("95% CI", 24) + pad("z", 8) + "p\n"
+        for c in i.coefficients {
+            out += pad(c.name, width) + pad(significant(c.coefficient), 12) + pad(significant(c.standardError), 12)
+            out += pad(significant(c.ratio), 12) + pad("\(significant(c.lower))–\(significant(c.upper))", 24)
+            out += pad(fixed(c.z, 2), 8) + pValue(c.p) + "\n"
+        }
+        out += "likelihood-ratio test: χ² \(fixed(i.likelihoodRatio.statistic, 2)) on \(i.likelihoodRatio.degreesOfFreedom) df, p \(pValue(i.likelihoodRatio.p))"
+        out += "; log-likelihood \(fixed(i.logLikelihood, 4)) (null \(fixed(i.nullLogLikelihood, 4)))\n"
+        if i.newtonSteps > 0 || !i.converged {
+            out += "Float64 Newton refinement: \(i.newtonSteps) step\(i.newtonSteps == 1 ? "" : "s"), gradient norm \(scientific(i.gradientNorm))"
+            out += i.converged ? "\n" : " — NOT converged: the intervals describe the curvature here, not a sampling distribution\n"
+        }
+        return out
+    }
+
+    /// Four significant digits, in scientific notation outside [1e-3, 1e5).
+    static func significant(_ x: Double) -> String {
+        guard x.isFinite else { return x.isNaN ? "nan" : (x > 0 ? "inf" : "-inf") }
+        let magnitude = abs(x)
+        if magnitude != 0 && (magnitude < 1e-3 || magnitude >= 1e5) { return scientific(x) }
+        let digits = magnitude == 0 ? 4 : max(0, 3 - Int(log10(magnitude).rounded(.down)))
+        return fixed(x, digits)
+    }
+
+    static func scientific(_ x: Double) -> String {
+        guard x.isFinite else { return x.isNaN ? "nan" : (x > 0 ? "inf" : "-inf") }
+        return String(format: "%.3e", x)
+    }
+
+    static func pValue(_ p: Double) -> String {
+        guard p.isFinite else { return "nan" }
+        return p < 1e-4 ? (p < 1e-300 ? "<1e-300" : scientific(p)) : fixed(p, 4)
     }
 
     static func pad(_ s: String, _ width: Int) -> String {
