@@ -102,8 +102,11 @@ public struct TrainingOptions: Sendable {
     /// If non-empty, the standardization is fitted on the rows matching these filters (e.g. the pooled
     /// `split=train` rows for an isolated site, as the tcga_brca reference does) instead of the training rows.
     public var standardizeFilters: [RowFilter] = []
-    /// If set, the trained model is written here as safetensors (see ``TrainedModel/safetensors(featureNames:extraMetadata:)``).
+    /// If set, the trained model is written here as safetensors with everything needed to
+    /// predict (``SavedModel``).
     public var savePath: String?
+    /// The plan's hash (hex), recorded in the saved model.
+    public var planHash: String?
 
     public init(dataPath: String, plan: Plan) {
         self.dataPath = dataPath
@@ -192,10 +195,13 @@ extension Trainer {
         }
         let elapsed = clock.now - start
         if let savePath = options.savePath {
-            let bytes = trained.safetensors(
-                featureNames: training.dataset.featureNames, extraMetadata: ["model": plan.model.rawValue, "ties": plan.ties.rawValue])
+            // The Breslow baseline for Cox and DeepSurv comes from the training rows.
+            let saved = SavedModel(
+                trained: trained, plan: plan, featureNames: training.dataset.featureNames,
+                baseline: SavedModel.breslow(trained, rawRows: training.dataset), baselineScope: "pooled",
+                planHash: options.planHash)
             do {
-                try Data(bytes).write(to: URL(fileURLWithPath: savePath))
+                try Data(saved.encode()).write(to: URL(fileURLWithPath: savePath))
             } catch {
                 throw DataError(.unreadable, file: savePath, "cannot write the model: \(error.localizedDescription)")
             }
@@ -209,20 +215,5 @@ extension Trainer {
             seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
             train: trained.evaluate(on: training.dataset), test: testing.map { trained.evaluate(on: $0.dataset) },
             parameters: named, standardization: trained.standardization, inference: inference)
-    }
-}
-
-extension TrainedModel {
-    /// The model as a safetensors file: the parameters by tensor name, and in `__metadata__` the
-    /// feature names and the standardization (JSON arrays) so the same transform can be applied.
-    public func safetensors(featureNames: [String], extraMetadata: [String: String] = [:]) -> [UInt8] {
-        func json(_ value: some Encodable) -> String {
-            (try? JSONEncoder().encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
-        }
-        var metadata = extraMetadata
-        metadata["features"] = json(featureNames)
-        metadata["standardization.mean"] = json(standardization.mean)
-        metadata["standardization.scale"] = json(standardization.scale)
-        return Safetensors.encode(parameters, layout: model.layout, metadata: metadata)
     }
 }

@@ -111,6 +111,7 @@ struct Train: ParsableCommand {
         options.solver = SolverChoice(rawValue: solver)!
         options.sklearnC = sklearnC
         options.savePath = save
+        options.planHash = PlanHash.hex(PlanHash.hash(loadedPlan))
         options.steps = steps
         let report: TrainingReport
         do {
