@@ -21,6 +21,11 @@ struct Train: ParsableCommand {
             file) the model trains on its `train` rows — or on `hospitals[N]` with --site N \
             (0-based) — and is tested on its `test` rows; --where/--test-where then filter those.
 
+            Cox and logistic fits then print hazard or odds ratios per unit of each covariate \
+            with 95% Wald intervals from the observed information, p-values and the \
+            likelihood-ratio test (in --json: `inference`); an L-BFGS fit is refined by Float64 \
+            Newton steps first. --save writes a model `plexus predict` can apply.
+
             Solver: `auto` (default) solves the convex models (logistic, cox) to convergence with \
             full-batch L-BFGS, as scikit-learn and lifelines do, and runs the plan's optimizer \
             for rounds × local_steps steps for mlp and deepsurv; `plan` always uses the plan's \
@@ -76,7 +81,9 @@ struct Train: ParsableCommand {
     @Option(help: "Cox tied event times: breslow or efron (lifelines uses efron). Overrides the plan.")
     var ties: String?
 
-    @Option(help: "Write the trained model (parameters, features, standardization) as safetensors.", completion: .file())
+    @Option(
+        help: "Write the trained model as safetensors with everything needed to predict (features, standardization, link, baseline hazard).",
+        completion: .file())
     var save: String?
 
     @Flag(help: "Print the report as JSON (metrics, fit, parameters by tensor, standardization).")
