@@ -76,13 +76,27 @@ public enum Inference {
     public static func report(
         for trained: TrainedModel, standardizedData data: Dataset, plan: Plan, refine: Bool
     ) -> (report: InferenceReport, parameters: [Float])? {
+        stratified(for: trained, standardizedSites: [data], plan: plan, refine: refine)
+    }
+
+    /// Inference for `trained` with the likelihood stratified by site: every field of the
+    /// information is the sum of each site's ``InformationSummary`` (for Cox, each site's own risk
+    /// sets) — what a decentralized network optimises, and what its sites can add up without
+    /// pooling rows. With `refine`, Newton steps on that sum first (the stratified pooled fit);
+    /// without, the table describes `trained` as it is, and ``InferenceReport/gradientNorm`` says
+    /// how far it is from the optimum.
+    public static func stratified(
+        for trained: TrainedModel, standardizedSites sites: [Dataset], plan: Plan, refine: Bool
+    ) -> (report: InferenceReport, parameters: [Float])? {
+        guard let first = sites.first else { return nil }
         let mask = trained.model.layout.penaltyMask.map { $0 != 0 }
-        let evaluate: ([Double]) -> InformationSummary
+        let site: (Dataset, [Double]) -> InformationSummary
         switch plan.model {
-        case .cox: evaluate = { CoxInformation.site(data, beta: $0, ties: plan.ties) }
-        case .logistic: evaluate = { LogisticInformation.site(data, theta: $0) }
+        case .cox: site = { CoxInformation.site($0, beta: $1, ties: plan.ties) }
+        case .logistic: site = { LogisticInformation.site($0, theta: $1) }
         case .mlp, .deepsurv: return nil
         }
+        let evaluate: ([Double]) -> InformationSummary = { theta in InformationSummary.sum(sites.map { site($0, theta) })! }
         var theta = trained.parameters.map(Double.init)
         var steps = 0
         var summary = evaluate(theta)
@@ -94,13 +108,14 @@ public enum Inference {
         case .cox:
             null = evaluate([Double](repeating: 0, count: theta.count)).logLikelihood
         default:
+            // The intercept-only model: the same for every stratification.
             let n = Double(summary.rows)
             let k = Double(summary.events)
             null = (k > 0 ? k * log(k / n) : 0) + (n - k > 0 ? (n - k) * log((n - k) / n) : 0)
         }
         guard
             let report = table(
-                summary: summary, theta: theta, null: null, plan: plan, mask: mask, featureNames: data.featureNames,
+                summary: summary, theta: theta, null: null, plan: plan, mask: mask, featureNames: first.featureNames,
                 standardization: trained.standardization, newtonSteps: steps)
         else { return nil }
         return (report, theta.map { Float($0) })

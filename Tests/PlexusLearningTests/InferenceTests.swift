@@ -79,6 +79,26 @@ import Testing
         _ = try compare(inference, try #require(fixtures["wdbc"] as? [String: Any]), ratioKey: "or", label: "wdbc logistic")
     }
 
+    /// The pooled fit stratified by centre (the decentralized network's objective), from the sum
+    /// of the six centres' summaries refined by Newton steps, against lifelines' `strata`.
+    @Test func coxStratifiedByCentreAgainstLifelines() throws {
+        let fixtures = try TestData.json("inference.json")
+        let table = try TestData.table("tcga_brca.csv")
+        var plan = Plan.cox(l2: 0.01, ties: .efron)
+        plan.exclude = ["pid", "center", "split"]
+        let train = RowFilter(column: "split", value: "train")
+        let standardization = Standardization(fitting: try DatasetLoader.load(table, plan: plan, filters: [train]).dataset)
+        let centres = ["canada", "europe", "midwest", "northeast", "south", "west"]
+        let sites = try centres.map { centre in
+            standardization.applied(
+                to: try DatasetLoader.load(table, plan: plan, filters: [train, RowFilter(column: "center", value: centre)]).dataset)
+        }
+        let model = makeModel(plan: plan, dimension: sites[0].dimension)
+        let start = TrainedModel(model: model, parameters: [Float](repeating: 0, count: model.layout.count), standardization: standardization)
+        let (report, _) = try #require(Inference.stratified(for: start, standardizedSites: sites, plan: plan, refine: true))
+        _ = try compare(report, try #require(fixtures["tcga_brca_by_centre"] as? [String: Any]), ratioKey: "hr", label: "tcga_brca Cox by centre")
+    }
+
     /// The sum over the six TCGA centres of each centre's summary is the pooled summary of the
     /// partial likelihood stratified by centre — and not the unstratified one.
     @Test(arguments: [Plan.Ties.breslow, .efron])

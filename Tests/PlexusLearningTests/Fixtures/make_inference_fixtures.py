@@ -6,7 +6,8 @@ is committed and the tests never call Python.
 
 The fits are Plexus' objectives exactly:
 
-- Cox (gbsg2: every row; tcga_brca: split == "train", every column but pid, center and split):
+- Cox (gbsg2: every row; tcga_brca: split == "train", every column but pid, center and split;
+  tcga_brca_by_centre: the same, stratified by center, the decentralized model's objective):
   Plexus maximises loglik_Efron(beta) - n*l2/2*||beta_z||^2 with beta_z the coefficients of the
   covariates z-scored by the population standard deviation. lifelines' CoxPHFitter z-scores by the
   sample standard deviation (ddof = 1) and penalises n*penalizer/2*||beta_s||^2 on that scale, so
@@ -34,15 +35,15 @@ DATA = "../../../Topologies/data/"
 out = {"_about": f"lifelines {lifelines.__version__}, statsmodels {statsmodels.__version__}; see make_inference_fixtures.py"}
 
 
-def cox(name, frame, l2, survival_rows=0, times=()):
+def cox(name, frame, l2, survival_rows=0, times=(), strata=None):
     n = len(frame)
-    features = sorted(c for c in frame.columns if c not in ("time", "event"))
-    cph = CoxPHFitter(penalizer=l2 * (n - 1) / n)
-    cph.fit(frame[features + ["time", "event"]], duration_col="time", event_col="event")
+    features = sorted(c for c in frame.columns if c not in ("time", "event", strata))
+    cph = CoxPHFitter(penalizer=l2 * (n - 1) / n, strata=[strata] if strata else None)
+    cph.fit(frame[features + ["time", "event"] + ([strata] if strata else [])], duration_col="time", event_col="event")
     s = cph.summary
     lrt = cph.log_likelihood_ratio_test()
     entry = {
-        "rows": n, "events": int(frame["event"].sum()), "l2": l2, "ties": "efron",
+        "rows": n, "events": int(frame["event"].sum()), "l2": l2, "ties": "efron", "strata": strata,
         "penalizer": cph.penalizer,
         "coefficients": [
             {"name": f, "coef": s.loc[f, "coef"], "hr": s.loc[f, "exp(coef)"], "se": s.loc[f, "se(coef)"],
@@ -65,8 +66,10 @@ def cox(name, frame, l2, survival_rows=0, times=()):
 gbsg2 = pd.read_csv(DATA + "gbsg2.csv")
 cox("gbsg2", gbsg2, 0.01, survival_rows=5, times=(365, 730))
 tcga = pd.read_csv(DATA + "tcga_brca.csv")
-tcga = tcga[tcga["split"] == "train"].drop(columns=["pid", "center", "split"]).reset_index(drop=True)
-cox("tcga_brca", tcga, 0.01)
+tcga = tcga[tcga["split"] == "train"].drop(columns=["pid", "split"]).reset_index(drop=True)
+cox("tcga_brca", tcga.drop(columns=["center"]), 0.01)
+# Stratified by centre: what the decentralized network fits (each site's own risk sets).
+cox("tcga_brca_by_centre", tcga, 0.01, strata="center")
 
 # Logistic regression on wdbc with the plan's l2.
 wdbc = pd.read_csv(DATA + "wdbc.csv")
