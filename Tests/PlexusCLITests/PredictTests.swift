@@ -91,6 +91,21 @@ import Testing
         #expect(notModel.status != 0 && notModel.stderr.contains("not a Plexus model"), "\(notModel.stderr)")
     }
 
+    /// `plexus simulate --inference` on the TCGA network: the decentralized model's table from the
+    /// summed site summaries, its convergence stated, then the stratified optimum's table.
+    @Test func simulatePrintsTheDecentralizedTable() throws {
+        let result = try plexus([
+            "simulate", "--topology", repositoryRoot + "/Topologies/tcga-brca.toml", "--data", Self.data + "tcga_brca.csv",
+            "--where", "split=train", "--test-where", "split=test", "--rounds", "50", "--inference",
+        ], timeout: 120)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("final model, likelihood stratified by the 6 sites: gradient norm"), "\(result.stdout)")
+        #expect(result.stdout.contains("(not converged)"))
+        let rows = result.stdout.split(separator: "\n").filter { $0.hasPrefix("age_at_index ") }
+        #expect(rows.count == 1, "\(result.stdout)")
+        #expect(result.stdout.contains("likelihood-ratio test: χ² ") && result.stdout.contains(" on 39 df"))
+    }
+
     /// The README's numpy snippet, extracted from README.md, reproduces `plexus predict` to 1e-6
     /// from the safetensors file alone: wdbc (logistic), gbsg2 (Cox, S at 365 and 730) and
     /// DeepSurv on gbsg2.
