@@ -1,0 +1,175 @@
+/// A Kaplan–Meier step function: the estimate at the largest distinct time ≤ t, 1 before the
+/// first. With `reverse`, the censoring distribution G: censorings are the "events", and at a
+/// tied time the events leave the risk set first (a row censored at t was still at risk of
+/// being censored after the events at t).
+public struct KaplanMeier: Sendable, Hashable {
+    /// Distinct times, increasing.
+    public private(set) var times: [Double] = []
+    /// The estimate at each of ``times``.
+    public private(set) var survival: [Double] = []
+
+    /// - Precondition: `times` and `events` (0/1) have the same length.
+    public init(times: [Double], events: [Float], reverse: Bool = false) {
+        precondition(times.count == events.count, "one event per time")
+        let order = times.indices.sorted { times[$0] < times[$1] }
+        var atRisk = times.count
+        var s = 1.0
+        var k = 0
+        while k < order.count {
+            let t = times[order[k]]
+            var end = k
+            var d = 0
+            while end < order.count && times[order[end]] == t {
+                if events[order[end]] != 0 { d += 1 }
+                end += 1
+            }
+            let censored = (end - k) - d
+            let (numerator, denominator) = reverse ? (censored, atRisk - d) : (d, atRisk)
+            if numerator > 0 && denominator > 0 { s *= 1 - Double(numerator) / Double(denominator) }
+            self.times.append(t)
+            self.survival.append(s)
+            atRisk -= end - k
+            k = end
+        }
+    }
+
+    public func value(at t: Double) -> Double {
+        var lo = 0
+        var hi = times.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if times[mid] <= t { lo = mid + 1 } else { hi = mid }
+        }
+        return lo == 0 ? 1 : survival[lo - 1]
+    }
+}
+
+/// Survival metrics that weight by the inverse probability of censoring (IPCW), G the reverse
+/// Kaplan–Meier estimate of the training rows' censoring — scikit-survival's conventions:
+///
+/// - Uno's C: Harrell's pairs (an event at tᵢ against every row with a later time, or censored at
+///   the same time), each weighted by G(tᵢ)⁻², events at or after `tau` left out; tied scores
+///   (|Δ| ≤ 1e-8) count one half.
+/// - Cumulative/dynamic AUC at t: cases are events at ≤ t (weight G(tᵢ)⁻¹), controls rows with
+///   time > t; the weighted share of case–control pairs the score orders right (ties one half).
+///   Its mean over the times weights each AUC(tₖ) by the drop of the test rows' Kaplan–Meier
+///   estimate S over (tₖ₋₁, tₖ], divided by 1 − S(t_last).
+/// - Brier score at t: the mean of S(t|x)²·[event at ≤ t]/G(tᵢ) + (1 − S(t|x))²·[time > t]/G(t);
+///   the integrated Brier score is its trapezoid integral over the times divided by their span.
+///
+/// A weight whose G is 0 makes the metric `nil` (scikit-survival raises).
+public struct CensoringWeights: Sendable {
+    public let censoring: KaplanMeier
+
+    /// G from the training rows.
+    public init(trainTimes: [Double], trainEvents: [Float]) {
+        censoring = KaplanMeier(times: trainTimes, events: trainEvents, reverse: true)
+    }
+
+    static let tiedTolerance = 1e-8
+
+    /// Uno's C of `scores` (higher = earlier event) on the test rows.
+    public func unoConcordance(times: [Double], events: [Float], scores: [Double], tau: Double? = nil) -> Double? {
+        precondition(times.count == events.count && times.count == scores.count, "one time, event and score per row")
+        let n = times.count
+        let order = times.indices.sorted { times[$0] < times[$1] }
+        var numerator = 0.0
+        var denominator = 0.0
+        var k = 0
+        while k < n {
+            let t = times[order[k]]
+            var end = k
+            while end < n && times[order[end]] == t { end += 1 }
+            let censoredHere = (k..<end).map { order[$0] }.filter { events[$0] == 0 }
+            for p in k..<end where events[order[p]] != 0 {
+                let i = order[p]
+                var weight = 0.0
+                if tau.map({ t < $0 }) ?? true {
+                    let g = censoring.value(at: t)
+                    guard g > 0 else { return nil }
+                    weight = 1 / (g * g)
+                }
+                let comparable = censoredHere + (end..<n).map { order[$0] }
+                var score = 0.0
+                for j in comparable {
+                    let difference = scores[i] - scores[j]
+                    if abs(difference) <= Self.tiedTolerance { score += 0.5 } else if difference > 0 { score += 1 }
+                }
+                numerator += weight * score
+                denominator += weight * Double(comparable.count)
+            }
+            k = end
+        }
+        return denominator > 0 ? numerator / denominator : nil
+    }
+
+    /// The cumulative/dynamic AUC at each of `at`, and their mean weighted by the test rows'
+    /// Kaplan–Meier estimate.
+    public func cumulativeDynamicAUC(times: [Double], events: [Float], scores: [Double], at horizons: [Double]) -> (auc: [Double], mean: Double)? {
+        precondition(times.count == events.count && times.count == scores.count, "one time, event and score per row")
+        var aucs: [Double] = []
+        for t in horizons {
+            var caseWeight = 0.0
+            var numerator = 0.0
+            let controls = times.indices.filter { times[$0] > t }
+            guard !controls.isEmpty else { return nil }
+            for i in times.indices where times[i] <= t && events[i] != 0 {
+                let g = censoring.value(at: times[i])
+                guard g > 0 else { return nil }
+                let w = 1 / g
+                var score = 0.0
+                for j in controls {
+                    let difference = scores[i] - scores[j]
+                    if abs(difference) <= Self.tiedTolerance { score += 0.5 } else if difference > 0 { score += 1 }
+                }
+                caseWeight += w
+                numerator += w * score
+            }
+            guard caseWeight > 0 else { return nil }
+            aucs.append(numerator / (caseWeight * Double(controls.count)))
+        }
+        guard let last = horizons.last else { return (aucs, .nan) }
+        if horizons.count == 1 { return (aucs, aucs[0]) }
+        let km = KaplanMeier(times: times, events: events)
+        var previous = 1.0
+        var integral = 0.0
+        for (t, auc) in zip(horizons, aucs) {
+            let s = km.value(at: t)
+            integral += auc * (previous - s)
+            previous = s
+        }
+        let mass = 1 - km.value(at: last)
+        return mass > 0 ? (aucs, integral / mass) : nil
+    }
+
+    /// The Brier score at each of `at`; `survival[r][k]` is row r's predicted S(at[k]).
+    public func brierScores(times: [Double], events: [Float], survival: [[Double]], at horizons: [Double]) -> [Double]? {
+        precondition(times.count == events.count && survival.count == times.count, "one time, event and survival row per row")
+        var out: [Double] = []
+        for (k, t) in horizons.enumerated() {
+            let gt = censoring.value(at: t)
+            var sum = 0.0
+            for r in times.indices {
+                let s = survival[r][k]
+                if times[r] <= t && events[r] != 0 {
+                    let g = censoring.value(at: times[r])
+                    if g > 0 { sum += s * s / g }  // scikit-survival: a zero G is an infinite divisor
+                } else if times[r] > t {
+                    if gt > 0 { sum += (1 - s) * (1 - s) / gt }
+                }
+            }
+            out.append(sum / Double(max(times.count, 1)))
+        }
+        return out
+    }
+
+    /// The integrated Brier score over `at` (at least two increasing times).
+    public func integratedBrierScore(times: [Double], events: [Float], survival: [[Double]], at horizons: [Double]) -> Double? {
+        guard horizons.count >= 2, let last = horizons.last, last > horizons[0],
+            let scores = brierScores(times: times, events: events, survival: survival, at: horizons)
+        else { return nil }
+        var integral = 0.0
+        for k in 1..<horizons.count { integral += 0.5 * (scores[k] + scores[k - 1]) * (horizons[k] - horizons[k - 1]) }
+        return integral / (last - horizons[0])
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+import PlexusCore
+import PlexusLearning
+import Testing
+
+/// Uno's C, the cumulative/dynamic AUC and the (integrated) Brier score against scikit-survival
+/// on gbsg2 (Fixtures/survival_metrics.json, from make_survival_metric_fixtures.py): the same
+/// inputs, the same numbers.
+@Suite struct TimeDependentMetricsTests {
+    @Test func gbsg2AgainstScikitSurvival() throws {
+        let f = try TestData.json("survival_metrics.json")
+        func doubles(_ key: String) throws -> [Double] { try #require(f[key] as? [Double], "\(key)") }
+        let trainTimes = try doubles("train_times")
+        let trainEvents = try doubles("train_events").map { Float($0) }
+        let times = try doubles("test_times")
+        let events = try doubles("test_events").map { Float($0) }
+        let scores = try doubles("scores")
+        let horizons = try doubles("times")
+        let survival = try #require(f["survival"] as? [[Double]])
+        let weights = CensoringWeights(trainTimes: trainTimes, trainEvents: trainEvents)
+        func close(_ a: Double?, _ key: String, _ tolerance: Double = 1e-9) {
+            let b = double(f, key)
+            #expect(a.map { abs($0 - b) <= tolerance } == true, "\(key): \(a.map { "\($0)" } ?? "nil") vs scikit-survival \(b)")
+        }
+        close(weights.unoConcordance(times: times, events: events, scores: scores), "uno")
+        close(weights.unoConcordance(times: times, events: events, scores: scores, tau: double(f, "uno_tau")), "uno_truncated")
+        let auc = try #require(weights.cumulativeDynamicAUC(times: times, events: events, scores: scores, at: horizons))
+        let refAUC = try doubles("auc")
+        #expect(zip(auc.auc, refAUC).allSatisfy { abs($0 - $1) <= 1e-9 }, "AUC \(auc.auc) vs \(refAUC)")
+        close(auc.mean, "mean_auc")
+        let brier = try #require(weights.brierScores(times: times, events: events, survival: survival, at: horizons))
+        let refBrier = try doubles("brier")
+        #expect(zip(brier, refBrier).allSatisfy { abs($0 - $1) <= 1e-9 }, "Brier \(brier) vs \(refBrier)")
+        close(weights.integratedBrierScore(times: times, events: events, survival: survival, at: horizons), "ibs")
+        // Harrell's C of the same scores is the existing metric's.
+        let harrell = SurvivalMetrics.concordance(times: times, scores: scores.map { -$0 }, events: events).index
+        #expect(abs(harrell - double(f, "harrell")) <= 1e-12, "Harrell \(harrell)")
+        print("gbsg2 seed 0 vs scikit-survival: Uno \(weights.unoConcordance(times: times, events: events, scores: scores)!) (ref \(double(f, "uno"))), mean AUC \(auc.mean) (ref \(double(f, "mean_auc"))), IBS \(weights.integratedBrierScore(times: times, events: events, survival: survival, at: horizons)!) (ref \(double(f, "ibs")))")
+    }
+
+    /// Hand-checked small cases: no censoring makes G = 1 (Uno = Harrell); a perfect score has AUC 1.
+    @Test func smallCases() throws {
+        let times: [Double] = [1, 2, 3, 4, 5]
+        let events: [Float] = [1, 1, 1, 1, 1]
+        let weights = CensoringWeights(trainTimes: times, trainEvents: events)
+        #expect(weights.censoring.value(at: 3) == 1)
+        #expect(weights.unoConcordance(times: times, events: events, scores: [5, 4, 3, 2, 1]) == 1)
+        #expect(weights.unoConcordance(times: times, events: events, scores: [1, 2, 3, 4, 5]) == 0)
+        #expect(weights.unoConcordance(times: times, events: events, scores: [1, 1, 1, 1, 1]) == 0.5)
+        #expect(weights.cumulativeDynamicAUC(times: times, events: events, scores: [5, 4, 3, 2, 1], at: [2.5])?.auc == [1])
+        // Reverse KM by hand: times 1(event) 2(censored) 3(censored) 4(event): G(2) = 1 − 1/3, G(3) = G(2)·(1 − 1/2).
+        let g = KaplanMeier(times: [1, 2, 3, 4], events: [1, 0, 0, 1], reverse: true)
+        #expect(abs(g.value(at: 2.5) - 2.0 / 3) <= 1e-15 && abs(g.value(at: 3) - 1.0 / 3) <= 1e-15 && g.value(at: 0.5) == 1)
+        // No comparable pair: nil rather than 0/0.
+        #expect(weights.unoConcordance(times: [1], events: [1], scores: [0]) == nil)
+    }
+}
