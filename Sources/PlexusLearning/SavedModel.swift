@@ -380,7 +380,7 @@ public struct Predictions: Sendable {
     }
 
     /// `365` for whole numbers, else the shortest form.
-    static func format(_ t: Double) -> String {
+    public static func format(_ t: Double) -> String {
         t == t.rounded() && abs(t) < 1e15 ? String(Int(t)) : "\(t)"
     }
 }

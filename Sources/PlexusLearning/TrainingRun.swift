@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 public import PlexusCore
 
@@ -107,6 +110,9 @@ public struct TrainingOptions: Sendable {
     public var savePath: String?
     /// The plan's hash (hex), recorded in the saved model.
     public var planHash: String?
+    /// Survival models: times at which to report the time-dependent AUC and the Brier score
+    /// (increasing, > 0), on the test rows (the training rows without a test set).
+    public var horizons: [Double] = []
 
     public init(dataPath: String, plan: Plan) {
         self.dataPath = dataPath
@@ -135,6 +141,39 @@ public struct TrainingReport: Sendable, Codable {
     /// Cox and logistic: hazard or odds ratios with standard errors, intervals and p-values, and
     /// the likelihood-ratio test (``Inference``); `nil` for the MLPs.
     public var inference: InferenceReport?
+    /// Survival models with ``TrainingOptions/horizons``: Uno's C, AUC(t), Brier(t), IBS.
+    public var timeDependent: TimeDependentReport?
+}
+
+/// Time-dependent survival metrics of a fit (``CensoringWeights``): the censoring distribution from
+/// the training rows, survival probabilities from the Breslow baseline of the training rows.
+/// `nil` entries could not be computed (no case or no control at a horizon, or G = 0).
+public struct TimeDependentReport: Sendable, Hashable, Codable {
+    /// `test` or `train`: the rows the metrics are computed on.
+    public var rows: String
+    public var horizons: [Double]
+    public var uno: Double?
+    public var auc: [Double]?
+    public var meanAUC: Double?
+    public var brier: [Double]?
+    /// Over the horizons (at least two).
+    public var integratedBrier: Double?
+
+    public init(trained: TrainedModel, training: Dataset, evaluated: Dataset, rows: String, horizons: [Double]) {
+        self.rows = rows
+        self.horizons = horizons
+        let baseline = SavedModel.breslow(trained, rawRows: training)
+        let eta = trained.model.predict(parameters: trained.parameters, batch: trained.standardization.applied(to: evaluated)).map(Double.init)
+        let h = horizons.map { baseline?.value(at: $0) ?? 0 }
+        let survival = eta.map { e in h.map { $0 == 0 ? 1 : exp(-$0 * exp(e)) } }
+        let weights = CensoringWeights(trainTimes: training.times, trainEvents: training.events)
+        uno = weights.unoConcordance(times: evaluated.times, events: evaluated.events, scores: eta)
+        let dynamic = weights.cumulativeDynamicAUC(times: evaluated.times, events: evaluated.events, scores: eta, at: horizons)
+        auc = dynamic?.auc
+        meanAUC = dynamic?.mean
+        brier = weights.brierScores(times: evaluated.times, events: evaluated.events, survival: survival, at: horizons)
+        integratedBrier = weights.integratedBrierScore(times: evaluated.times, events: evaluated.events, survival: survival, at: horizons)
+    }
 }
 
 extension Trainer {
@@ -206,6 +245,15 @@ extension Trainer {
                 throw DataError(.unreadable, file: savePath, "cannot write the model: \(error.localizedDescription)")
             }
         }
+        var timeDependent: TimeDependentReport?
+        if !options.horizons.isEmpty, trained.model.task == .survival {
+            guard options.horizons.allSatisfy({ $0.isFinite && $0 > 0 }), zip(options.horizons, options.horizons.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                throw DataError(.badPlan, file: options.dataPath, "horizons must be increasing finite times > 0")
+            }
+            timeDependent = TimeDependentReport(
+                trained: trained, training: training.dataset, evaluated: testing?.dataset ?? training.dataset,
+                rows: testing == nil ? "train" : "test", horizons: options.horizons)
+        }
         var named: [String: [Float]] = [:]
         for tensor in trained.model.layout.tensors { named[tensor.name] = Array(trained.parameters[tensor.range]) }
         return TrainingReport(
@@ -214,6 +262,6 @@ extension Trainer {
             droppedRows: training.droppedRows + (testing?.droppedRows ?? 0), seed: plan.seed, l2: plan.l2, fit: summary,
             seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
             train: trained.evaluate(on: training.dataset), test: testing.map { trained.evaluate(on: $0.dataset) },
-            parameters: named, standardization: trained.standardization, inference: inference)
+            parameters: named, standardization: trained.standardization, inference: inference, timeDependent: timeDependent)
     }
 }

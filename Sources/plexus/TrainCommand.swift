@@ -86,6 +86,9 @@ struct Train: ParsableCommand {
         completion: .file())
     var save: String?
 
+    @Option(help: "Survival models: times for Uno's C, the time-dependent AUC and the Brier score, e.g. 365,730,1095 (IBS over them).")
+    var horizons: String?
+
     @Flag(help: "Print the report as JSON (metrics, fit, parameters by tensor, standardization).")
     var json = false
 
@@ -101,6 +104,21 @@ struct Train: ParsableCommand {
         }
         if site != nil && split == nil { throw ValidationError("--site needs --split") }
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
+        _ = try parsedHorizons()
+    }
+
+    func parsedHorizons() throws -> [Double] {
+        guard let horizons else { return [] }
+        let parts = horizons.split(separator: ",", omittingEmptySubsequences: false)
+        guard parts.count <= 1000 else { throw ValidationError("--horizons takes at most 1000 times") }
+        let times = try parts.map { part in
+            guard let t = Double(part.trimmingCharacters(in: .whitespaces)), t.isFinite, t > 0 else {
+                throw ValidationError("--horizons: '\(part)' is not a finite time > 0 (expected e.g. 365,730,1095)")
+            }
+            return t
+        }
+        guard zip(times, times.dropFirst()).allSatisfy({ $0 < $1 }) else { throw ValidationError("--horizons must increase") }
+        return times
     }
 
     func run() throws {
@@ -120,6 +138,7 @@ struct Train: ParsableCommand {
         options.savePath = save
         options.planHash = PlanHash.hex(PlanHash.hash(loadedPlan))
         options.steps = steps
+        options.horizons = try parsedHorizons()
         let report: TrainingReport
         do {
             options.filters = try filters.map { (text: String) throws(DataError) -> RowFilter in try RowFilter(parsing: text) }
@@ -167,6 +186,7 @@ enum TrainReportText {
                 out += fixed(e.loss, 4) + "\n"
             }
         }
+        if let t = r.timeDependent { out += timeDependentText(t) }
         if let inference = r.inference { out += inferenceTable(inference) }
         return out
     }
@@ -191,6 +211,19 @@ enum TrainReportText {
             out += i.converged ? "\n" : " — NOT converged: the intervals describe the curvature here, not a sampling distribution\n"
         }
         return out
+    }
+
+    static func timeDependentText(_ t: TimeDependentReport) -> String {
+        func value(_ x: Double?) -> String { x.map { fixed($0, 4) } ?? "n/a" }
+        func times(_ xs: [Double]?) -> String {
+            zip(t.horizons, xs.map { $0.map(Optional.some) } ?? t.horizons.map { _ in nil }).map { "\(Predictions.format($0.0)) \(value($0.1))" }
+                .joined(separator: ", ")
+        }
+        var out = "time-dependent (\(t.rows) rows, censoring from the training rows): Uno's C \(value(t.uno))\n"
+        out += "  AUC at \(times(t.auc)); mean \(value(t.meanAUC))\n"
+        out += "  Brier at \(times(t.brier))"
+        if t.horizons.count >= 2 { out += "; IBS \(value(t.integratedBrier))" }
+        return out + "\n"
     }
 
     /// Four significant digits, in scientific notation outside [1e-3, 1e5).

@@ -38,6 +38,28 @@ import Testing
         print("gbsg2 seed 0 vs scikit-survival: Uno \(weights.unoConcordance(times: times, events: events, scores: scores)!) (ref \(double(f, "uno"))), mean AUC \(auc.mean) (ref \(double(f, "mean_auc"))), IBS \(weights.integratedBrierScore(times: times, events: events, survival: survival, at: horizons)!) (ref \(double(f, "ibs")))")
     }
 
+    /// `plexus train` with horizons: Plexus' own Cox fit (Efron, l2 0.01) on gbsg2 seed 0, its test
+    /// rows scored with the Breslow baseline of its training rows, against scikit-survival's
+    /// numbers for lifelines' fit of the same rows — within 1e-3.
+    @Test func trainReportsTimeDependentMetrics() throws {
+        let f = try TestData.json("survival_metrics.json")
+        var options = TrainingOptions(dataPath: TestData.path("gbsg2.csv"), plan: .cox(l2: 0.01, ties: .efron))
+        options.splitPath = TestData.path("splits/gbsg2_seed0.json")
+        options.horizons = try #require(f["times"] as? [Double])
+        let report = try #require(try Trainer.run(options).timeDependent)
+        #expect(report.rows == "test")
+        let uno = try #require(report.uno)
+        let mean = try #require(report.meanAUC)
+        let ibs = try #require(report.integratedBrier)
+        print("plexus train gbsg2 seed 0: Uno \(uno) (sksurv on lifelines' fit \(double(f, "uno"))), mean AUC \(mean) (\(double(f, "mean_auc"))), IBS \(ibs) (\(double(f, "ibs")))")
+        #expect(abs(uno - double(f, "uno")) <= 1e-3)
+        #expect(abs(mean - double(f, "mean_auc")) <= 1e-3)
+        #expect(abs(ibs - double(f, "ibs")) <= 1e-3)
+        let auc = try #require(report.auc)
+        let refAUC = try #require(f["auc"] as? [Double])
+        #expect(zip(auc, refAUC).allSatisfy { abs($0 - $1) <= 1e-3 }, "\(auc) vs \(refAUC)")
+    }
+
     /// Hand-checked small cases: no censoring makes G = 1 (Uno = Harrell); a perfect score has AUC 1.
     @Test func smallCases() throws {
         let times: [Double] = [1, 2, 3, 4, 5]
