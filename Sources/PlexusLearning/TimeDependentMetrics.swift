@@ -173,3 +173,33 @@ public struct CensoringWeights: Sendable {
         return integral / (last - horizons[0])
     }
 }
+
+/// One group of a calibration table: its rows, their mean predicted survival at the horizon, and
+/// the Kaplan–Meier estimate of their observed survival there.
+public struct CalibrationGroup: Sendable, Hashable, Codable {
+    public var rows: Int
+    public var predicted: Double
+    public var observed: Double
+}
+
+public enum Calibration {
+    /// Predicted against observed survival at horizon `t` by risk group: the rows sorted by
+    /// predicted S(t), increasing (highest risk first; ties keep the row order), cut into `groups`
+    /// runs of consecutive rows (group k holds rows ⌊k·n/groups⌋ to ⌊(k+1)·n/groups⌋ − 1).
+    /// Empty groups (fewer rows than groups) are left out.
+    public static func atHorizon(_ t: Double, times: [Double], events: [Float], predicted: [Double], groups: Int = 10) -> [CalibrationGroup] {
+        precondition(times.count == events.count && times.count == predicted.count && groups >= 1, "one time, event and prediction per row")
+        let n = times.count
+        let order = times.indices.sorted { predicted[$0] != predicted[$1] ? predicted[$0] < predicted[$1] : $0 < $1 }
+        var out: [CalibrationGroup] = []
+        for g in 0..<groups {
+            let rows = Array(order[(g * n / groups)..<((g + 1) * n / groups)])
+            guard !rows.isEmpty else { continue }
+            let km = KaplanMeier(times: rows.map { times[$0] }, events: rows.map { events[$0] })
+            out.append(
+                CalibrationGroup(
+                    rows: rows.count, predicted: rows.reduce(0) { $0 + predicted[$1] } / Double(rows.count), observed: km.value(at: t)))
+        }
+        return out
+    }
+}

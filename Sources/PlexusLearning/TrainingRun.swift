@@ -158,6 +158,8 @@ public struct TimeDependentReport: Sendable, Hashable, Codable {
     public var brier: [Double]?
     /// Over the horizons (at least two).
     public var integratedBrier: Double?
+    /// Per horizon: predicted against Kaplan–Meier observed survival by risk decile (``Calibration``).
+    public var calibration: [[CalibrationGroup]]
 
     public init(trained: TrainedModel, training: Dataset, evaluated: Dataset, rows: String, horizons: [Double]) {
         self.rows = rows
@@ -173,6 +175,9 @@ public struct TimeDependentReport: Sendable, Hashable, Codable {
         meanAUC = dynamic?.mean
         brier = weights.brierScores(times: evaluated.times, events: evaluated.events, survival: survival, at: horizons)
         integratedBrier = weights.integratedBrierScore(times: evaluated.times, events: evaluated.events, survival: survival, at: horizons)
+        calibration = horizons.indices.map { k in
+            Calibration.atHorizon(horizons[k], times: evaluated.times, events: evaluated.events, predicted: survival.map { $0[k] })
+        }
     }
 }
 

@@ -223,7 +223,12 @@ enum TrainReportText {
         out += "  AUC at \(times(t.auc)); mean \(value(t.meanAUC))\n"
         out += "  Brier at \(times(t.brier))"
         if t.horizons.count >= 2 { out += "; IBS \(value(t.integratedBrier))" }
-        return out + "\n"
+        out += "\n"
+        for (h, groups) in zip(t.horizons, t.calibration) where !groups.isEmpty {
+            out += "  calibration at \(Predictions.format(h)), predicted/observed (Kaplan–Meier) survival by risk decile, highest risk first:\n    "
+            out += groups.map { "\(fixed($0.predicted, 3))/\(fixed($0.observed, 3))" }.joined(separator: "  ") + "\n"
+        }
+        return out
     }
 
     /// Four significant digits, in scientific notation outside [1e-3, 1e5).

@@ -32,6 +32,17 @@ import Testing
         let refBrier = try doubles("brier")
         #expect(zip(brier, refBrier).allSatisfy { abs($0 - $1) <= 1e-9 }, "Brier \(brier) vs \(refBrier)")
         close(weights.integratedBrierScore(times: times, events: events, survival: survival, at: horizons), "ibs")
+        // Calibration by risk decile at every horizon against lifelines' Kaplan–Meier per group.
+        let calibration = try #require(f["calibration"] as? [[[String: Any]]])
+        for (k, t) in horizons.enumerated() {
+            let groups = Calibration.atHorizon(t, times: times, events: events, predicted: survival.map { $0[k] })
+            #expect(groups.count == calibration[k].count, "horizon \(t)")
+            for (ours, ref) in zip(groups, calibration[k]) {
+                #expect(ours.rows == Int(double(ref, "rows")), "horizon \(t) group rows")
+                #expect(abs(ours.predicted - double(ref, "predicted")) <= 1e-12, "horizon \(t) predicted")
+                #expect(abs(ours.observed - double(ref, "observed")) <= 1e-12, "horizon \(t) observed \(ours.observed) vs \(double(ref, "observed"))")
+            }
+        }
         // Harrell's C of the same scores is the existing metric's.
         let harrell = SurvivalMetrics.concordance(times: times, scores: scores.map { -$0 }, events: events).index
         #expect(abs(harrell - double(f, "harrell")) <= 1e-12, "Harrell \(harrell)")
