@@ -203,3 +203,54 @@ public enum Calibration {
         return out
     }
 }
+
+/// A percentile bootstrap interval of Harrell's C: `resamples` draws of n rows with replacement
+/// (seeded, so the interval is a function of the seed), the C-index of each, and the 2.5th and
+/// 97.5th percentiles (linear interpolation between order statistics). A resample without a
+/// comparable pair (no event before another row's time) has no C-index: it is left out and
+/// counted in ``skipped``, and the percentiles come from the others.
+public struct BootstrapInterval: Sendable, Hashable, Codable {
+    public var estimate: Double
+    public var lower: Double
+    public var upper: Double
+    public var resamples: Int
+    /// Resamples without a comparable pair, left out.
+    public var skipped: Int
+
+    /// `nil` when the rows themselves have no comparable pair, or every resample was skipped.
+    public static func concordance(
+        times: [Double], events: [Float], risks: [Double], resamples: Int, seed: UInt64
+    ) -> BootstrapInterval? {
+        precondition(times.count == events.count && times.count == risks.count && resamples >= 1, "one time, event and risk per row")
+        let n = times.count
+        let whole = SurvivalMetrics.concordance(times: times, scores: risks.map { -$0 }, events: events)
+        guard n > 0, whole.pairs > 0 else { return nil }
+        var generator = Xoshiro256(seed: seed, stream: "bootstrap")
+        var values: [Double] = []
+        values.reserveCapacity(resamples)
+        var t = [Double](repeating: 0, count: n)
+        var e = [Float](repeating: 0, count: n)
+        var s = [Double](repeating: 0, count: n)
+        for _ in 0..<resamples {
+            for k in 0..<n {
+                let r = generator.nextInt(below: n)
+                t[k] = times[r]
+                e[k] = events[r]
+                s[k] = -risks[r]
+            }
+            let c = SurvivalMetrics.concordance(times: t, scores: s, events: e)
+            if c.pairs > 0 { values.append(c.index) }
+        }
+        guard !values.isEmpty else { return nil }
+        values.sort()
+        func percentile(_ q: Double) -> Double {
+            let position = q * Double(values.count - 1)
+            let below = Int(position.rounded(.down))
+            let above = min(below + 1, values.count - 1)
+            return values[below] + (position - Double(below)) * (values[above] - values[below])
+        }
+        return BootstrapInterval(
+            estimate: whole.index, lower: percentile(0.025), upper: percentile(0.975), resamples: resamples,
+            skipped: resamples - values.count)
+    }
+}

@@ -113,6 +113,9 @@ public struct TrainingOptions: Sendable {
     /// Survival models: times at which to report the time-dependent AUC and the Brier score
     /// (increasing, > 0), on the test rows (the training rows without a test set).
     public var horizons: [Double] = []
+    /// Survival models: bootstrap resamples for a 95% interval of the C-index on the test rows
+    /// (the training rows without a test set); 0 = none. Seeded by the plan's seed.
+    public var bootstrap = 0
 
     public init(dataPath: String, plan: Plan) {
         self.dataPath = dataPath
@@ -143,6 +146,8 @@ public struct TrainingReport: Sendable, Codable {
     public var inference: InferenceReport?
     /// Survival models with ``TrainingOptions/horizons``: Uno's C, AUC(t), Brier(t), IBS.
     public var timeDependent: TimeDependentReport?
+    /// Survival models with ``TrainingOptions/bootstrap``: the C-index's percentile interval.
+    public var concordanceInterval: BootstrapInterval?
 }
 
 /// Time-dependent survival metrics of a fit (``CensoringWeights``): the censoring distribution from
@@ -259,6 +264,13 @@ extension Trainer {
                 trained: trained, training: training.dataset, evaluated: testing?.dataset ?? training.dataset,
                 rows: testing == nil ? "train" : "test", horizons: options.horizons)
         }
+        var concordanceInterval: BootstrapInterval?
+        if options.bootstrap > 0, trained.model.task == .survival {
+            let evaluated = testing?.dataset ?? training.dataset
+            let risks = trained.model.predict(parameters: trained.parameters, batch: trained.standardization.applied(to: evaluated))
+            concordanceInterval = BootstrapInterval.concordance(
+                times: evaluated.times, events: evaluated.events, risks: risks.map(Double.init), resamples: options.bootstrap, seed: plan.seed)
+        }
         var named: [String: [Float]] = [:]
         for tensor in trained.model.layout.tensors { named[tensor.name] = Array(trained.parameters[tensor.range]) }
         return TrainingReport(
@@ -267,6 +279,7 @@ extension Trainer {
             droppedRows: training.droppedRows + (testing?.droppedRows ?? 0), seed: plan.seed, l2: plan.l2, fit: summary,
             seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
             train: trained.evaluate(on: training.dataset), test: testing.map { trained.evaluate(on: $0.dataset) },
-            parameters: named, standardization: trained.standardization, inference: inference, timeDependent: timeDependent)
+            parameters: named, standardization: trained.standardization, inference: inference, timeDependent: timeDependent,
+            concordanceInterval: concordanceInterval)
     }
 }

@@ -89,6 +89,9 @@ struct Train: ParsableCommand {
     @Option(help: "Survival models: times for Uno's C, the time-dependent AUC and the Brier score, e.g. 365,730,1095 (IBS over them).")
     var horizons: String?
 
+    @Option(help: "Survival models: a 95% percentile bootstrap interval of the C-index from this many resamples (seeded by the plan).")
+    var bootstrap: Int = 0
+
     @Flag(help: "Print the report as JSON (metrics, fit, parameters by tensor, standardization).")
     var json = false
 
@@ -105,6 +108,7 @@ struct Train: ParsableCommand {
         if site != nil && split == nil { throw ValidationError("--site needs --split") }
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
         _ = try parsedHorizons()
+        guard (0...100_000).contains(bootstrap) else { throw ValidationError("--bootstrap must be from 0 to 100000") }
     }
 
     func parsedHorizons() throws -> [Double] {
@@ -139,6 +143,7 @@ struct Train: ParsableCommand {
         options.planHash = PlanHash.hex(PlanHash.hash(loadedPlan))
         options.steps = steps
         options.horizons = try parsedHorizons()
+        options.bootstrap = bootstrap
         let report: TrainingReport
         do {
             options.filters = try filters.map { (text: String) throws(DataError) -> RowFilter in try RowFilter(parsing: text) }
@@ -185,6 +190,11 @@ enum TrainReportText {
                 out += pad(name, 6) + pad("\(m.count)", 7) + pad("\(m.events)", 8) + pad(fixed(m.concordance, 4), 9)
                 out += fixed(e.loss, 4) + "\n"
             }
+        }
+        if let b = r.concordanceInterval {
+            out += "C-index on the \(r.testRows == nil ? "training" : "test") rows \(fixed(b.estimate, 4)), bootstrap 95% interval "
+            out += "\(fixed(b.lower, 4))–\(fixed(b.upper, 4)) (\(b.resamples) resamples"
+            out += b.skipped > 0 ? ", \(b.skipped) without a comparable pair left out)\n" : ")\n"
         }
         if let t = r.timeDependent { out += timeDependentText(t) }
         if let inference = r.inference { out += inferenceTable(inference) }
