@@ -81,11 +81,29 @@ enum SafetensorsFuzz {
     static let layout = ParameterLayout([(name: "weight", shape: [3, 2], penalized: true), (name: "bias", shape: [2], penalized: false)])
 
     static func run(_ bytes: [UInt8]) {
+        savedModel(bytes)
         guard let (parameters, metadata) = try? Safetensors.decode(bytes, layout: layout) else { return }
         fuzzCheck(parameters.count == layout.count, "decoded \(parameters.count) parameters for a layout of \(layout.count)")
         fuzzCheck(allFinite(parameters), "decoded a non-finite parameter")
         let again = try? Safetensors.decode(Safetensors.encode(parameters, layout: layout, metadata: metadata), layout: layout)
         fuzzCheck(again?.parameters.map(\.bitPattern) == parameters.map(\.bitPattern) && again?.metadata == metadata, "safetensors round trip differs")
+    }
+}
+
+extension SafetensorsFuzz {
+    /// The model reader of `plexus predict`: never traps; what it accepts predicts finite
+    /// probabilities or survival in [0, 1] for a finite row, and re-encodes to a file it reads
+    /// back with the same parameters.
+    static func savedModel(_ bytes: [UInt8]) {
+        guard let model = try? SavedModel(safetensors: bytes) else { return }
+        fuzzCheck(model.parameters.count == model.layoutModel.layout.count, "a model with the wrong parameter count")
+        let d = model.featureNames.count
+        guard d <= 64, model.parameters.count <= 1 << 16 else { return }
+        let (scores, survival) = model.predict(rawFeatures: [Double](repeating: 0.5, count: d), rows: 1, times: [0, 1, 1e6])
+        if !model.model.isSurvival { fuzzCheck(scores[0] >= 0 && scores[0] <= 1, "a probability outside [0, 1]") }
+        fuzzCheck(survival.joined().allSatisfy { !($0 < 0 || $0 > 1) }, "a survival probability outside [0, 1]")
+        let again = try? SavedModel(safetensors: model.encode())
+        fuzzCheck(again?.parameters.map(\.bitPattern) == model.parameters.map(\.bitPattern), "a saved model does not round-trip")
     }
 }
 

@@ -102,6 +102,8 @@ enum Seeds {
         seeds["safetensors"] = [
             Safetensors.encode(Array(values.prefix(layout.count)), layout: layout, metadata: ["plan": "fuzz", "round": "3"]),
             Safetensors.encode(Array(values.prefix(layout.count)), layout: layout),
+            Self.savedModelSeed(deepsurv: false),
+            Self.savedModelSeed(deepsurv: true),
         ]
         // A file as the writer writes it (every line kind), and one in the previous writer's
         // key order with a torn last line.
@@ -168,5 +170,28 @@ enum Seeds {
         )
         for f in sent(stranger.start()) { frames += sent(r2.receive(f)) }
         return frames
+    }
+}
+
+extension Seeds {
+    /// A small saved model as `plexus train --save` writes it: a logistic regression on two
+    /// features, or a DeepSurv of width 3 with a three-point baseline.
+    static func savedModelSeed(deepsurv: Bool) -> [UInt8] {
+        var plan = Plan(model: deepsurv ? .deepsurv : .logistic, rounds: 1, learningRate: 0.1)
+        plan.hidden = [3]
+        if deepsurv {
+            plan.time = "time"
+            plan.event = "event"
+        } else {
+            plan.label = "y"
+        }
+        let model = makeModel(plan: plan, dimension: 2)
+        let parameters = (0..<model.layout.count).map { Float($0 % 5) * 0.25 - 0.5 }
+        let trained = TrainedModel(model: model, parameters: parameters, standardization: Standardization(mean: [1, 2], scale: [0.5, 4]))
+        let saved = SavedModel(
+            trained: trained, plan: plan, featureNames: ["a", "b"],
+            baseline: deepsurv ? BaselineHazard(times: [1, 2, 5], cumulative: [0.1, 0.25, 0.5]) : nil, baselineScope: "pooled",
+            planHash: String(repeating: "0", count: 64))
+        return saved.encode()
     }
 }

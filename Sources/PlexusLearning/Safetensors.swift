@@ -88,6 +88,32 @@ public enum Safetensors {
         return (parameters, metadata)
     }
 
+    /// The `__metadata__` of a file, strictly: the header must be a JSON object within the file
+    /// and every metadata value a string. Tensors are not read.
+    public static func metadata(_ bytes: [UInt8]) throws(FormatError) -> [String: String] {
+        guard bytes.count >= 8 else { throw FormatError(description: "shorter than the 8-byte header length") }
+        var n: UInt64 = 0
+        for i in 0..<8 { n |= UInt64(bytes[i]) << (8 * UInt64(i)) }
+        guard n <= UInt64(bytes.count - 8), n <= 100_000_000 else {
+            throw FormatError(description: "header length \(n) exceeds the file (\(bytes.count) bytes)")
+        }
+        let json: Any
+        do {
+            json = try JSONSerialization.jsonObject(with: Data(bytes[8..<(8 + Int(n))]))
+        } catch {
+            throw FormatError(description: "header is not JSON: \(error.localizedDescription)")
+        }
+        guard let header = json as? [String: Any] else { throw FormatError(description: "header is not a JSON object") }
+        guard let raw = header["__metadata__"] else { return [:] }
+        guard let object = raw as? [String: Any] else { throw FormatError(description: "__metadata__ is not a JSON object") }
+        var out: [String: String] = [:]
+        for (key, value) in object {
+            guard let text = value as? String else { throw FormatError(description: "__metadata__ value of '\(key)' is not a string") }
+            out[key] = text
+        }
+        return out
+    }
+
     private static func quote(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {

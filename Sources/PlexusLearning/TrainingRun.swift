@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 public import PlexusCore
 
@@ -102,8 +105,17 @@ public struct TrainingOptions: Sendable {
     /// If non-empty, the standardization is fitted on the rows matching these filters (e.g. the pooled
     /// `split=train` rows for an isolated site, as the tcga_brca reference does) instead of the training rows.
     public var standardizeFilters: [RowFilter] = []
-    /// If set, the trained model is written here as safetensors (see ``TrainedModel/safetensors(featureNames:extraMetadata:)``).
+    /// If set, the trained model is written here as safetensors with everything needed to
+    /// predict (``SavedModel``).
     public var savePath: String?
+    /// The plan's hash (hex), recorded in the saved model.
+    public var planHash: String?
+    /// Survival models: times at which to report the time-dependent AUC and the Brier score
+    /// (increasing, > 0), on the test rows (the training rows without a test set).
+    public var horizons: [Double] = []
+    /// Survival models: bootstrap resamples for a 95% interval of the C-index on the test rows
+    /// (the training rows without a test set); 0 = none. Seeded by the plan's seed.
+    public var bootstrap = 0
 
     public init(dataPath: String, plan: Plan) {
         self.dataPath = dataPath
@@ -129,6 +141,49 @@ public struct TrainingReport: Sendable, Codable {
     /// The parameters, by tensor name.
     public var parameters: [String: [Float]]
     public var standardization: Standardization
+    /// Cox and logistic: hazard or odds ratios with standard errors, intervals and p-values, and
+    /// the likelihood-ratio test (``Inference``); `nil` for the MLPs.
+    public var inference: InferenceReport?
+    /// Survival models with ``TrainingOptions/horizons``: Uno's C, AUC(t), Brier(t), IBS.
+    public var timeDependent: TimeDependentReport?
+    /// Survival models with ``TrainingOptions/bootstrap``: the C-index's percentile interval.
+    public var concordanceInterval: BootstrapInterval?
+}
+
+/// Time-dependent survival metrics of a fit (``CensoringWeights``): the censoring distribution from
+/// the training rows, survival probabilities from the Breslow baseline of the training rows.
+/// `nil` entries could not be computed (no case or no control at a horizon, or G = 0).
+public struct TimeDependentReport: Sendable, Hashable, Codable {
+    /// `test` or `train`: the rows the metrics are computed on.
+    public var rows: String
+    public var horizons: [Double]
+    public var uno: Double?
+    public var auc: [Double]?
+    public var meanAUC: Double?
+    public var brier: [Double]?
+    /// Over the horizons (at least two).
+    public var integratedBrier: Double?
+    /// Per horizon: predicted against Kaplan–Meier observed survival by risk decile (``Calibration``).
+    public var calibration: [[CalibrationGroup]]
+
+    public init(trained: TrainedModel, training: Dataset, evaluated: Dataset, rows: String, horizons: [Double]) {
+        self.rows = rows
+        self.horizons = horizons
+        let baseline = SavedModel.breslow(trained, rawRows: training)
+        let eta = trained.model.predict(parameters: trained.parameters, batch: trained.standardization.applied(to: evaluated)).map(Double.init)
+        let h = horizons.map { baseline?.value(at: $0) ?? 0 }
+        let survival = eta.map { e in h.map { $0 == 0 ? 1 : exp(-$0 * exp(e)) } }
+        let weights = CensoringWeights(trainTimes: training.times, trainEvents: training.events)
+        uno = weights.unoConcordance(times: evaluated.times, events: evaluated.events, scores: eta)
+        let dynamic = weights.cumulativeDynamicAUC(times: evaluated.times, events: evaluated.events, scores: eta, at: horizons)
+        auc = dynamic?.auc
+        meanAUC = dynamic?.mean
+        brier = weights.brierScores(times: evaluated.times, events: evaluated.events, survival: survival, at: horizons)
+        integratedBrier = weights.integratedBrierScore(times: evaluated.times, events: evaluated.events, survival: survival, at: horizons)
+        calibration = horizons.indices.map { k in
+            Calibration.atHorizon(horizons[k], times: evaluated.times, events: evaluated.events, predicted: survival.map { $0[k] })
+        }
+    }
 }
 
 extension Trainer {
@@ -173,16 +228,48 @@ extension Trainer {
             plan.rounds = steps
             plan.localSteps = 1
         }
-        let (trained, summary) = fit(training.dataset, plan: plan, solver: options.solver, standardization: standardization)
+        var (trained, summary) = fit(training.dataset, plan: plan, solver: options.solver, standardization: standardization)
+        // Inference at the fit; an L-BFGS fit (Float32) is first refined by Float64 Newton steps,
+        // and the model keeps the refined parameters.
+        var inference: InferenceReport?
+        let standardized = trained.standardization.applied(to: training.dataset)
+        if let result = Inference.report(for: trained, standardizedData: standardized, plan: plan, refine: summary.solver == "lbfgs") {
+            inference = result.report
+            if result.report.newtonSteps > 0 {
+                trained.parameters = result.parameters
+                var gradient: [Float] = []
+                summary.objective = Objective(model: trained.model, l2: plan.l2).valueAndGradient(
+                    parameters: result.parameters, batch: standardized, into: &gradient)
+            }
+        }
         let elapsed = clock.now - start
         if let savePath = options.savePath {
-            let bytes = trained.safetensors(
-                featureNames: training.dataset.featureNames, extraMetadata: ["model": plan.model.rawValue, "ties": plan.ties.rawValue])
+            // The Breslow baseline for Cox and DeepSurv comes from the training rows.
+            let saved = SavedModel(
+                trained: trained, plan: plan, featureNames: training.dataset.featureNames,
+                baseline: SavedModel.breslow(trained, rawRows: training.dataset), baselineScope: "pooled",
+                planHash: options.planHash)
             do {
-                try Data(bytes).write(to: URL(fileURLWithPath: savePath))
+                try Data(saved.encode()).write(to: URL(fileURLWithPath: savePath))
             } catch {
                 throw DataError(.unreadable, file: savePath, "cannot write the model: \(error.localizedDescription)")
             }
+        }
+        var timeDependent: TimeDependentReport?
+        if !options.horizons.isEmpty, trained.model.task == .survival {
+            guard options.horizons.allSatisfy({ $0.isFinite && $0 > 0 }), zip(options.horizons, options.horizons.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                throw DataError(.badPlan, file: options.dataPath, "horizons must be increasing finite times > 0")
+            }
+            timeDependent = TimeDependentReport(
+                trained: trained, training: training.dataset, evaluated: testing?.dataset ?? training.dataset,
+                rows: testing == nil ? "train" : "test", horizons: options.horizons)
+        }
+        var concordanceInterval: BootstrapInterval?
+        if options.bootstrap > 0, trained.model.task == .survival {
+            let evaluated = testing?.dataset ?? training.dataset
+            let risks = trained.model.predict(parameters: trained.parameters, batch: trained.standardization.applied(to: evaluated))
+            concordanceInterval = BootstrapInterval.concordance(
+                times: evaluated.times, events: evaluated.events, risks: risks.map(Double.init), resamples: options.bootstrap, seed: plan.seed)
         }
         var named: [String: [Float]] = [:]
         for tensor in trained.model.layout.tensors { named[tensor.name] = Array(trained.parameters[tensor.range]) }
@@ -192,21 +279,7 @@ extension Trainer {
             droppedRows: training.droppedRows + (testing?.droppedRows ?? 0), seed: plan.seed, l2: plan.l2, fit: summary,
             seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
             train: trained.evaluate(on: training.dataset), test: testing.map { trained.evaluate(on: $0.dataset) },
-            parameters: named, standardization: trained.standardization)
-    }
-}
-
-extension TrainedModel {
-    /// The model as a safetensors file: the parameters by tensor name, and in `__metadata__` the
-    /// feature names and the standardization (JSON arrays) so the same transform can be applied.
-    public func safetensors(featureNames: [String], extraMetadata: [String: String] = [:]) -> [UInt8] {
-        func json(_ value: some Encodable) -> String {
-            (try? JSONEncoder().encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
-        }
-        var metadata = extraMetadata
-        metadata["features"] = json(featureNames)
-        metadata["standardization.mean"] = json(standardization.mean)
-        metadata["standardization.scale"] = json(standardization.scale)
-        return Safetensors.encode(parameters, layout: model.layout, metadata: metadata)
+            parameters: named, standardization: trained.standardization, inference: inference, timeDependent: timeDependent,
+            concordanceInterval: concordanceInterval)
     }
 }

@@ -643,10 +643,13 @@ actor NodeDriver: Service {
         guard let standardization else { return }
         let path = node.modelPath
         let trained = TrainedModel(model: node.model, parameters: instance.parameters, standardization: standardization)
-        let bytes = trained.safetensors(featureNames: node.site.featureNames, extraMetadata: [
-            "plexus.peer": node.configuration.peer.rawValue, "plexus.plan_hash": PlanHash.hex(node.planHash),
-            "plexus.rounds": String(node.plan.rounds),
-        ])
+        // The Breslow baseline of a survival model from this site's own rows: the baseline of its
+        // stratum of the partial likelihood the network optimises (scope "site"); a pooled
+        // baseline needs every site's risk-set sums (README, "Clinical results").
+        let saved = SavedModel(
+            trained: trained, plan: node.plan, featureNames: node.site.featureNames,
+            baseline: SavedModel.breslow(trained, rawRows: node.site), baselineScope: "site", planHash: PlanHash.hex(node.planHash))
+        let bytes = saved.encode(extraMetadata: ["plexus.peer": node.configuration.peer.rawValue, "plexus.rounds": String(node.plan.rounds)])
         do {
             try StateFile.writeAtomically(bytes, to: path)
             node.logger.info("Final model written", metadata: ["path": "\(path)"])

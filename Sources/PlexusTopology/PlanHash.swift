@@ -39,6 +39,7 @@ import PlexusCrypto
 ///       aggregation        string "aggregation" ‖ string (Plan.Aggregation's description,
 ///                          e.g. "clipped", "trimmed-mean:2"); absent for "mean"
 ///       max_sample_ratio   string "max_sample_ratio" ‖ float; absent for 4
+///       ties               string "ties" ‖ string ("efron"); absent for "breslow"
 ///       privacy            string "privacy" ‖ float delta ‖ float clip ‖ float sampling ‖
 ///                          (0x00 ‖ float noise_multiplier | 0x01 ‖ float epsilon) ‖
 ///                          int stratum_size; absent without a [plan.privacy] table
@@ -142,6 +143,10 @@ public enum PlanHash {
         if plan.maxSampleRatio != defaults.maxSampleRatio {
             string("max_sample_ratio")
             float(plan.maxSampleRatio)
+        }
+        if plan.ties != defaults.ties {
+            string("ties")
+            string(plan.ties.rawValue)
         }
         if let privacy = plan.privacy {
             string("privacy")

@@ -29,6 +29,7 @@ import TOMLKit
 /// | `max_staleness` | integer | 5 | 0–1 000 000 |
 /// | `seed` | integer | 1 | 0 – 2⁶³−1 |
 /// | `max_sample_ratio` | number | 4 | 0 (no bound) or 1–1 000 000 |
+/// | `ties` | string | `"breslow"` | `breslow`, `efron` (`cox`, `deepsurv`) |
 /// | `aggregation` | string | `"mean"` | `mean`, `clipped`, `trimmed-mean:B` (B ≥ 1, 2B+1 ≤ every closed neighbourhood), `median` |
 /// | `privacy` | table | none | ``PrivacyKeys`` |
 public enum PlanKeys {
@@ -37,6 +38,7 @@ public enum PlanKeys {
         "model", "features", "exclude", "label", "time", "event", "missing", "hidden", "rounds", "local_steps",
         "learning_rate", "l2", "optimizer", "momentum", "batch_size", "proximal", "codec", "mixing",
         "consensus_step", "synchrony", "round_deadline_ms", "max_staleness", "seed", "aggregation", "max_sample_ratio",
+        "ties",
         "privacy",
     ]
 
@@ -189,6 +191,7 @@ extension Reader {
             }
         }
         if let missing = choice(t, "missing", Plan.MissingValues.self) { plan.missing = missing }
+        if let ties = choice(t, "ties", Plan.Ties.self) { plan.ties = ties }
         if let hidden = integerArray(t, "hidden") {
             if hidden.isEmpty || hidden.count > 2 {
                 error("hidden must list 1 or 2 layer widths, found \(hidden.count)", at: valuePosition(t, "hidden"))
@@ -332,6 +335,9 @@ extension Reader {
             for key in ["time", "event"] where t.table[key] != nil {
                 warning("'\(key)' is not used by model '\(model.rawValue)'", at: keyPosition(t, key))
             }
+        }
+        if !model.isSurvival && t.table["ties"] != nil {
+            warning("'ties' is used only by cox and deepsurv", at: keyPosition(t, "ties"))
         }
         if (model == .logistic || model == .cox) && t.table["hidden"] != nil {
             warning("'hidden' is used only by mlp and deepsurv", at: keyPosition(t, "hidden"))

@@ -38,6 +38,7 @@ public enum TopologyWriter {
         add("round_deadline_ms", String(plan.roundDeadlineMilliseconds), plan.roundDeadlineMilliseconds == defaults.roundDeadlineMilliseconds)
         add("max_staleness", String(plan.maxStaleness), plan.maxStaleness == defaults.maxStaleness)
         add("max_sample_ratio", number(plan.maxSampleRatio), plan.maxSampleRatio == defaults.maxSampleRatio)
+        add("ties", string(plan.ties.rawValue), plan.ties == defaults.ties)
         add("seed", String(plan.seed), plan.seed == defaults.seed)
         add("aggregation", string(plan.aggregation.description), plan.aggregation == defaults.aggregation)
         if let privacy = plan.privacy { add("privacy", Self.privacy(privacy), false) }

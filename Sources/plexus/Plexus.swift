@@ -16,6 +16,7 @@ struct Plexus: AsyncParsableCommand {
             KeyGen.self,
             PubKey.self,
             Train.self,
+            Predict.self,
             Bench.self,
             TopologyCommand.self,
             Simulate.self,

@@ -164,6 +164,14 @@ struct Simulate: ParsableCommand {
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
+    @Flag(
+        help: """
+            Cox and logistic: hazard or odds ratios of the first honest peer's final model, from \
+            the sites' information summaries summed (in this process; a real network does not \
+            exchange them yet), then refined by Newton steps on that sum.
+            """)
+    var inference = false
+
     func validate() throws {
         guard (0..<1).contains(holdout) else { throw ValidationError("--holdout must be in [0, 1)") }
         guard evaluateEvery >= 1 else { throw ValidationError("--evaluate-every must be ≥ 1") }
@@ -260,6 +268,27 @@ struct Simulate: ParsableCommand {
             if quarantines.count > 20 { print("  … \(quarantines.count - 20) more") }
         }
         if let logDir { print("convergence logs: \(logDir)/<peer>.jsonl") }
+        if inference { print(inferenceText(summary: summary, data: data, plan: plan), terminator: "") }
+    }
+
+    /// The clinical table of the decentralized model: the likelihood stratified by site, each
+    /// site's summary at the peer's final model summed, as-is (with its distance from the
+    /// optimum) and after Newton steps on the sum.
+    func inferenceText(summary: SimulationSummary, data: PartitionedData, plan: Plan) -> String {
+        guard let peer = summary.honestPeers.first, let parameters = summary.finalParameters[peer], !data.sites.isEmpty else { return "" }
+        let model = makeModel(plan: plan, dimension: data.sites[0].dimension)
+        let trained = TrainedModel(model: model, parameters: parameters, standardization: summary.standardization)
+        let sites = data.sites.map { summary.standardization.applied(to: $0) }
+        guard let asIs = Inference.stratified(for: trained, standardizedSites: sites, plan: plan, refine: false)?.report,
+            let refined = Inference.stratified(for: trained, standardizedSites: sites, plan: plan, refine: true)?.report
+        else { return "\ninference: only for cox and logistic with a positive-definite information\n" }
+        var largest = 0.0
+        for (a, b) in zip(asIs.coefficients, refined.coefficients) { largest = max(largest, abs(a.ratio - b.ratio) / b.ratio) }
+        var out = "\n\(peer.rawValue)'s final model, likelihood stratified by the \(data.sites.count) sites: gradient norm "
+        out += "\(TrainReportText.scientific(asIs.gradientNorm))\(asIs.converged ? " (converged)" : " (not converged)"); "
+        out += "its \(asIs.ratioName)s are within \(TrainReportText.significant(100 * largest))% of the stratified optimum below.\n"
+        out += TrainReportText.inferenceTable(refined)
+        return out
     }
 }
 

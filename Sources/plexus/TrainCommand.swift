@@ -21,6 +21,11 @@ struct Train: ParsableCommand {
             file) the model trains on its `train` rows — or on `hospitals[N]` with --site N \
             (0-based) — and is tested on its `test` rows; --where/--test-where then filter those.
 
+            Cox and logistic fits then print hazard or odds ratios per unit of each covariate \
+            with 95% Wald intervals from the observed information, p-values and the \
+            likelihood-ratio test (in --json: `inference`); an L-BFGS fit is refined by Float64 \
+            Newton steps first. --save writes a model `plexus predict` can apply.
+
             Solver: `auto` (default) solves the convex models (logistic, cox) to convergence with \
             full-batch L-BFGS, as scikit-learn and lifelines do, and runs the plan's optimizer \
             for rounds × local_steps steps for mlp and deepsurv; `plan` always uses the plan's \
@@ -76,8 +81,16 @@ struct Train: ParsableCommand {
     @Option(help: "Cox tied event times: breslow or efron (lifelines uses efron). Overrides the plan.")
     var ties: String?
 
-    @Option(help: "Write the trained model (parameters, features, standardization) as safetensors.", completion: .file())
+    @Option(
+        help: "Write the trained model as safetensors with everything needed to predict (features, standardization, link, baseline hazard).",
+        completion: .file())
     var save: String?
+
+    @Option(help: "Survival models: times for Uno's C, the time-dependent AUC and the Brier score, e.g. 365,730,1095 (IBS over them).")
+    var horizons: String?
+
+    @Option(help: "Survival models: a 95% percentile bootstrap interval of the C-index from this many resamples (seeded by the plan).")
+    var bootstrap: Int = 0
 
     @Flag(help: "Print the report as JSON (metrics, fit, parameters by tensor, standardization).")
     var json = false
@@ -94,6 +107,22 @@ struct Train: ParsableCommand {
         }
         if site != nil && split == nil { throw ValidationError("--site needs --split") }
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
+        _ = try parsedHorizons()
+        guard (0...100_000).contains(bootstrap) else { throw ValidationError("--bootstrap must be from 0 to 100000") }
+    }
+
+    func parsedHorizons() throws -> [Double] {
+        guard let horizons else { return [] }
+        let parts = horizons.split(separator: ",", omittingEmptySubsequences: false)
+        guard parts.count <= 1000 else { throw ValidationError("--horizons takes at most 1000 times") }
+        let times = try parts.map { part in
+            guard let t = Double(part.trimmingCharacters(in: .whitespaces)), t.isFinite, t > 0 else {
+                throw ValidationError("--horizons: '\(part)' is not a finite time > 0 (expected e.g. 365,730,1095)")
+            }
+            return t
+        }
+        guard zip(times, times.dropFirst()).allSatisfy({ $0 < $1 }) else { throw ValidationError("--horizons must increase") }
+        return times
     }
 
     func run() throws {
@@ -115,7 +144,10 @@ struct Train: ParsableCommand {
         options.solver = SolverChoice(rawValue: solver)!
         options.sklearnC = sklearnC
         options.savePath = save
+        options.planHash = PlanHash.hex(PlanHash.hash(loadedPlan))
         options.steps = steps
+        options.horizons = try parsedHorizons()
+        options.bootstrap = bootstrap
         let report: TrainingReport
         do {
             options.filters = try filters.map { (text: String) throws(DataError) -> RowFilter in try RowFilter(parsing: text) }
@@ -163,7 +195,73 @@ enum TrainReportText {
                 out += fixed(e.loss, 4) + "\n"
             }
         }
+        if let b = r.concordanceInterval {
+            out += "C-index on the \(r.testRows == nil ? "training" : "test") rows \(fixed(b.estimate, 4)), bootstrap 95% interval "
+            out += "\(fixed(b.lower, 4))–\(fixed(b.upper, 4)) (\(b.resamples) resamples"
+            out += b.skipped > 0 ? ", \(b.skipped) without a comparable pair left out)\n" : ")\n"
+        }
+        if let t = r.timeDependent { out += timeDependentText(t) }
+        if let inference = r.inference { out += inferenceTable(inference) }
         return out
+    }
+
+    /// The table a paper prints: per covariate (per unit of the raw column) β, SE, the ratio with
+    /// its 95% Wald interval and the p-value; then the likelihood-ratio test.
+    static func inferenceTable(_ i: InferenceReport) -> String {
+        let kind = i.model == "cox" ? "hazard ratios (\(i.ties ?? "breslow") ties)" : "odds ratios"
+        var out = "\n\(kind) per unit of each covariate, 95% Wald intervals from the observed information"
+        out += i.l2 > 0 ? " (penalised, l2 \(i.l2)):\n" : ":\n"
+        let width = max(10, i.coefficients.map(\.name.count).max() ?? 0) + 2
+        out += pad("covariate", width) + pad("coef", 12) + pad("SE", 12) + pad(i.ratioName, 12) + pad("95% CI", 24) + pad("z", 8) + "p\n"
+        for c in i.coefficients {
+            out += pad(c.name, width) + pad(significant(c.coefficient), 12) + pad(significant(c.standardError), 12)
+            out += pad(significant(c.ratio), 12) + pad("\(significant(c.lower))–\(significant(c.upper))", 24)
+            out += pad(fixed(c.z, 2), 8) + pValue(c.p) + "\n"
+        }
+        out += "likelihood-ratio test: χ² \(fixed(i.likelihoodRatio.statistic, 2)) on \(i.likelihoodRatio.degreesOfFreedom) df, p \(pValue(i.likelihoodRatio.p))"
+        out += "; log-likelihood \(fixed(i.logLikelihood, 4)) (null \(fixed(i.nullLogLikelihood, 4)))\n"
+        if i.newtonSteps > 0 || !i.converged {
+            out += "Float64 Newton refinement: \(i.newtonSteps) step\(i.newtonSteps == 1 ? "" : "s"), gradient norm \(scientific(i.gradientNorm))"
+            out += i.converged ? "\n" : " — NOT converged: the intervals describe the curvature here, not a sampling distribution\n"
+        }
+        return out
+    }
+
+    static func timeDependentText(_ t: TimeDependentReport) -> String {
+        func value(_ x: Double?) -> String { x.map { fixed($0, 4) } ?? "n/a" }
+        func times(_ xs: [Double]?) -> String {
+            zip(t.horizons, xs.map { $0.map(Optional.some) } ?? t.horizons.map { _ in nil }).map { "\(Predictions.format($0.0)) \(value($0.1))" }
+                .joined(separator: ", ")
+        }
+        var out = "time-dependent (\(t.rows) rows, censoring from the training rows): Uno's C \(value(t.uno))\n"
+        out += "  AUC at \(times(t.auc)); mean \(value(t.meanAUC))\n"
+        out += "  Brier at \(times(t.brier))"
+        if t.horizons.count >= 2 { out += "; IBS \(value(t.integratedBrier))" }
+        out += "\n"
+        for (h, groups) in zip(t.horizons, t.calibration) where !groups.isEmpty {
+            out += "  calibration at \(Predictions.format(h)), predicted/observed (Kaplan–Meier) survival by risk decile, highest risk first:\n    "
+            out += groups.map { "\(fixed($0.predicted, 3))/\(fixed($0.observed, 3))" }.joined(separator: "  ") + "\n"
+        }
+        return out
+    }
+
+    /// Four significant digits, in scientific notation outside [1e-3, 1e5).
+    static func significant(_ x: Double) -> String {
+        guard x.isFinite else { return x.isNaN ? "nan" : (x > 0 ? "inf" : "-inf") }
+        let magnitude = abs(x)
+        if magnitude != 0 && (magnitude < 1e-3 || magnitude >= 1e5) { return scientific(x) }
+        let digits = magnitude == 0 ? 4 : max(0, 3 - Int(log10(magnitude).rounded(.down)))
+        return fixed(x, digits)
+    }
+
+    static func scientific(_ x: Double) -> String {
+        guard x.isFinite else { return x.isNaN ? "nan" : (x > 0 ? "inf" : "-inf") }
+        return String(format: "%.3e", x)
+    }
+
+    static func pValue(_ p: Double) -> String {
+        guard p.isFinite else { return "nan" }
+        return p < 1e-4 ? (p < 1e-300 ? "<1e-300" : scientific(p)) : fixed(p, 4)
     }
 
     static func pad(_ s: String, _ width: Int) -> String {

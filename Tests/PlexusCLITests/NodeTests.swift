@@ -65,6 +65,60 @@ extension ProcessSuites {
             let real = try finalModel(directory, peer.id, model: model)
             #expect(real.map(\.bitPattern) == simulated.finalParameters[peer.id]!.map(\.bitPattern), "\(peer.id)")
         }
+        // The file carries what a prediction needs, and `plexus predict` uses it on the whole CSV.
+        let file = "\(directory)/state/\(topology.peers[0].id).safetensors"
+        let saved = try SavedModel(safetensors: Array(try Data(contentsOf: URL(fileURLWithPath: file))))
+        #expect(saved.model == .logistic && saved.targets == ["label": "diagnosis"] && saved.baseline == nil)
+        #expect(saved.planHash == PlanHash.hex(topology.planHash) && saved.version == PlexusVersion.current)
+        #expect(saved.metadata["plexus.peer"] == topology.peers[0].id.rawValue)
+        let predicted = try plexus(["predict", "--model", file, "--data", data])
+        #expect(predicted.status == 0, "\(predicted.stderr)")
+        let probabilities = predicted.stdout.split(separator: "\n").dropFirst().compactMap { $0.split(separator: ",").last.flatMap { Double($0) } }
+        let label = table.header.firstIndex(of: "diagnosis")!
+        let correct = zip(probabilities, table.rows).filter { ($0.0 > 0.5) == ($0.1[label] == "1") }.count
+        #expect(probabilities.count == table.rows.count && Double(correct) >= 0.95 * Double(table.rows.count), "\(correct) of \(probabilities.count)")
+    }
+
+    /// A Cox network (gbsg2, three sites) leaves on every node a model with the Breslow baseline
+    /// of its own rows (scope "site": one point per distinct event time of the site), from which
+    /// `plexus predict` gives survival probabilities.
+    @Test func coxNodesWriteTheirSiteBaseline() throws {
+        let directory = temporaryDirectory("nodes-cox")
+        var plan = try PlanFile.load(path: repositoryRoot + "/Topologies/plans/gbsg2-cox.toml")
+        plan.rounds = 20
+        plan.ties = .efron
+        try TopologyWriter.plan(plan).write(toFile: directory + "/cox.toml", atomically: true, encoding: .utf8)
+        let path = directory + "/network.toml"
+        let generated = try plexus([
+            "topology", "generate", "--from", repositoryRoot + "/Topologies/consortium-3.toml", "--keys-dir", directory + "/keys",
+            "--host", "127.0.0.1", "--base-port", String(freePorts(8)), "--out", path, "--plan", directory + "/cox.toml",
+        ])
+        #expect(generated.status == 0, "\(generated.stderr)")
+        let topology = try Topology.load(path: path, spectralAnalysis: false)
+        let gbsg2 = repositoryRoot + "/Topologies/data/gbsg2.csv"
+        let gbsg2Split = repositoryRoot + "/Topologies/data/splits/gbsg2_seed0.json"
+        let nodes = try topology.peers.enumerated().map { index, peer in
+            try Background(
+                ["run", "--topology", path, "--peer", peer.id.rawValue, "--key", "\(directory)/keys/\(peer.id).key", "--data", gbsg2,
+                 "--state-dir", "\(directory)/state", "--log-dir", "\(directory)/logs", "--log-level", "warning",
+                 "--split", gbsg2Split, "--site", String(index)],
+                output: "\(directory)/\(peer.id).out")
+        }
+        for (node, peer) in zip(nodes, topology.peers) { #expect(node.wait(timeout: 120) == 0, "\(peer.id): \(node.log)") }
+        let table = try CSV.read(path: gbsg2)
+        let split = try SplitFile.read(path: gbsg2Split, rowCount: table.rows.count)
+        for (index, peer) in topology.peers.enumerated() {
+            let file = "\(directory)/state/\(peer.id).safetensors"
+            let saved = try SavedModel(safetensors: Array(try Data(contentsOf: URL(fileURLWithPath: file))))
+            #expect(saved.model == .cox && saved.ties == .efron && saved.baselineScope == "site", "\(peer.id)")
+            let site = try DatasetLoader.load(table, plan: plan, rows: split.hospitals[index]).dataset
+            let eventTimes = Set(zip(site.times, site.events).filter { $0.1 != 0 }.map(\.0))
+            #expect(saved.baseline?.times == eventTimes.sorted(), "\(peer.id): the baseline's points are the site's event times")
+            let predicted = try plexus(["predict", "--model", file, "--data", gbsg2, "--times", "365,730"])
+            #expect(predicted.status == 0, "\(predicted.stderr)")
+            let rows = predicted.stdout.split(separator: "\n").dropFirst().map { $0.split(separator: ",").compactMap { Double($0) } }
+            #expect(rows.count == 686 && rows.allSatisfy { $0.count == 4 && $0[2] > 0 && $0[2] < 1 && $0[3] <= $0[2] }, "\(peer.id)")
+        }
     }
 
     /// Under `[plan.privacy]` (DP-SGD, ε = 8): with `--deterministic-noise` (the test flag) three

@@ -70,3 +70,49 @@ enum Fixtures {
         }
     }
 }
+
+/// `ties` in the plan: read, checked, written back, and hashed only when it is not the default,
+/// so every existing plan keeps its hash.
+@Suite struct TiesPlanKeyTests {
+    static let base = """
+        [plan]
+        model = "cox"
+        time = "time"
+        event = "event"
+        rounds = 10
+        learning_rate = 0.5
+
+        """
+
+    @Test func tiesIsReadWrittenAndHashed() throws {
+        let plain = try PlanFile.parse(source: Self.base, path: "p.toml")
+        let breslow = try PlanFile.parse(source: Self.base + "ties = \"breslow\"\n", path: "p.toml")
+        let efron = try PlanFile.parse(source: Self.base + "ties = \"efron\"\n", path: "p.toml")
+        #expect(plain.plan.ties == .breslow && efron.plan.ties == .efron)
+        #expect(plain.planHash == breslow.planHash)
+        #expect(efron.planHash != plain.planHash)
+        #expect(TopologyWriter.plan(efron.plan).contains("ties = \"efron\""))
+        #expect(!TopologyWriter.plan(plain.plan).contains("ties"))
+        let again = try PlanFile.parse(source: TopologyWriter.plan(efron.plan), path: "q.toml")
+        #expect(again.planHash == efron.planHash)
+    }
+
+    @Test func badTiesIsAnErrorAndTiesOnAClassifierAWarning() throws {
+        #expect {
+            _ = try PlanFile.parse(source: Self.base + "ties = \"exact\"\n", path: "p.toml")
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("p.toml:7") && text.contains("ties") && text.contains("efron")
+        }
+        let classifier = """
+            [plan]
+            model = "logistic"
+            label = "y"
+            rounds = 10
+            learning_rate = 0.5
+            ties = "efron"
+            """
+        let parsed = try PlanFile.parse(source: classifier, path: "c.toml")
+        #expect(parsed.warnings.contains { "\($0)".contains("'ties' is used only by cox and deepsurv") })
+    }
+}
