@@ -115,6 +115,7 @@ public enum Experiment {
             neighbours: Dictionary(uniqueKeysWithValues: weights.neighbours.map { ($0.key, Neighbour(publicKey: keys($0.key), weight: $0.value)) })
         )
         settings.consensusStep = plan.consensusStep
+        settings.consensusRounds = plan.consensusRounds
         settings.aggregation = plan.aggregation
         settings.synchrony = plan.synchrony
         settings.roundDeadline = .milliseconds(plan.roundDeadlineMilliseconds)

@@ -39,6 +39,7 @@ import PlexusCrypto
 ///       aggregation        string "aggregation" ‖ string (Plan.Aggregation's description,
 ///                          e.g. "clipped", "trimmed-mean:2"); absent for "mean"
 ///       max_sample_ratio   string "max_sample_ratio" ‖ float; absent for 4
+///       consensus_rounds   string "consensus_rounds" ‖ int; absent for 0
 ///
 ///     Each such entry starts with its key's name, so the encoding stays unambiguous however
 ///     many of them are present.
@@ -139,6 +140,10 @@ public enum PlanHash {
         if plan.maxSampleRatio != defaults.maxSampleRatio {
             string("max_sample_ratio")
             float(plan.maxSampleRatio)
+        }
+        if plan.consensusRounds != defaults.consensusRounds {
+            string("consensus_rounds")
+            int(plan.consensusRounds)
         }
         return w.bytes
     }

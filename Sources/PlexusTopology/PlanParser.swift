@@ -14,6 +14,7 @@ import TOMLKit
 /// | `missing` | string | `"error"` | `error`, `drop-row` |
 /// | `hidden` | array of integers | `[32]` | 1 or 2 layers, each 1–65536 |
 /// | `rounds` | integer | required | 1–10 000 000 |
+/// | `consensus_rounds` | integer | 0 | 0 to `rounds` − 1: the last ones take no local step |
 /// | `local_steps` | integer | 1 | 1–1 000 000 |
 /// | `learning_rate` | number | required | > 0, finite |
 /// | `l2` | number | 0 | ≥ 0, finite |
@@ -36,6 +37,7 @@ public enum PlanKeys {
         "model", "features", "exclude", "label", "time", "event", "missing", "hidden", "rounds", "local_steps",
         "learning_rate", "l2", "optimizer", "momentum", "batch_size", "proximal", "codec", "mixing",
         "consensus_step", "synchrony", "round_deadline_ms", "max_staleness", "seed", "aggregation", "max_sample_ratio",
+        "consensus_rounds",
     ]
 
     public static let maximumRounds = 10_000_000
@@ -122,6 +124,18 @@ extension Reader {
                     ok = false
                 }
                 if ok { plan.hidden = hidden }
+            }
+        }
+        if let n = integer(t, "consensus_rounds") {
+            if let r = rounds, !(0..<r).contains(n) {
+                error(
+                    "consensus_rounds must be from 0 to \(r - 1) (fewer than rounds = \(r): at least one round trains), found \(n)",
+                    at: valuePosition(t, "consensus_rounds")
+                )
+            } else if n < 0 {
+                error("consensus_rounds must be ≥ 0, found \(n)", at: valuePosition(t, "consensus_rounds"))
+            } else {
+                plan.consensusRounds = n
             }
         }
         if let n = integer(t, "local_steps") {

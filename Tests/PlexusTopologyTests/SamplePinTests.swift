@@ -75,4 +75,32 @@ import Testing
             #expect(error.description.contains("t.toml:\(Self.line(of: "max_sample_ratio", in: text)):20: error: max_sample_ratio must be 0 (no bound) or from 1 to 1000000 (a multiple of the median count), found 0.5"), "\(error.description)")
         }
     }
+
+    /// `consensus_rounds`: 0 by default and then outside the hash; any other value is hashed and
+    /// written back; 0 to rounds − 1 are accepted, the rest refused at the value, compiler-style.
+    @Test func consensusRoundsAreAPlanKeyCoveredByTheHashOnlyWhenSet() throws {
+        let plain = try Topology.parse(source: Self.base, path: "t.toml")
+        #expect(plain.plan.consensusRounds == 0 && plain.plan.rounds == 50)
+        let zero = try Topology.parse(source: Self.base.replacingOccurrences(of: "seed = 7", with: "seed = 7\nconsensus_rounds = 0"), path: "t.toml")
+        #expect(zero.planHash == plain.planHash)
+        let ten = try Topology.parse(source: Self.base.replacingOccurrences(of: "seed = 7", with: "seed = 7\nconsensus_rounds = 10"), path: "t.toml")
+        let most = try Topology.parse(source: Self.base.replacingOccurrences(of: "seed = 7", with: "seed = 7\nconsensus_rounds = 49"), path: "t.toml")
+        #expect(ten.plan.consensusRounds == 10 && most.plan.consensusRounds == 49)
+        #expect(ten.planHash != plain.planHash && most.planHash != ten.planHash)
+        #expect(TopologyWriter.plan(ten.plan).contains("consensus_rounds = 10"))
+        #expect(!TopologyWriter.plan(plain.plan).contains("consensus_rounds"))
+        #expect(try Topology.parse(source: TopologyWriter.toml(ten), path: "w.toml").planHash == ten.planHash)
+        for (value, message) in [
+            ("50", "consensus_rounds must be from 0 to 49 (fewer than rounds = 50: at least one round trains), found 50"),
+            ("-1", "consensus_rounds must be from 0 to 49 (fewer than rounds = 50: at least one round trains), found -1"),
+        ] {
+            let text = Self.base.replacingOccurrences(of: "seed = 7", with: "seed = 7\nconsensus_rounds = \(value)")
+            do {
+                _ = try Topology.parse(source: text, path: "t.toml")
+                Issue.record("expected an error for \(value)")
+            } catch {
+                #expect(error.description.contains("t.toml:\(Self.line(of: "consensus_rounds", in: text)):20: error: \(message)"), "\(error.description)")
+            }
+        }
+    }
 }
