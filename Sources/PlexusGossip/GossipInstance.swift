@@ -178,6 +178,9 @@ public struct GossipInstance<Learner: LocalLearner> {
     private var incoming: [Float]
     private var lastGood: [Float]
     private var lastLoss: Double = .nan
+    /// ‖x after − x before‖ of this peer's last local training step (kept through the
+    /// consensus-only rounds): the anchor of ``GossipSettings/clipAnchor``.
+    private var lastLocalStep = 0.0
     private var roundStats = RoundStats()
     private var lastEnvelope: [UInt8] = []
     /// S_i as advertised in this round's envelope, and the neighbours it counted: this round's
@@ -555,6 +558,9 @@ public struct GossipInstance<Learner: LocalLearner> {
         lastGood.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: parameters) }
         // The plan's final `consensus_rounds` only gossip: no local step, no training loss.
         lastLoss = settings.trains(round: r) ? learner.train(&parameters, round: r) : .nan
+        if settings.trains(round: r) && settings.clipAnchor > 0 {
+            lastLocalStep = lastGood.withUnsafeBufferPointer { a in parameters.withUnsafeBufferPointer { Self.distance(a, $0) } }
+        }
         if !parameters.withUnsafeBufferPointer(FiniteVector.allFinite) {
             swap(&parameters, &lastGood)
             reject(from: settings.me, .nonFiniteModel, "training in round \(r) gave a non-finite model; it keeps the model from before the step", into: &directives)
@@ -697,7 +703,11 @@ public struct GossipInstance<Learner: LocalLearner> {
         score(candidates, into: &directives)
         let inputs = candidates.filter { !scoring.isQuarantined($0.peer) }
         scratch.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: parameters) }
-        let rule = settings.consensusRule
+        var rule = settings.consensusRule
+        if settings.clipAnchor > 0, var clipped = rule as? ClippedConsensus {
+            clipped.radiusCap = settings.clipAnchor * lastLocalStep
+            rule = clipped
+        }
         lastCut = scratch.withUnsafeMutableBufferPointer { x in
             publicCopy.withUnsafeBufferPointer { rule.step(candidate: x, publicCopy: $0, neighbours: inputs) }
         }

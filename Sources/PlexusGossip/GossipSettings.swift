@@ -53,6 +53,10 @@ public struct GossipSettings: Sendable {
     /// step — the peer only publishes, applies and mixes — so the network ends at (near) one
     /// model. MUST be in 0..<``rounds``. Default: 0 (every round trains).
     public var consensusRounds: Int = 0
+    /// The plan's `clip_anchor` κ (``ClippedConsensus/radiusCap``): under `clipped`, τ_i is at
+    /// most κ × the norm of this peer's own last local training step, a bound no neighbour can
+    /// inflate. 0 (the default): no bound.
+    public var clipAnchor: Double = 0
     /// Whether round `r` trains (it is not one of the final ``consensusRounds``).
     public func trains(round r: Int) -> Bool { r <= rounds - consensusRounds }
     /// How long a synchronous round waits for its neighbours. Default: 10 s.

@@ -40,6 +40,7 @@ import PlexusCrypto
 ///                          e.g. "clipped", "trimmed-mean:2"); absent for "mean"
 ///       max_sample_ratio   string "max_sample_ratio" ‖ float; absent for 4
 ///       consensus_rounds   string "consensus_rounds" ‖ int; absent for 0
+///       clip_anchor        string "clip_anchor" ‖ float; absent for 0
 ///
 ///     Each such entry starts with its key's name, so the encoding stays unambiguous however
 ///     many of them are present.
@@ -144,6 +145,10 @@ public enum PlanHash {
         if plan.consensusRounds != defaults.consensusRounds {
             string("consensus_rounds")
             int(plan.consensusRounds)
+        }
+        if plan.clipAnchor != defaults.clipAnchor {
+            string("clip_anchor")
+            float(plan.clipAnchor)
         }
         return w.bytes
     }

@@ -30,6 +30,7 @@ import TOMLKit
 /// | `max_staleness` | integer | 5 | 0–1 000 000 |
 /// | `seed` | integer | 1 | 0 – 2⁶³−1 |
 /// | `max_sample_ratio` | number | 4 | 0 (no bound) or 1–1 000 000 |
+/// | `clip_anchor` | number | 0 | 0 (off) or (0, 1000]: under `clipped`, τ ≤ this × the peer's own last local step |
 /// | `aggregation` | string | `"mean"` | `mean`, `clipped`, `trimmed-mean:B` (B ≥ 1, 2B+1 ≤ every closed neighbourhood), `median` |
 public enum PlanKeys {
     /// Every key the `[plan]` table accepts, in documentation (and canonical encoding) order.
@@ -37,7 +38,7 @@ public enum PlanKeys {
         "model", "features", "exclude", "label", "time", "event", "missing", "hidden", "rounds", "local_steps",
         "learning_rate", "l2", "optimizer", "momentum", "batch_size", "proximal", "codec", "mixing",
         "consensus_step", "synchrony", "round_deadline_ms", "max_staleness", "seed", "aggregation", "max_sample_ratio",
-        "consensus_rounds",
+        "consensus_rounds", "clip_anchor",
     ]
 
     public static let maximumRounds = 10_000_000
@@ -46,6 +47,7 @@ public enum PlanKeys {
     public static let maximumRoundDeadlineMilliseconds = 86_400_000
     public static let maximumStaleness = 1_000_000
     public static let maximumSampleRatio = 1_000_000.0
+    public static let maximumClipAnchor = 1000.0
 
     /// `text` as an `aggregation` value, or the message the parser reports for it (for
     /// command-line overrides).
@@ -198,6 +200,16 @@ extension Reader {
                 plan.maxSampleRatio = x
             } else {
                 error("max_sample_ratio must be 0 (no bound) or from 1 to 1000000 (a multiple of the median count), found \(x)", at: valuePosition(t, "max_sample_ratio"))
+            }
+        }
+        if let x = number(t, "clip_anchor") {
+            if x == 0 || (x > 0 && x <= PlanKeys.maximumClipAnchor) {
+                plan.clipAnchor = x
+            } else {
+                error(
+                    "clip_anchor must be 0 (no bound) or a number in (0, 1000] (a multiple of the peer's own last local step), found \(x)",
+                    at: valuePosition(t, "clip_anchor")
+                )
             }
         }
         if let n = integer(t, "seed") {

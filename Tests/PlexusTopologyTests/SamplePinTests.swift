@@ -103,4 +103,33 @@ import Testing
             }
         }
     }
+
+    /// `clip_anchor`: 0 by default and then outside the hash; (0, 1000] accepted, hashed and written
+    /// back; other values refused at the value; with a rule other than `clipped`, a warning there.
+    @Test func clipAnchorIsAPlanKeyCoveredByTheHashOnlyWhenSet() throws {
+        let plain = try Topology.parse(source: Self.base, path: "t.toml")
+        #expect(plain.plan.clipAnchor == 0)
+        let clipped = Self.base.replacingOccurrences(of: "seed = 7", with: "seed = 7\naggregation = \"clipped\"")
+        let off = try Topology.parse(source: clipped, path: "t.toml")
+        let two = try Topology.parse(source: clipped.replacingOccurrences(of: "seed = 7", with: "seed = 7\nclip_anchor = 2"), path: "t.toml")
+        let zero = try Topology.parse(source: clipped.replacingOccurrences(of: "seed = 7", with: "seed = 7\nclip_anchor = 0"), path: "t.toml")
+        #expect(two.plan.clipAnchor == 2 && zero.planHash == off.planHash && two.planHash != off.planHash)
+        #expect(TopologyWriter.plan(two.plan).contains("clip_anchor = 2") && !TopologyWriter.plan(off.plan).contains("clip_anchor"))
+        #expect(try Topology.parse(source: TopologyWriter.toml(two), path: "w.toml").planHash == two.planHash)
+        #expect(!two.warnings.contains { $0.message.contains("clip_anchor") })
+        let unused = Self.base.replacingOccurrences(of: "seed = 7", with: "seed = 7\nclip_anchor = 2")
+        let warned = try Topology.parse(source: unused, path: "t.toml")
+        #expect(warned.warnings.map(\.description).contains(
+            "t.toml:\(Self.line(of: "clip_anchor", in: unused)):15: warning: clip_anchor bounds the clipping radius of aggregation = \"clipped\"; with aggregation 'mean' it has no effect"
+        ), "\(warned.warnings.map(\.description))")
+        for value in ["-1", "1001", "nan"] {
+            let text = clipped.replacingOccurrences(of: "seed = 7", with: "seed = 7\nclip_anchor = \(value)")
+            do {
+                _ = try Topology.parse(source: text, path: "t.toml")
+                Issue.record("expected an error for \(value)")
+            } catch {
+                #expect(error.description.contains("t.toml:\(Self.line(of: "clip_anchor", in: text)):15: error: clip_anchor must be 0 (no bound) or a number in (0, 1000]"), "\(error.description)")
+            }
+        }
+    }
 }
