@@ -324,7 +324,8 @@ public struct GossipInstance<Learner: LocalLearner> {
             neighbours: neighbourStates.mapValues {
                 PersistedNeighbour(copy: $0.copy, version: $0.version, round: $0.round, sampleCount: $0.sampleCount, neighbourhoodSampleCount: $0.neighbourhoodSampleCount)
             },
-            replayWindow: replayWindow
+            replayWindow: replayWindow,
+            scoring: scoring.persisted
         )
     }
 
@@ -358,6 +359,7 @@ public struct GossipInstance<Learner: LocalLearner> {
             state.neighbourhoodSampleCount = saved.neighbourhoodSampleCount
             neighbourStates[peer] = state
         }
+        scoring.restore(snapshot.scoring, peers: Set(order))
         started = round >= 1
     }
 

@@ -70,8 +70,10 @@ public import PlexusCore
 /// of it, at most 8×) — rounds in which its run of still rounds is unbroken do not count, so a
 /// neighbour quarantined for standing still must first be seen moving; its score starts again
 /// from 0.
-/// Scoring state is not persisted: after a restart every neighbour starts at 0 and a persistent
-/// offender is quarantined again by the same rules.
+/// The state that decides what happens next — score, quarantine, good rounds, earlier
+/// quarantines and the still run (``Persisted``) — is kept in the instance's snapshot, so a
+/// restarted node keeps a quarantine and its escalating release delay; the running totals
+/// behind a ``Why`` start again from 0.
 public struct PeerScoring: Sendable {
     /// The thresholds. Every default is justified in the type's documentation and measured in
     /// the simulator on every repository topology (zero quarantines without an attacker).
@@ -226,6 +228,38 @@ public struct PeerScoring: Sendable {
 
     public var settings: Settings
     public private(set) var states: [PeerID: State] = [:]
+
+    /// What a snapshot keeps of one neighbour's ``State`` (``GossipSnapshot/scoring``).
+    public struct Persisted: Sendable, Hashable {
+        /// Bounds a restored value is checked against (``GossipSnapshot/validate(parameterCount:rounds:)``).
+        public static let maximumScore = 1e9
+        public static let maximumCount = Int(Int32.max)
+        public var score: Double
+        public var quarantined: Bool
+        public var goodRounds: Int
+        public var quarantines: Int
+        public var stillRounds: Int
+
+        public init(score: Double, quarantined: Bool, goodRounds: Int, quarantines: Int, stillRounds: Int) {
+            self.score = score
+            self.quarantined = quarantined
+            self.goodRounds = goodRounds
+            self.quarantines = quarantines
+            self.stillRounds = stillRounds
+        }
+    }
+
+    /// Each neighbour's state as a snapshot keeps it.
+    public var persisted: [PeerID: Persisted] {
+        states.mapValues { Persisted(score: $0.score, quarantined: $0.quarantined, goodRounds: $0.goodRounds, quarantines: $0.quarantines, stillRounds: $0.stillRounds) }
+    }
+
+    /// Resumes from persisted states (validated by the snapshot): only `peers`' are taken.
+    public mutating func restore(_ saved: [PeerID: Persisted], peers: Set<PeerID>) {
+        for (peer, p) in saved where peers.contains(peer) {
+            states[peer] = State(score: p.score, quarantined: p.quarantined, goodRounds: p.goodRounds, quarantines: p.quarantines, stillRounds: p.stillRounds)
+        }
+    }
 
     public init(settings: Settings = Settings()) {
         precondition(settings.threshold > 0 && settings.decay >= 0 && settings.decay < 1, "scoring threshold > 0, decay in [0, 1)")

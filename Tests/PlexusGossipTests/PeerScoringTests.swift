@@ -480,3 +480,34 @@ extension InstanceScoringTests {
         #expect(GossipSettings(me: peerID(0), planHash: testPlanHash, codec: .lossless, rounds: 10, neighbours: [:]).trains(round: 10))
     }
 }
+
+extension InstanceScoringTests {
+    /// A restart keeps a quarantine: the stale replay's neighbour, snapshotted after quarantining
+    /// it and restored into a fresh instance, still has it quarantined (weight 0) with the same
+    /// score and count; a snapshot without scoring state (an older state file) starts afresh.
+    @Test func aQuarantineSurvivesARestart() throws {
+        var peers = makePeers(graph: Graphs.torus(4), sizes: [60, 30, 10, 45, 5], dimension: 12, rounds: 40, learningRate: 0.3)
+        let stale = peerID(5)
+        peers[5].publishTransform = ReplayFirstModel()
+        let simulator = Simulator(peers: peers, seed: 3)
+        _ = simulator.run()
+        let neighbour = Graphs.torus(4)[5][0]
+        let before = try #require(simulator.instance(peerID(neighbour)))
+        #expect(before.scoring.isQuarantined(stale))
+        let snapshot = before.snapshot()
+        #expect(snapshot.scoring[stale]?.quarantined == true)
+        func fresh() -> GossipInstance<QuadraticLearner> {
+            let p = peers[neighbour]
+            return GossipInstance(settings: p.settings, key: p.key, learner: p.learner, initialParameters: p.initialParameters, clock: { .zero })
+        }
+        var restarted = fresh()
+        try restarted.restore(snapshot)
+        #expect(restarted.scoring.isQuarantined(stale))
+        #expect(restarted.scoring.persisted == before.scoring.persisted)
+        var older = snapshot
+        older.scoring = [:]
+        var forgetful = fresh()
+        try forgetful.restore(older)
+        #expect(!forgetful.scoring.isQuarantined(stale))
+    }
+}
