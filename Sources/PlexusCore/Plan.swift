@@ -156,6 +156,14 @@ public struct Plan: Hashable, Sendable {
     public var hidden: [Int] = [32]
     /// Rounds of the decentralized protocol. MUST be ≥ 1.
     public var rounds: Int
+    /// The last this many of ``rounds`` take no local training step: the peers only gossip and
+    /// mix, so the honest peers end at (near) one model rather than each a local step away from
+    /// it. MUST be in 0..<``rounds``. Default: 0.
+    public var consensusRounds: Int = 0
+    /// Under `aggregation = "clipped"`: the clipping radius is at most this multiple κ of the
+    /// norm of the peer's own last local training step, which no neighbour can inflate. 0 (the
+    /// default): the radius is 2 × the median neighbour distance alone.
+    public var clipAnchor: Double = 0
     /// Local optimisation steps per round. MUST be ≥ 1. Default: 1.
     public var localSteps: Int = 1
     /// Step size. MUST be > 0.

@@ -13,10 +13,11 @@ public enum LocalFileMAC {
     /// `nil` when `trailer` authenticates `body` for a file of `version`; otherwise why not, as a
     /// sentence about `what` ("state file", "statistics file").
     public static func problem(
-        version: UInt8, body: [UInt8], trailer: [UInt8], key: SecureBytes?, acceptChecksum: Bool, what: String
+        version: UInt8, body: [UInt8], trailer: [UInt8], key: SecureBytes?, acceptChecksum: Bool, what: String,
+        authenticatedVersions: ClosedRange<UInt8> = 2...2
     ) -> String? {
         switch version {
-        case 2:
+        case authenticatedVersions:  // 2, and 3 for a state file that also keeps peer scoring
             guard let key else {
                 return "\(what) is authenticated by a state key, and the state key (<peer>.statekey) is missing from the state directory"
             }
@@ -31,7 +32,7 @@ public enum LocalFileMAC {
             guard BLAKE2b.hash256(body) == trailer else { return "\(what) checksum does not match (torn or altered file)" }
             return nil
         default:
-            return "not a Plexus \(what) of version 1 or 2"
+            return "not a Plexus \(what) of version 1…\(authenticatedVersions.upperBound)"
         }
     }
 }

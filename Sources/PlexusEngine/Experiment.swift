@@ -131,12 +131,17 @@ public enum Experiment {
     public static func gossipSettings(topology: Topology, plan: Plan, planHash: [UInt8], peer: PeerID, keys: (PeerID) -> Ed25519.PublicKey) throws(ExperimentError) -> GossipSettings {
         let codec: CodecSpec
         do { codec = try CodecSpec(parsing: plan.codec) } catch { throw ExperimentError("plan codec: \(error)") }
+        guard plan.consensusRounds >= 0, plan.consensusRounds < plan.rounds else {
+            throw ExperimentError("plan consensus_rounds (\(plan.consensusRounds)) must be from 0 to rounds − 1 (\(plan.rounds - 1)): at least one round trains")
+        }
         let weights = topology.mixingWeights(for: peer)
         var settings = GossipSettings(
             me: peer, planHash: planHash, codec: codec, rounds: plan.rounds,
             neighbours: Dictionary(uniqueKeysWithValues: weights.neighbours.map { ($0.key, Neighbour(publicKey: keys($0.key), weight: $0.value)) })
         )
         settings.consensusStep = plan.consensusStep
+        settings.consensusRounds = plan.consensusRounds
+        settings.clipAnchor = plan.clipAnchor
         settings.aggregation = plan.aggregation
         settings.synchrony = plan.synchrony
         settings.roundDeadline = .milliseconds(plan.roundDeadlineMilliseconds)

@@ -16,8 +16,8 @@ public struct PlanLearner: LocalLearner {
     public let proximal: Bool
     /// DP-SGD's settings (σ resolved from the plan), nil without `[plan.privacy]`.
     public let privacy: PrivateSGD?
-    /// The last round whose steps the privacy budget pays for (the plan's rounds: σ is
-    /// calibrated for exactly rounds × local steps). A later round trains nothing.
+    /// The last round whose steps the privacy budget pays for (the plan's training rounds: σ is
+    /// calibrated for exactly (rounds − consensus_rounds) × local steps). A later round trains nothing.
     public let lastPrivateRound: Int
     private let noise: NoiseSource?
 
@@ -42,7 +42,7 @@ public struct PlanLearner: LocalLearner {
         self.sampleCount = advertisedSampleCount ?? data.count
         self.steps = plan.localSteps
         self.proximal = plan.proximal > 0
-        self.lastPrivateRound = plan.rounds
+        self.lastPrivateRound = plan.rounds - plan.consensusRounds
         if let p = plan.privacy {
             let resolved = try PlanPrivacy(plan: plan)
             privacy = PrivateSGD(samplingRate: p.sampling, clip: Float(p.clip), noiseMultiplier: resolved.noiseMultiplier, stratumSize: p.stratumSize)

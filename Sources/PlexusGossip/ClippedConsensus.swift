@@ -50,6 +50,9 @@ public struct ClippedConsensus: ConsensusRule {
     public var step: Float
     /// τ_i ÷ the median neighbour distance. Default: 2.
     public var radiusFactor: Double
+    /// An upper bound on τ_i that neighbours cannot move (the plan's `clip_anchor` × this peer's
+    /// own last local training step; ``GossipSettings/clipAnchor``), or `nil` for none.
+    public var radiusCap: Double?
 
     public init(step: Float, radiusFactor: Double = 2) {
         self.step = step
@@ -61,7 +64,9 @@ public struct ClippedConsensus: ConsensusRule {
     public func radius(distances: [Double]) -> Double {
         guard !distances.isEmpty else { return 0 }
         let sorted = distances.map { $0.isNaN ? Double.infinity : $0 }.sorted()
-        return radiusFactor * sorted[(sorted.count - 1) / 2]
+        let tau = radiusFactor * sorted[(sorted.count - 1) / 2]
+        guard let radiusCap, radiusCap >= 0 else { return tau }
+        return min(tau, radiusCap)
     }
 
     /// Returns the neighbours whose difference was scaled down (‖x̂_j − x̂_self‖ > τ_i).

@@ -113,6 +113,9 @@ public struct RoundReport: Sendable {
     /// (``PeerScoring/distances(_:)``; its ratio is `ratio(floor:)` with the settings' floor),
     /// for diagnostics (not logged).
     public var distances: [PeerID: PeerScoring.Distance] = [:]
+    /// Each measured neighbour's ``PeerScoring/Observation/movementRatio`` this round, for
+    /// diagnostics (not logged).
+    public var movements: [PeerID: Double] = [:]
 }
 
 /// One peer's side of the compressed gossip protocol (CHOCO-Gossip with sample-weighted
@@ -175,6 +178,9 @@ public struct GossipInstance<Learner: LocalLearner> {
     private var incoming: [Float]
     private var lastGood: [Float]
     private var lastLoss: Double = .nan
+    /// ‖x after − x before‖ of this peer's last local training step (kept through the
+    /// consensus-only rounds): the anchor of ``GossipSettings/clipAnchor``.
+    private var lastLocalStep = 0.0
     private var roundStats = RoundStats()
     private var lastEnvelope: [UInt8] = []
     /// S_i as advertised in this round's envelope, and the neighbours it counted: this round's
@@ -195,6 +201,13 @@ public struct GossipInstance<Learner: LocalLearner> {
     /// The neighbours the consensus rule cut in the last step: they cost at the next round's end.
     private var lastCut: Set<PeerID> = []
     private var lastDistances: [PeerID: PeerScoring.Distance] = [:]
+    /// How far each neighbour's copy moved since the last round completed (the sum of the norms
+    /// of the changes applied to it; +∞ for a first copy), and how far this peer's own public
+    /// copy moved in the round in progress, with its norm: the ``PeerScoring`` movement ratio.
+    private var moved: [PeerID: Double] = [:]
+    private var ownMoved = 0.0
+    private var ownSize = 0.0
+    private var lastMovements: [PeerID: Double] = [:]
     /// Per neighbour, its last verified envelopes (bounded by count and bytes), and whether each
     /// was already handed out as evidence.
     private var recentEnvelopes: [PeerID: [(envelope: EvidenceEnvelope, saved: Bool)]] = [:]
@@ -311,7 +324,8 @@ public struct GossipInstance<Learner: LocalLearner> {
             neighbours: neighbourStates.mapValues {
                 PersistedNeighbour(copy: $0.copy, version: $0.version, round: $0.round, sampleCount: $0.sampleCount, neighbourhoodSampleCount: $0.neighbourhoodSampleCount)
             },
-            replayWindow: replayWindow
+            replayWindow: replayWindow,
+            scoring: scoring.persisted
         )
     }
 
@@ -345,6 +359,7 @@ public struct GossipInstance<Learner: LocalLearner> {
             state.neighbourhoodSampleCount = saved.neighbourhoodSampleCount
             neighbourStates[peer] = state
         }
+        scoring.restore(snapshot.scoring, peers: Set(order))
         started = round >= 1
     }
 
@@ -394,6 +409,7 @@ public struct GossipInstance<Learner: LocalLearner> {
             scoring.forget(peer)
             offences[peer] = nil
             lastCut.remove(peer)
+            moved[peer] = nil
             recentEnvelopes[peer] = nil
         }
         for peer in order where neighbourStates[peer] == nil {
@@ -542,7 +558,11 @@ public struct GossipInstance<Learner: LocalLearner> {
         roundStats = RoundStats()
         let t0 = clock()
         lastGood.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: parameters) }
-        lastLoss = learner.train(&parameters, round: r)
+        // The plan's final `consensus_rounds` only gossip: no local step, no training loss.
+        lastLoss = settings.trains(round: r) ? learner.train(&parameters, round: r) : .nan
+        if settings.trains(round: r) && settings.clipAnchor > 0 {
+            lastLocalStep = lastGood.withUnsafeBufferPointer { a in parameters.withUnsafeBufferPointer { Self.distance(a, $0) } }
+        }
         if !parameters.withUnsafeBufferPointer(FiniteVector.allFinite) {
             swap(&parameters, &lastGood)
             reject(from: settings.me, .nonFiniteModel, "training in round \(r) gave a non-finite model; it keeps the model from before the step", into: &directives)
@@ -559,6 +579,7 @@ public struct GossipInstance<Learner: LocalLearner> {
         // `incoming` and kept only if finite.
         for i in parameters.indices { scratch[i] = parameters[i] - publicCopy[i] }
         if publishTransform != nil { transformUpdate(round: r) }
+        ownMoved = 0
         var envelope = sealDelta(header: header)
         if envelope == nil {
             // x − x̂_self or x̂_self + q is not finite: x falls back to x̂_self and this round
@@ -612,9 +633,14 @@ public struct GossipInstance<Learner: LocalLearner> {
         } catch {
             return nil
         }
+        let step = settings.scoring.enabled ? incoming.withUnsafeBufferPointer(Self.norm) : 0
         let finite = publicCopy.withUnsafeBufferPointer { s in incoming.withUnsafeMutableBufferPointer { FiniteVector.add(s, into: $0) } }
         guard finite else { return nil }
         swap(&publicCopy, &incoming)
+        if settings.scoring.enabled {
+            ownMoved = step
+            ownSize = publicCopy.withUnsafeBufferPointer(Self.norm)
+        }
         return sealed
     }
 
@@ -679,7 +705,11 @@ public struct GossipInstance<Learner: LocalLearner> {
         score(candidates, into: &directives)
         let inputs = candidates.filter { !scoring.isQuarantined($0.peer) }
         scratch.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: parameters) }
-        let rule = settings.consensusRule
+        var rule = settings.consensusRule
+        if settings.clipAnchor > 0, var clipped = rule as? ClippedConsensus {
+            clipped.radiusCap = settings.clipAnchor * lastLocalStep
+            rule = clipped
+        }
         lastCut = scratch.withUnsafeMutableBufferPointer { x in
             publicCopy.withUnsafeBufferPointer { rule.step(candidate: x, publicCopy: $0, neighbours: inputs) }
         }
@@ -722,7 +752,8 @@ public struct GossipInstance<Learner: LocalLearner> {
             applySeconds: roundStats.applySeconds + seconds(t1 - t0),
             parameters: parameters,
             quarantined: order.filter(scoring.isQuarantined),
-            distances: lastDistances
+            distances: lastDistances,
+            movements: lastMovements
         )
         directives.append(.roundCompleted(report))
         if round >= settings.rounds {
@@ -747,14 +778,22 @@ public struct GossipInstance<Learner: LocalLearner> {
         let measured = PeerScoring.distances([publicCopy] + candidates.map(\.copy))
         for (i, candidate) in candidates.enumerated() where i + 1 < measured.count { distances[candidate.peer] = measured[i + 1] }
         let floor = settings.scoring.distanceFloor
+        // The movement ratio: only for a neighbour that delivered this round, and only when this
+        // peer's own copy moved measurably (the ratio is +∞ for a first copy, NaN-free: ownMoved > 0).
+        let ownMoves = ownMoved > 0 && ownMoved.isFinite && ownMoved >= settings.scoring.movementFloor * ownSize
+        var movements: [PeerID: Double] = [:]
         var observations: [PeerID: PeerScoring.Observation] = [:]
         for peer in order {
+            if ownMoves, (neighbourStates[peer]?.deliveredRound ?? -1) >= round, let m = moved[peer] { movements[peer] = m / ownMoved }
             observations[peer] = PeerScoring.Observation(
-                offendingRejections: offences[peer] ?? 0, cut: lastCut.contains(peer), distanceRatio: distances[peer]?.ratio(floor: floor)
+                offendingRejections: offences[peer] ?? 0, cut: lastCut.contains(peer), distanceRatio: distances[peer]?.ratio(floor: floor),
+                movementRatio: movements[peer]
             )
         }
         offences.removeAll(keepingCapacity: true)
+        moved.removeAll(keepingCapacity: true)
         lastDistances = distances
+        lastMovements = movements
         let before = scoring.quarantined
         var newly: Set<PeerID> = []
         for transition in scoring.observe(observations) {
@@ -766,7 +805,11 @@ public struct GossipInstance<Learner: LocalLearner> {
                 directives.append(.event(.released(peer)))
             }
         }
-        for peer in order where newly.contains(peer) || (before.contains(peer) && scoring.isQuarantined(peer) && scoring.penalty(observations[peer]!).total > 0) {
+        for peer in order
+        where newly.contains(peer)
+            || (before.contains(peer) && scoring.isQuarantined(peer)
+                && scoring.penalty(observations[peer]!, stillRounds: scoring.states[peer]?.stillRounds ?? 0).total > 0)
+        {
             guard var recent = recentEnvelopes[peer] else { continue }
             let unsaved = recent.filter { !$0.saved }.map(\.envelope)
             guard !unsaved.isEmpty else { continue }
@@ -907,9 +950,14 @@ public struct GossipInstance<Learner: LocalLearner> {
             reject(from: peer, error.code, error.message, into: &directives)
             return
         }
+        let measure = settings.scoring.enabled
         switch header.kind {
         case .keyframe:
             // Decoded values are finite (the decoder checks); the keyframe replaces the copy.
+            if measure {
+                let change = hasCopy ? neighbourStates[peer]!.copy!.withUnsafeBufferPointer { c in incoming.withUnsafeBufferPointer { Self.distance(c, $0) } } : .infinity
+                moved[peer, default: 0] += change
+            }
             if hasCopy {
                 swap(&incoming, &neighbourStates[peer]!.copy!)
             } else {
@@ -918,6 +966,7 @@ public struct GossipInstance<Learner: LocalLearner> {
             }
             neighbourStates[peer]!.keyframeRequestedInRound = nil
         case .delta:
+            let change = measure ? incoming.withUnsafeBufferPointer(Self.norm) : 0
             let finite = neighbourStates[peer]!.copy!.withUnsafeBufferPointer { c in
                 incoming.withUnsafeMutableBufferPointer { FiniteVector.add(c, into: $0) }
             }
@@ -925,6 +974,7 @@ public struct GossipInstance<Learner: LocalLearner> {
                 reject(from: peer, .nonFiniteResult, "delta \(header.sequence) would make the copy of '\(peer)' non-finite", into: &directives)
                 return
             }
+            if measure { moved[peer, default: 0] += change }
             swap(&incoming, &neighbourStates[peer]!.copy!)
         }
         let r = Int(clamping: header.round)
@@ -979,6 +1029,41 @@ public struct GossipInstance<Learner: LocalLearner> {
         if count > settings.rejectionBudgetPerRound && roundStats.disconnected.insert(peer).inserted {
             directives.append(.disconnect(peer, reason: .rejectionBudget))
         }
+    }
+
+    /// ‖v‖₂: Float squares in blocks of 256 (eight lanes, so it vectorizes), the blocks summed
+    /// in Double; finite input of any size gives a finite or +∞ result, never a trap.
+    static func norm(_ v: UnsafeBufferPointer<Float>) -> Double {
+        var sum = 0.0
+        var i = 0
+        while i < v.count {
+            let end = min(i + 256, v.count)
+            var lanes = SIMD8<Float>()
+            var j = i
+            while j + 8 <= end {
+                let x = SIMD8<Float>(v[j], v[j + 1], v[j + 2], v[j + 3], v[j + 4], v[j + 5], v[j + 6], v[j + 7])
+                lanes += x * x
+                j += 8
+            }
+            var block = lanes.sum()
+            while j < end {
+                block += v[j] * v[j]
+                j += 1
+            }
+            sum += Double(block)
+            i = end
+        }
+        return sum.squareRoot()
+    }
+
+    /// ‖a − b‖₂ over the common length, summed in Double.
+    static func distance(_ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>) -> Double {
+        var sum = 0.0
+        for i in 0..<min(a.count, b.count) {
+            let d = Double(a[i]) - Double(b[i])
+            sum += d * d
+        }
+        return sum.squareRoot()
     }
 
     private func seconds(_ d: Duration) -> Double {

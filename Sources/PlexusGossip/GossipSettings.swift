@@ -49,6 +49,16 @@ public struct GossipSettings: Sendable {
     public var synchrony: Plan.Synchrony = .synchronous
     /// Rounds to run; MUST be ≥ 1.
     public var rounds: Int
+    /// The plan's `consensus_rounds`: the last this many of ``rounds`` take no local training
+    /// step — the peer only publishes, applies and mixes — so the network ends at (near) one
+    /// model. MUST be in 0..<``rounds``. Default: 0 (every round trains).
+    public var consensusRounds: Int = 0
+    /// The plan's `clip_anchor` κ (``ClippedConsensus/radiusCap``): under `clipped`, τ_i is at
+    /// most κ × the norm of this peer's own last local training step, a bound no neighbour can
+    /// inflate. 0 (the default): no bound.
+    public var clipAnchor: Double = 0
+    /// Whether round `r` trains (it is not one of the final ``consensusRounds``).
+    public func trains(round r: Int) -> Bool { r <= rounds - consensusRounds }
     /// How long a synchronous round waits for its neighbours. Default: 10 s.
     public var roundDeadline: Duration = .seconds(10)
     /// Asynchronous mode: a neighbour copy more than this many rounds behind is left out of the

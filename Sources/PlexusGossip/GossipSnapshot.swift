@@ -19,14 +19,21 @@ public struct GossipSnapshot: Sendable, Equatable {
     public var publicCopy: [Float]
     public var neighbours: [PeerID: Neighbour]
     public var replayWindow: ReplayWindow
+    /// Peer scoring's state per neighbour (``PeerScoring/Persisted``), so that a restart does
+    /// not forget a quarantine. Empty in snapshots from before it was kept.
+    public var scoring: [PeerID: PeerScoring.Persisted]
 
-    public init(round: Int, version: UInt64, parameters: [Float], publicCopy: [Float], neighbours: [PeerID: Neighbour], replayWindow: ReplayWindow) {
+    public init(
+        round: Int, version: UInt64, parameters: [Float], publicCopy: [Float], neighbours: [PeerID: Neighbour], replayWindow: ReplayWindow,
+        scoring: [PeerID: PeerScoring.Persisted] = [:]
+    ) {
         self.round = round
         self.version = version
         self.parameters = parameters
         self.publicCopy = publicCopy
         self.neighbours = neighbours
         self.replayWindow = replayWindow
+        self.scoring = scoring
     }
 
     /// One neighbour as persisted.
@@ -94,6 +101,15 @@ public struct GossipSnapshot: Sendable, Equatable {
             }
             if let hood = saved.neighbourhoodSampleCount, !(0...Int(DeltaEnvelope.maximumNeighbourhoodSampleCount)).contains(hood) {
                 throw Error(.outOfRange, "the neighbourhood sample count \(hood) of '\(peer)' is outside 0…2^52")
+            }
+        }
+        for (peer, state) in scoring.sorted(by: { $0.key < $1.key }) {
+            guard state.score.isFinite, (0...PeerScoring.Persisted.maximumScore).contains(state.score) else {
+                throw Error(.outOfRange, "the scoring score \(state.score) of '\(peer)' is outside 0…\(Int(PeerScoring.Persisted.maximumScore))")
+            }
+            for (value, what) in [(state.goodRounds, "good rounds"), (state.quarantines, "quarantines"), (state.stillRounds, "still rounds")]
+            where !(0...PeerScoring.Persisted.maximumCount).contains(value) {
+                throw Error(.outOfRange, "the scoring \(what) \(value) of '\(peer)' is outside 0…2^31")
             }
         }
     }

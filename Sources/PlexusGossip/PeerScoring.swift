@@ -13,6 +13,7 @@ public import PlexusCore
 ///     p = min(offending rejections, rejectionPenaltyCap)
 ///       + (clippingPenalty if the consensus rule cut it in the previous step)
 ///       + distance penalty
+///       + (stalePenalty once its copy has stood still for stillAfter rounds)
 ///
 /// - *Offending rejections* are messages from the neighbour dropped for a reason in
 ///   ``offendingReasons``: things only broken or malicious software signs (a lying sample count,
@@ -38,6 +39,19 @@ public import PlexusCore
 ///   ``Settings/distanceRatio`` (T) and `1 + ⌊log₂(r ÷ T)⌋` beyond (capped at
 ///   ``Settings/distancePenaltyCap``): 1 from T, 2 from 2T, and the threshold's 4 from 8T — so a
 ///   gross outlier is quarantined in the very round it first shows, before it is mixed in.
+/// - *A copy that stands still* (a `stale` replay, or a node stuck on an old model): the
+///   instance measures how far each neighbour's copy moved this round (the norms of the deltas
+///   applied to it, or of a keyframe's change) against how far this peer's own public copy
+///   moved, the ``Observation/movementRatio``. It is measured only in a round in which the
+///   neighbour delivered an envelope of the round (a slow or silent neighbour is not still, it
+///   is late: nothing is measured) and this peer's own copy moved at least
+///   ``Settings/movementFloor`` of its size (a network that has converged stands still
+///   everywhere: nothing is measured). A round with ratio < ``Settings/stillRatio`` (1/100) is
+///   a *still* round; from the ``Settings/stillAfter``-th (3rd) still round in a row on, each
+///   costs ``Settings/stalePenalty`` (2), so a neighbour replaying one model from round 2 on is
+///   quarantined at the end of round 6 (s = 2, 3.6, 4.88). Honest CHOCO peers cannot stand
+///   still while their neighbourhood moves: each round's update is their own local step plus
+///   the pull of neighbours that moved (measured without attackers: README).
 ///
 /// ## Score, quarantine, release
 ///
@@ -53,9 +67,13 @@ public import PlexusCore
 ///
 /// A quarantined neighbour is released (``Transition/released(_:)``) after
 /// ``Settings/releaseAfter`` consecutive rounds with p = 0 (doubled for each earlier quarantine
-/// of it, at most 8×); its score starts again from 0.
-/// Scoring state is not persisted: after a restart every neighbour starts at 0 and a persistent
-/// offender is quarantined again by the same rules.
+/// of it, at most 8×) — rounds in which its run of still rounds is unbroken do not count, so a
+/// neighbour quarantined for standing still must first be seen moving; its score starts again
+/// from 0.
+/// The state that decides what happens next — score, quarantine, good rounds, earlier
+/// quarantines and the still run (``Persisted``) — is kept in the instance's snapshot, so a
+/// restarted node keeps a quarantine and its escalating release delay; the running totals
+/// behind a ``Why`` start again from 0.
 public struct PeerScoring: Sendable {
     /// The thresholds. Every default is justified in the type's documentation and measured in
     /// the simulator on every repository topology (zero quarantines without an attacker).
@@ -91,6 +109,17 @@ public struct PeerScoring: Sendable {
         public var distancePenaltyCap = 16.0
         /// The most one round's offending rejections cost. Default: 8.
         public var rejectionPenaltyCap = 8
+        /// A round in which a neighbour's copy moved less than this fraction of this peer's own
+        /// public copy's movement is a still round (``Observation/movementRatio``). Default: 1 ÷ 100.
+        public var stillRatio = 0.01
+        /// Still rounds in a row before they cost anything; MUST be ≥ 1. Default: 3.
+        public var stillAfter = 3
+        /// What each still round costs from the ``stillAfter``-th in a row on. Default: 2.
+        public var stalePenalty = 2.0
+        /// The movement ratio is measured only when this peer's own public copy moved at least
+        /// this fraction of its norm this round (float32 rounding moves a converged copy by
+        /// about 1e-7 of its size). Default: 1e-5.
+        public var movementFloor = 1e-5
         /// Envelopes kept per neighbour as evidence (the last ones, accepted or offending);
         /// MUST be ≥ 1. Default: 8.
         public var evidenceCount = 8
@@ -110,12 +139,21 @@ public struct PeerScoring: Sendable {
         /// r_j (``PeerScoring/distanceRatios(_:)``), or `nil` when not measured this round (its
         /// copy is not used, or the closed neighbourhood has fewer than three members).
         public var distanceRatio: Double?
+        /// How far the neighbour's copy moved this round over how far this peer's own public
+        /// copy moved, or `nil` when not measured (it delivered no envelope of the round, or this
+        /// peer's own copy moved less than ``Settings/movementFloor`` of its size).
+        public var movementRatio: Double?
 
-        public init(offendingRejections: Int = 0, cut: Bool = false, distanceRatio: Double? = nil) {
+        public init(offendingRejections: Int = 0, cut: Bool = false, distanceRatio: Double? = nil, movementRatio: Double? = nil) {
             self.offendingRejections = offendingRejections
             self.cut = cut
             self.distanceRatio = distanceRatio
+            self.movementRatio = movementRatio
         }
+
+        /// Whether this is a still round under `settings` (ratio measured and below the bound;
+        /// NaN is not still).
+        public func isStill(_ settings: Settings) -> Bool { movementRatio.map { $0 < settings.stillRatio } ?? false }
     }
 
     /// What drove a neighbour's score over the threshold: the largest part of the penalties it
@@ -124,6 +162,7 @@ public struct PeerScoring: Sendable {
         case rejections
         case clipping
         case distance
+        case stale
         public var description: String { rawValue }
     }
 
@@ -137,18 +176,22 @@ public struct PeerScoring: Sendable {
         public var rejections: Int
         public var cuts: Int
         public var largestDistanceRatio: Double
+        /// The still rounds in a row (``Observation/movementRatio``) when it crossed.
+        public var stillRounds: Int
 
-        public init(cause: Cause, score: Double, rejections: Int, cuts: Int, largestDistanceRatio: Double) {
+        public init(cause: Cause, score: Double, rejections: Int, cuts: Int, largestDistanceRatio: Double, stillRounds: Int = 0) {
             self.cause = cause
             self.score = score
             self.rejections = rejections
             self.cuts = cuts
             self.largestDistanceRatio = largestDistanceRatio
+            self.stillRounds = stillRounds
         }
 
         public var description: String {
             let ratio = largestDistanceRatio < 1e6 ? String(Int(largestDistanceRatio.rounded())) : "\(Float(largestDistanceRatio))"
-            return "\(cause): score \(Int(score.rounded())), \(rejections) offending messages, \(cuts) clipped steps, distance up to \(ratio)× the neighbourhood's"
+            let still = stillRounds > 0 ? ", its copy still for \(stillRounds) rounds while this peer's moved" : ""
+            return "\(cause): score \(Int(score.rounded())), \(rejections) offending messages, \(cuts) clipped steps, distance up to \(ratio)× the neighbourhood's\(still)"
         }
     }
 
@@ -174,6 +217,9 @@ public struct PeerScoring: Sendable {
         public var goodRounds = 0
         /// How many times this neighbour was quarantined (kept across releases).
         public var quarantines = 0
+        /// Still rounds in a row (``Observation/movementRatio``); a measured round that is not
+        /// still resets it, a round without a measurement leaves it.
+        public var stillRounds = 0
         var parts = [Cause: Double]()
         var rejections = 0
         var cuts = 0
@@ -183,9 +229,41 @@ public struct PeerScoring: Sendable {
     public var settings: Settings
     public private(set) var states: [PeerID: State] = [:]
 
+    /// What a snapshot keeps of one neighbour's ``State`` (``GossipSnapshot/scoring``).
+    public struct Persisted: Sendable, Hashable {
+        /// Bounds a restored value is checked against (``GossipSnapshot/validate(parameterCount:rounds:)``).
+        public static let maximumScore = 1e9
+        public static let maximumCount = Int(Int32.max)
+        public var score: Double
+        public var quarantined: Bool
+        public var goodRounds: Int
+        public var quarantines: Int
+        public var stillRounds: Int
+
+        public init(score: Double, quarantined: Bool, goodRounds: Int, quarantines: Int, stillRounds: Int) {
+            self.score = score
+            self.quarantined = quarantined
+            self.goodRounds = goodRounds
+            self.quarantines = quarantines
+            self.stillRounds = stillRounds
+        }
+    }
+
+    /// Each neighbour's state as a snapshot keeps it.
+    public var persisted: [PeerID: Persisted] {
+        states.mapValues { Persisted(score: $0.score, quarantined: $0.quarantined, goodRounds: $0.goodRounds, quarantines: $0.quarantines, stillRounds: $0.stillRounds) }
+    }
+
+    /// Resumes from persisted states (validated by the snapshot): only `peers`' are taken.
+    public mutating func restore(_ saved: [PeerID: Persisted], peers: Set<PeerID>) {
+        for (peer, p) in saved where peers.contains(peer) {
+            states[peer] = State(score: p.score, quarantined: p.quarantined, goodRounds: p.goodRounds, quarantines: p.quarantines, stillRounds: p.stillRounds)
+        }
+    }
+
     public init(settings: Settings = Settings()) {
         precondition(settings.threshold > 0 && settings.decay >= 0 && settings.decay < 1, "scoring threshold > 0, decay in [0, 1)")
-        precondition(settings.releaseAfter >= 1 && settings.evidenceCount >= 1, "releaseAfter and evidenceCount ≥ 1")
+        precondition(settings.releaseAfter >= 1 && settings.evidenceCount >= 1 && settings.stillAfter >= 1, "releaseAfter, evidenceCount and stillAfter ≥ 1")
         self.settings = settings
     }
 
@@ -196,8 +274,9 @@ public struct PeerScoring: Sendable {
     /// Forgets a neighbour removed from the topology.
     public mutating func forget(_ peer: PeerID) { states[peer] = nil }
 
-    /// The penalty of one observation (the formula in the type's documentation).
-    public func penalty(_ o: Observation) -> (total: Double, parts: [Cause: Double]) {
+    /// The penalty of one observation (the formula in the type's documentation); `stillRounds`
+    /// is the neighbour's count of still rounds in a row, this one included.
+    public func penalty(_ o: Observation, stillRounds: Int = 0) -> (total: Double, parts: [Cause: Double]) {
         var parts: [Cause: Double] = [:]
         let rejections = Double(min(max(o.offendingRejections, 0), settings.rejectionPenaltyCap))
         if rejections > 0 { parts[.rejections] = rejections }
@@ -207,6 +286,7 @@ public struct PeerScoring: Sendable {
             let p = r.isFinite ? 1 + Double((r / settings.distanceRatio).exponent) : settings.distancePenaltyCap
             parts[.distance] = min(p, settings.distancePenaltyCap)
         }
+        if o.isStill(settings) && stillRounds >= settings.stillAfter { parts[.stale] = settings.stalePenalty }
         return (parts.values.reduce(0, +), parts)
     }
 
@@ -224,23 +304,29 @@ public struct PeerScoring: Sendable {
         for peer in observations.keys.sorted() {
             let o = observations[peer]!
             var s = states[peer] ?? State()
-            let (p, parts) = penalty(o)
+            if o.movementRatio != nil { s.stillRounds = o.isStill(settings) ? s.stillRounds + 1 : 0 }
+            let (p, parts) = penalty(o, stillRounds: s.stillRounds)
             s.score = settings.decay * s.score + p
-            if s.score < 1e-9 { s = State(quarantined: s.quarantined, goodRounds: s.goodRounds, quarantines: s.quarantines) }
+            if s.score < 1e-9 { s = State(quarantined: s.quarantined, goodRounds: s.goodRounds, quarantines: s.quarantines, stillRounds: s.stillRounds) }
             for (cause, value) in parts { s.parts[cause, default: 0] += value }
             s.rejections += min(max(o.offendingRejections, 0), settings.rejectionPenaltyCap)
             if o.cut { s.cuts += 1 }
             if let r = o.distanceRatio { s.largestRatio = max(s.largestRatio, r) }
             if s.quarantined {
-                s.goodRounds = p == 0 ? s.goodRounds + 1 : 0
+                // A neighbour still standing still (its run of still rounds unbroken by a measured
+                // round that moved) has not shown it moves again: not a good round.
+                s.goodRounds = p == 0 && s.stillRounds < settings.stillAfter ? s.goodRounds + 1 : 0
                 if s.goodRounds >= releaseAfter(s.quarantines) {
-                    s = State(quarantines: s.quarantines)
+                    s = State(quarantines: s.quarantines, stillRounds: s.stillRounds)
                     transitions.append(.released(peer))
                 }
             } else if s.score >= settings.threshold {
                 // The cause: the largest accumulated part, ties broken in Cause order.
                 let cause = Cause.allCases.max { (s.parts[$0] ?? 0) < (s.parts[$1] ?? 0) }!
-                let why = Why(cause: cause, score: s.score, rejections: s.rejections, cuts: s.cuts, largestDistanceRatio: s.largestRatio)
+                let why = Why(
+                    cause: cause, score: s.score, rejections: s.rejections, cuts: s.cuts, largestDistanceRatio: s.largestRatio,
+                    stillRounds: s.stillRounds
+                )
                 s.quarantined = true
                 s.goodRounds = 0
                 s.quarantines += 1

@@ -235,6 +235,11 @@ actor NodeDriver: Service {
         if let snapshot = restoredSnapshot {
             do { try instance.restore(snapshot) } catch { throw NodeError("\(statePath ?? "state file"): \(error)") }
             node.logger.info("Resuming from the state file", metadata: ["round": "\(snapshot.round)", "state": "\(statePath ?? "")"])
+            // Peer scoring's state came back with it: a quarantine made before the restart holds.
+            for neighbour in instance.scoring.quarantined.sorted() {
+                metrics.setQuarantined(neighbour: neighbour, true, counted: false)
+                node.logger.warning("A neighbour quarantined before the restart stays quarantined", metadata: ["neighbour": "\(neighbour)"])
+            }
         }
         for peer in topology.neighbours(of: me) { openQueue(to: peer) }
         node.logger.info("Node starting", metadata: [

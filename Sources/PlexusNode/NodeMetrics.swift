@@ -371,14 +371,15 @@ package final class NodeMetrics: Sendable {
 
     /// Peer scoring quarantined (`true`) or released `neighbour`: `plexus_neighbour_quarantined`
     /// takes 1 or 0, and a quarantine counts in `plexus_quarantines_total`. Ignored for a peer
-    /// that is not a neighbour in the running topology.
-    package func setQuarantined(neighbour: PeerID, _ quarantined: Bool) {
+    /// that is not a neighbour in the running topology; `counted: false` (a quarantine restored
+    /// from the state file, counted by the run that made it) sets the gauge only.
+    package func setQuarantined(neighbour: PeerID, _ quarantined: Bool, counted: Bool = true) {
         let known = labelled.withLock { state in
             guard let gauge = state.quarantined[neighbour] else { return false }
             gauge.record(quarantined ? 1 : 0)
             return true
         }
-        if known && quarantined { quarantines.increment() }
+        if known && quarantined && counted { quarantines.increment() }
     }
 
     // MARK: The exposition

@@ -10,10 +10,16 @@ public import PlexusGossip
 /// temporary file, fsync it, rename it over the old one, fsync the directory) at the end of
 /// every round. A crash at any moment leaves either the old file or the new one.
 ///
-///     "PLXS" | version 2 | plan hash (32) | parameter count n (u32) | round (i64) | version (u64)
+///     "PLXS" | version 3 | plan hash (32) | parameter count n (u32) | round (i64) | version (u64)
 ///     | x: n × f32 | x̂: n × f32 | neighbours (u32) | per neighbour: L, id, flags (u8: copy, samples,
 ///       neighbourhood), version (u64), round (i64), samples (u64), neighbourhood (u64), [copy: n × f32]
-///     | replay entries (u32) | per entry: L, id, sequence (u64) | MAC
+///     | replay entries (u32) | per entry: L, id, sequence (u64)
+///     | scoring entries (u32) | per entry: L, id, score (f64 bits), quarantined (u8: 0 | 1),
+///       good rounds (u32), quarantines (u32), still rounds (u32)
+///     | MAC
+///
+/// Version 3 adds the scoring entries (peer scoring's state, so a quarantine survives a
+/// restart); version 2 files (without them) are still read, authenticated the same way.
 ///
 /// The MAC is keyed BLAKE2b-256 of everything before it under the node-local *state key*,
 /// `<state-dir>/<peer>.statekey` (32 random bytes, created 0600 on first run; not the identity key,
@@ -61,7 +67,7 @@ public enum StateFile {
     public static func encode(_ s: GossipSnapshot, planHash: [UInt8], key: SecureBytes) -> [UInt8] {
         var w = ByteWriter(capacity: 64 + 8 * s.parameters.count)
         w.write(contentsOf: magic)
-        w.write(2)
+        w.write(3)
         w.write(contentsOf: planHash)
         w.write(littleEndian: UInt32(s.parameters.count))
         w.write(littleEndian: Int64(s.round))
@@ -84,6 +90,15 @@ public enum StateFile {
             w.write(peerID: peer)
             w.write(littleEndian: s.replayWindow.lastAccepted[peer]!)
         }
+        w.write(littleEndian: UInt32(s.scoring.count))
+        for peer in s.scoring.keys.sorted() {
+            let p = s.scoring[peer]!
+            w.write(peerID: peer)
+            w.write(littleEndian: p.score.bitPattern)
+            w.write(UInt8(p.quarantined ? 1 : 0))
+            // Counts are validated to 0…2³¹ − 1 before a snapshot is used; clamp what is written.
+            for count in [p.goodRounds, p.quarantines, p.stillRounds] { w.write(littleEndian: UInt32(clamping: count)) }
+        }
         w.write(contentsOf: LocalFileMAC.mac(w.bytes, key: key))
         return w.bytes
     }
@@ -96,15 +111,15 @@ public enum StateFile {
         guard bytes.count >= 4 + 1 + 32 + 4 + 8 + 8 + 8 * n + 4 + 4 + 32 else { throw Error(description: "state file is truncated") }
         let body = Array(bytes.dropLast(32))
         let trailer = Array(bytes.suffix(32))
-        if let problem = LocalFileMAC.problem(version: bytes[4], body: body, trailer: trailer, key: key, acceptChecksum: acceptChecksum, what: "state file") {
+        if let problem = LocalFileMAC.problem(version: bytes[4], body: body, trailer: trailer, key: key, acceptChecksum: acceptChecksum, what: "state file", authenticatedVersions: 2...3) {
             throw Error(description: problem)
         }
         do {
             return try body.withUnsafeBytes { raw in
                 var r = ByteReader(raw)
-                guard try r.readSlice(4, "magic").elementsEqual(magic), (1...2).contains(try r.readByte("version")) else {
-                    throw Error(description: "not a Plexus state file of version 1 or 2")
-                }
+                guard try r.readSlice(4, "magic").elementsEqual(magic) else { throw Error(description: "not a Plexus state file") }
+                let fileVersion = try r.readByte("version")
+                guard (1...3).contains(fileVersion) else { throw Error(description: "not a Plexus state file of version 1, 2 or 3") }
                 guard try r.readSlice(32, "plan hash").elementsEqual(planHash) else {
                     throw Error(description: "state file belongs to another plan; move it away to start afresh")
                 }
@@ -136,10 +151,25 @@ public enum StateFile {
                 guard entries <= 100_000 else { throw Error(description: "state file lists \(entries) replay entries") }
                 var window: [PeerID: UInt64] = [:]
                 for _ in 0..<entries { window[try readID(&r)] = try r.read(UInt64.self, "sequence") }
+                var scoring: [PeerID: PeerScoring.Persisted] = [:]
+                if fileVersion >= 3 {
+                    let scored = Int(try r.read(UInt32.self, "scoring entries"))
+                    guard scored <= 100_000 else { throw Error(description: "state file lists \(scored) scoring entries") }
+                    for _ in 0..<scored {
+                        let id = try readID(&r)
+                        let score = Double(bitPattern: try r.read(UInt64.self, "score"))
+                        let flag = try r.readByte("quarantined")
+                        guard flag <= 1 else { throw Error(description: "state file holds a quarantine flag of \(flag)") }
+                        let good = Int(try r.read(UInt32.self, "good rounds"))
+                        let quarantines = Int(try r.read(UInt32.self, "quarantines"))
+                        let still = Int(try r.read(UInt32.self, "still rounds"))
+                        scoring[id] = PeerScoring.Persisted(score: score, quarantined: flag == 1, goodRounds: good, quarantines: quarantines, stillRounds: still)
+                    }
+                }
                 guard r.isAtEnd else { throw Error(description: "state file has trailing bytes") }
                 return GossipInstance<L>.Snapshot(
                     round: round, version: version, parameters: x, publicCopy: xHat, neighbours: neighbours,
-                    replayWindow: ReplayWindow(lastAccepted: window)
+                    replayWindow: ReplayWindow(lastAccepted: window), scoring: scoring
                 )
             }
         } catch let error as Error {

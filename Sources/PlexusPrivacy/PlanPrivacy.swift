@@ -3,7 +3,8 @@ public import PlexusCore
 /// A plan's `[plan.privacy]` resolved to numbers: the noise multiplier (given, or found for the
 /// target ε), the steps a site takes, and the (ε, δ) those steps spend.
 ///
-/// What it covers: every local DP-SGD step of every round (rounds × local steps per site).
+/// What it covers: every local DP-SGD step of every training round ((rounds − consensus_rounds)
+/// × local steps per site; the final consensus rounds only gossip, which is post-processing).
 /// What it does not yet cover: the statistics round, whose counts, means and sums of squares
 /// are still released exactly; a plan with `[plan.privacy]` says so wherever it prints ε.
 public struct PlanPrivacy: Sendable, Hashable {
@@ -32,7 +33,8 @@ public struct PlanPrivacy: Sendable, Hashable {
     public init(plan: Plan) throws(Problem) {
         guard let privacy = plan.privacy else { preconditionFailure("the plan has no [plan.privacy]") }
         self.privacy = privacy
-        let (rounds, overflow) = plan.rounds.multipliedReportingOverflow(by: plan.localSteps)
+        // The final consensus_rounds only gossip (post-processing): no step, no cost.
+        let (rounds, overflow) = max(0, plan.rounds - plan.consensusRounds).multipliedReportingOverflow(by: plan.localSteps)
         steps = overflow ? Int.max : rounds
         switch privacy.noise {
         case .multiplier(let sigma):

@@ -90,6 +90,10 @@ public struct SimulationOutcome: Sendable {
     /// (``PeerScoring/Distance``) of any copy whose spread reached t: what a floor φ must exceed,
     /// t · φ > relative, for honest copies never to be charged at T = t.
     public var distanceProfile: [Double: Double] = [:]
+    /// The smallest movement ratio (``PeerScoring/Observation/movementRatio``) any peer
+    /// measured for a neighbour, and in which round: how close honest runs come to
+    /// ``PeerScoring/Settings/stillRatio``. `nil` when none was measured.
+    public var smallestMovementRatio: (ratio: Double, round: Int)?
 
     /// A quarantine (or release) of `neighbour` by `peer` at the end of `round`.
     public struct Quarantine: Sendable, Hashable, CustomStringConvertible {
@@ -229,6 +233,9 @@ public final class Simulator<Learner: LocalLearner> {
                     for t in [4.0, 8, 16, 32, 64] where distance.spread >= t {
                         outcome.distanceProfile[t] = max(outcome.distanceProfile[t] ?? 0, distance.relative)
                     }
+                }
+                for ratio in r.movements.values where ratio < (outcome.smallestMovementRatio?.ratio ?? .infinity) {
+                    outcome.smallestMovementRatio = (ratio, r.round)
                 }
                 report(r, now)
             case .event(let e):

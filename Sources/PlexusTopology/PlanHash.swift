@@ -39,6 +39,8 @@ import PlexusCrypto
 ///       aggregation        string "aggregation" ‖ string (Plan.Aggregation's description,
 ///                          e.g. "clipped", "trimmed-mean:2"); absent for "mean"
 ///       max_sample_ratio   string "max_sample_ratio" ‖ float; absent for 4
+///       consensus_rounds   string "consensus_rounds" ‖ int; absent for 0
+///       clip_anchor        string "clip_anchor" ‖ float; absent for 0
 ///       ties               string "ties" ‖ string ("efron"); absent for "breslow"
 ///       privacy            string "privacy" ‖ float delta ‖ float clip ‖ float sampling ‖
 ///                          (0x00 ‖ float noise_multiplier | 0x01 ‖ float epsilon) ‖
@@ -143,6 +145,14 @@ public enum PlanHash {
         if plan.maxSampleRatio != defaults.maxSampleRatio {
             string("max_sample_ratio")
             float(plan.maxSampleRatio)
+        }
+        if plan.consensusRounds != defaults.consensusRounds {
+            string("consensus_rounds")
+            int(plan.consensusRounds)
+        }
+        if plan.clipAnchor != defaults.clipAnchor {
+            string("clip_anchor")
+            float(plan.clipAnchor)
         }
         if plan.ties != defaults.ties {
             string("ties")

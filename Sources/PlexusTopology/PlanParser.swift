@@ -14,6 +14,7 @@ import TOMLKit
 /// | `missing` | string | `"error"` | `error`, `drop-row` |
 /// | `hidden` | array of integers | `[32]` | 1 or 2 layers, each 1–65536 |
 /// | `rounds` | integer | required | 1–10 000 000 |
+/// | `consensus_rounds` | integer | 0 | 0 to `rounds` − 1: the last ones take no local step |
 /// | `local_steps` | integer | 1 | 1–1 000 000 |
 /// | `learning_rate` | number | required | > 0, finite |
 /// | `l2` | number | 0 | ≥ 0, finite |
@@ -29,6 +30,7 @@ import TOMLKit
 /// | `max_staleness` | integer | 5 | 0–1 000 000 |
 /// | `seed` | integer | 1 | 0 – 2⁶³−1 |
 /// | `max_sample_ratio` | number | 4 | 0 (no bound) or 1–1 000 000 |
+/// | `clip_anchor` | number | 0 | 0 (off) or (0, 1000]: under `clipped`, τ ≤ this × the peer's own last local step |
 /// | `ties` | string | `"breslow"` | `breslow`, `efron` (`cox`, `deepsurv`) |
 /// | `aggregation` | string | `"mean"` | `mean`, `clipped`, `trimmed-mean:B` (B ≥ 1, 2B+1 ≤ every closed neighbourhood), `median` |
 /// | `privacy` | table | none | ``PrivacyKeys`` |
@@ -38,6 +40,7 @@ public enum PlanKeys {
         "model", "features", "exclude", "label", "time", "event", "missing", "hidden", "rounds", "local_steps",
         "learning_rate", "l2", "optimizer", "momentum", "batch_size", "proximal", "codec", "mixing",
         "consensus_step", "synchrony", "round_deadline_ms", "max_staleness", "seed", "aggregation", "max_sample_ratio",
+        "consensus_rounds", "clip_anchor",
         "ties",
         "privacy",
     ]
@@ -48,6 +51,7 @@ public enum PlanKeys {
     public static let maximumRoundDeadlineMilliseconds = 86_400_000
     public static let maximumStaleness = 1_000_000
     public static let maximumSampleRatio = 1_000_000.0
+    public static let maximumClipAnchor = 1000.0
 
     /// `text` as an `aggregation` value, or the message the parser reports for it (for
     /// command-line overrides).
@@ -204,6 +208,18 @@ extension Reader {
                 if ok { plan.hidden = hidden }
             }
         }
+        if let n = integer(t, "consensus_rounds") {
+            if let r = rounds, !(0..<r).contains(n) {
+                error(
+                    "consensus_rounds must be from 0 to \(r - 1) (fewer than rounds = \(r): at least one round trains), found \(n)",
+                    at: valuePosition(t, "consensus_rounds")
+                )
+            } else if n < 0 {
+                error("consensus_rounds must be ≥ 0, found \(n)", at: valuePosition(t, "consensus_rounds"))
+            } else {
+                plan.consensusRounds = n
+            }
+        }
         if let n = integer(t, "local_steps") {
             if (1...PlanKeys.maximumLocalSteps).contains(n) {
                 plan.localSteps = n
@@ -264,6 +280,16 @@ extension Reader {
                 plan.maxSampleRatio = x
             } else {
                 error("max_sample_ratio must be 0 (no bound) or from 1 to 1000000 (a multiple of the median count), found \(x)", at: valuePosition(t, "max_sample_ratio"))
+            }
+        }
+        if let x = number(t, "clip_anchor") {
+            if x == 0 || (x > 0 && x <= PlanKeys.maximumClipAnchor) {
+                plan.clipAnchor = x
+            } else {
+                error(
+                    "clip_anchor must be 0 (no bound) or a number in (0, 1000] (a multiple of the peer's own last local step), found \(x)",
+                    at: valuePosition(t, "clip_anchor")
+                )
             }
         }
         if let n = integer(t, "seed") {

@@ -319,7 +319,15 @@ extension Reader {
     ///   member one vote; the link weights are not used).
     /// - warning: `clipped` or `median` on a peer with a single neighbour: with two values
     ///   there is no majority, so the rule cannot tell that neighbour from the consensus.
+    /// - warning: `clip_anchor` with a rule other than `clipped` (it bounds the clipping radius;
+    ///   the other rules have none).
     mutating func checkAggregation(_ plan: Plan, peers: [TopologyParser.ParsedPeer], links: [TopologyParser.ParsedLink]) {
+        if plan.clipAnchor > 0 && plan.aggregation != .clipped {
+            warning(
+                "clip_anchor bounds the clipping radius of aggregation = \"clipped\"; with aggregation '\(plan.aggregation)' it has no effect",
+                at: index.entry("plan", "clip_anchor")?.value ?? index.header("plan") ?? .start
+            )
+        }
         guard plan.aggregation.isRobust else { return }
         let at = index.entry("plan", "aggregation")?.value ?? index.header("plan") ?? .start
         var degree: [PeerID: Int] = [:]
@@ -365,8 +373,12 @@ extension Reader {
         }
     }
 
-    /// Warns when disagreement between peers shrinks slowly compared with the plan's rounds.
-    /// Returns the facts it computed.
+    /// `check` warns when the plan's `consensus_rounds` leave more than this share of the
+    /// disagreement between peers (|λ₂|^K > 0.1: the phase shrinks it less than 10×).
+    static let consensusRoundsShortfall = 0.1
+
+    /// Warns when disagreement between peers shrinks slowly compared with the plan's rounds, or
+    /// compared with its final `consensus_rounds`. Returns the facts it computed.
     mutating func checkMixingSpeed(_ topology: Topology) -> GraphFacts {
         let facts = GraphFacts(topology, spectralAnalysis: true)
         guard topology.peers.count >= 2, let gap = facts.spectralGap, let rounds = facts.roundsToShrink1000x else { return facts }
@@ -384,6 +396,20 @@ extension Reader {
                 "the graph mixes slowly: about \(Format.rounds(rounds)) rounds to shrink disagreement 1000× (spectral gap \(Format.number(gap))); \(hint)",
                 at: index.header("peer#0") ?? .start
             )
+        }
+        // The final consensus phase: |λ₂|^K is what it leaves of the disagreement (≤ 1, no trap
+        // for any K: the product only shrinks, and stops once negligible).
+        let k = topology.plan.consensusRounds
+        if k > 0, let modulus = facts.secondEigenvalueModulus, modulus < 1 {
+            var left = 1.0
+            for _ in 0..<k where left > 1e-300 { left *= modulus }
+            if left > Self.consensusRoundsShortfall {
+                warning(
+                    "consensus_rounds = \(k) shrinks disagreement only about \(Format.number(1 / left))× on this graph (|λ₂| = \(Format.fixed(modulus, decimals: 4))); "
+                        + "about \(Format.rounds(rounds)) rounds shrink it 1000×",
+                    at: index.entry("plan", "consensus_rounds")?.value ?? planRef ?? .start
+                )
+            }
         }
         return facts
     }

@@ -24,6 +24,8 @@ public enum TopologyWriter {
         add("missing", string(plan.missing.rawValue), plan.missing == defaults.missing)
         add("hidden", "[" + plan.hidden.map(String.init).joined(separator: ", ") + "]", plan.hidden == defaults.hidden)
         add("rounds", String(plan.rounds), false)
+        add("consensus_rounds", String(plan.consensusRounds), plan.consensusRounds == defaults.consensusRounds)
+        add("clip_anchor", number(plan.clipAnchor), plan.clipAnchor == defaults.clipAnchor)
         add("local_steps", String(plan.localSteps), plan.localSteps == defaults.localSteps)
         add("learning_rate", number(plan.learningRate), false)
         add("l2", number(plan.l2), plan.l2 == defaults.l2)

@@ -41,6 +41,12 @@ struct ExperimentOptions: ParsableArguments {
     @Option(help: "Override the plan's rounds.")
     var rounds: Int?
 
+    @Option(help: "Override the plan's consensus_rounds (the last rounds, which only gossip: no local step).")
+    var consensusRounds: Int?
+
+    @Option(help: "Override the plan's clip_anchor (under clipped: τ ≤ this × the peer's own last local step; 0 = none).")
+    var clipAnchor: Double?
+
     @Option(help: "Override the plan's codec (lossless, f16, bf16, int8, topk:F[+f16|int8]).")
     var codec: String?
 
@@ -76,6 +82,8 @@ struct ExperimentOptions: ParsableArguments {
         guard (0..<1).contains(loss) else { throw ValidationError("--loss must be in [0, 1)") }
         guard latency >= 0, jitter >= 0 else { throw ValidationError("--latency and --jitter must be ≥ 0") }
         if let rounds, rounds < 1 { throw ValidationError("--rounds must be ≥ 1") }
+        if let consensusRounds, consensusRounds < 0 { throw ValidationError("--consensus-rounds must be ≥ 0") }
+        if let clipAnchor, !(clipAnchor.isFinite && clipAnchor >= 0) { throw ValidationError("--clip-anchor must be a finite number ≥ 0") }
         if let codec { do { _ = try CodecSpec(parsing: codec) } catch { throw ValidationError("--codec: \(error)") } }
         for text in byzantine {
             do { _ = try ByzantinePeer(parsing: text) } catch { throw ValidationError("--byzantine: \(error)") }
@@ -99,6 +107,12 @@ struct ExperimentOptions: ParsableArguments {
             do { plan = try PlanFile.load(path: path) } catch { throw CLIError(error.description) }
         }
         if let rounds { plan.rounds = rounds }
+        if let consensusRounds { plan.consensusRounds = consensusRounds }
+        if let clipAnchor { plan.clipAnchor = clipAnchor }
+        guard plan.consensusRounds < plan.rounds else {
+            let source = consensusRounds != nil ? "--consensus-rounds" : "the plan's consensus_rounds"
+            throw CLIError("\(source) (\(plan.consensusRounds)) must be below the rounds (\(plan.rounds)): at least one round trains")
+        }
         if let codec { plan.codec = codec }
         if let aggregation {
             switch PlanKeys.aggregation(aggregation) {

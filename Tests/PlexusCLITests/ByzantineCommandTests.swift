@@ -5,7 +5,7 @@ extension ProcessSuites {
 /// `--byzantine PEER:ATTACK` on `plexus simulate` and `plexus evaluate`, as a user runs them.
 @Suite struct ByzantineCommandTests {
     static let torus = ["--topology", repositoryRoot + "/Topologies/torus-16.toml", "--data", repositoryRoot + "/Topologies/data/wdbc.csv",
-        "--partition", "iid", "--split", repositoryRoot + "/Topologies/data/splits/wdbc_seed0.json", "--rounds", "20"]
+        "--partition", "iid", "--split", repositoryRoot + "/Topologies/data/splits/wdbc_seed0.json", "--rounds", "20", "--consensus-rounds", "5"]
 
     @Test func simulateReportsHonestPeersApartFromTheAttacker() throws {
         let text = try plexus(["simulate"] + Self.torus + ["--byzantine", "peer-03:sign-flip"], timeout: 300)
@@ -43,6 +43,10 @@ extension ProcessSuites {
         let badK = try plexus(["simulate"] + Self.torus + ["--byzantine", "peer-03:scale:big"])
         #expect(badK.status != 0)
         #expect(badK.stderr.contains("--byzantine: attack 'scale:big': scale:K needs a finite number K ≠ 0, got 'big'"), "\(badK.stderr)")
+        // --rounds below the plan's 20 consensus-only rounds: a clear error, not a run that never trains.
+        let short = try plexus(["simulate"] + Self.torus.dropLast(2))
+        #expect(short.status != 0)
+        #expect(short.stderr.contains("the plan's consensus_rounds (20) must be below the rounds (20): at least one round trains"), "\(short.stderr)")
     }
 }
 }

@@ -49,6 +49,22 @@ func minus(_ a: [Float], _ b: [Float]) -> [Float] { zip(a, b).map { $0 - $1 } }
         #expect(rule.radius(distances: [.nan, 1, 2]) == 4)  // NaN counts as +∞
     }
 
+    /// `clip_anchor`: the cap bounds τ whatever the neighbours' distances (a majority of far
+    /// copies cannot lift it), and leaves a smaller median radius alone.
+    @Test func theRadiusCapBoundsTauWhateverTheNeighboursSend() {
+        var rule = ClippedConsensus(step: 1)
+        rule.radiusCap = 0.5
+        #expect(rule.radius(distances: [1e30, 1e30, 1e30, 1]) == 0.5)
+        #expect(rule.radius(distances: [0.1, 0.1, 9]) == 0.2)
+        #expect(rule.radius(distances: [.infinity, .nan, .infinity]) == 0.5)
+        // Three of four neighbours far away: each moves x by at most weight × cap.
+        let r = applyRule(rule, x: [0, 0], publicCopy: [0, 0], [("a", 0.2, [0, 1e6]), ("b", 0.2, [0, 1e6]), ("c", 0.2, [0, 1e6]), ("d", 0.2, [0.25, 0])])
+        #expect(r.cut == ["a", "b", "c"])
+        #expect(abs(r.x[1] - 0.3) < 1e-6 && abs(r.x[0] - 0.05) < 1e-7, "\(r.x)")
+        rule.radiusCap = nil
+        #expect(rule.radius(distances: [1e30, 1e30, 1e30, 1]) == 2e30)
+    }
+
     @Test func trimmedMeanDropsOneAtEachEnd() {
         // Coordinate 0: {0, 1, 2, 100} → mean(1, 2) = 1.5; coordinate 1: {10, 20, 30, −50} → mean(10, 20) = 15.
         // Trimmed: c twice (100, −50), b once (30), self twice; threshold (1 + 2/4)/2 · 2 = 1.5 coordinates.

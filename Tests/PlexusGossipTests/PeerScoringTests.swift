@@ -362,3 +362,152 @@ extension PeerScoringTests {
         print("peer scoring: distances of 5 copies × 1M parameters in \(elapsed)")
     }
 }
+
+// MARK: A copy that stands still
+
+extension PeerScoringTests {
+    /// Still rounds (movement ratio < 1/100) cost nothing twice, then 2 each from the third in a
+    /// row: s = 2, 3.6, 4.88 — quarantined in the 5th still round, cause `stale`.
+    @Test func aStillCopyIsQuarantinedInItsFifthStillRound() {
+        var scoring = PeerScoring()
+        let still = Observation(movementRatio: 0)
+        #expect(scoring.penalty(still, stillRounds: 2).total == 0)
+        #expect(scoring.penalty(still, stillRounds: 3).total == 2)
+        let t = run(&scoring, Array(repeating: still, count: 12))
+        #expect(quarantineRounds(t) == [5], "\(t)")
+        if case .quarantined(_, let why) = t.first?.1 {
+            #expect(why.cause == .stale && why.stillRounds == 5, "\(why)")
+            #expect(why.description.hasSuffix("its copy still for 5 rounds while this peer's moved"), "\(why)")
+        } else {
+            Issue.record("\(t)")
+        }
+        // Still rounds go on: it is never released.
+        #expect(releaseRounds(t).isEmpty && scoring.isQuarantined(c))
+    }
+
+    /// The bound is strict (a ratio of exactly 1/100 moves), NaN and +∞ (a first copy) are not
+    /// still, and a round without a measurement (no envelope, or this peer itself did not move)
+    /// neither counts nor resets the run; a measured round that moves resets it.
+    @Test func onlyMeasuredStillRoundsCountAndAMovingRoundResets() {
+        let bound = PeerScoring.Settings().stillRatio
+        for ratio in [bound, .nan, .infinity, 1] {
+            var scoring = PeerScoring()
+            #expect(run(&scoring, Array(repeating: Observation(movementRatio: ratio), count: 50)).isEmpty, "\(ratio)")
+            #expect(scoring.states[c]?.stillRounds == 0)
+        }
+        var gaps = PeerScoring()
+        let unmeasured = Observation()
+        _ = run(&gaps, [Observation(movementRatio: 0), unmeasured, Observation(movementRatio: bound / 2), unmeasured, Observation(movementRatio: 0)])
+        #expect(gaps.states[c]?.stillRounds == 3)
+        #expect(abs((gaps.states[c]?.score ?? 0) - 2) < 1e-9, "\(gaps.states[c]!)")
+        _ = run(&gaps, [Observation(movementRatio: 0.5)])
+        #expect(gaps.states[c]?.stillRounds == 0)
+        // Two still rounds, then one that moves, forever: never charged.
+        var flicker = PeerScoring()
+        let pattern = (0..<300).map { Observation(movementRatio: $0 % 3 == 2 ? 0.2 : 0) }
+        #expect(run(&flicker, pattern).isEmpty)
+        #expect(flicker.states[c]?.score ?? 0 == 0)
+    }
+
+    /// A stuck node that starts moving again is released after the usual good rounds.
+    @Test func aStillNeighbourThatMovesAgainIsReleased() {
+        var scoring = PeerScoring()
+        let t = run(&scoring, Array(repeating: Observation(movementRatio: 0), count: 6) + Array(repeating: Observation(movementRatio: 0.7), count: 20))
+        #expect(quarantineRounds(t) == [5])
+        #expect(releaseRounds(t) == [16], "\(t)")
+        #expect(scoring.states[c]?.stillRounds == 0)
+    }
+}
+
+/// Replays the model it published in round 1, every round after (the `stale` attack, written
+/// here against the seam so the gossip tests need no engine).
+struct ReplayFirstModel: PublishTransform {
+    var first: [Float]?
+
+    mutating func transform(update: UnsafeMutableBufferPointer<Float>, context: PublishContext) {
+        if let first {
+            for i in update.indices { update[i] = first[i] - context.publicCopy[i] }
+        } else {
+            first = zip(context.publicCopy, update).map { $0 + $1 }
+        }
+    }
+}
+
+extension InstanceScoringTests {
+    /// Over the real instances on a 16-peer torus of quadratic learners: a neighbour replaying
+    /// its round-1 model is quarantined by all four of its neighbours for standing still, by the
+    /// end of round 6; without it, no one is (the honest peers' copies all move every round).
+    @Test func aStaleReplayIsQuarantinedForStandingStill() {
+        var peers = makePeers(graph: Graphs.torus(4), sizes: [60, 30, 10, 45, 5], dimension: 12, rounds: 40, learningRate: 0.3)
+        let stale = peerID(5)
+        peers[5].publishTransform = ReplayFirstModel()
+        let run = simulate(peers, poisoned: [stale])
+        let neighbours = Set(Graphs.torus(4)[5].map(peerID))
+        #expect(Set(run.quarantines.map(\.peer)) == neighbours, "\(run.quarantines)")
+        for q in run.quarantines {
+            #expect(q.neighbour == stale && q.why.cause == .stale && q.round <= 6, "\(q)")
+        }
+        // Not released when the network converges and no one moves (nothing is measured): a
+        // neighbour quarantined for standing still must be seen moving again.
+        #expect(run.releases.isEmpty, "\(run.releases)")
+        let honest = simulate(makePeers(graph: Graphs.torus(4), sizes: [60, 30, 10, 45, 5], dimension: 12, rounds: 40, learningRate: 0.3))
+        #expect(honest.quarantines.isEmpty, "\(honest.quarantines)")
+        #expect((honest.outcome?.smallestMovementRatio?.ratio ?? 0) >= PeerScoring.Settings().stillRatio, "\(String(describing: honest.outcome?.smallestMovementRatio))")
+    }
+
+    /// `consensus_rounds`: the last rounds train nothing (no training loss), and the honest
+    /// peers end far closer together than when every round trains.
+    @Test func consensusRoundsOnlyGossipAndBringThePeersTogether() {
+        func finalSpread(consensusRounds: Int) -> (spread: Double, losses: [Int: Bool]) {
+            // Equal sizes: Metropolis weights 1/3, the ring's second eigenvalue (1 + 2 cos(π/4)) ÷ 3 = 0.80.
+            var peers = makePeers(graph: Graphs.ring(8), sizes: [50], dimension: 6, rounds: 60, learningRate: 0.3)
+            for i in peers.indices { peers[i].settings.consensusRounds = consensusRounds }
+            var losses: [Int: Bool] = [:]
+            let outcome = Simulator(peers: peers, seed: 1).run(report: { r, _ in
+                if r.peer == peerID(0) { losses[r.round] = r.trainingLoss.isNaN }
+            })
+            let models = outcome.parameters.values.map { $0 }
+            var spread = 0.0
+            for a in models { for b in models { spread = max(spread, zip(a, b).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +).squareRoot()) } }
+            return (spread, losses)
+        }
+        let trained = finalSpread(consensusRounds: 0)
+        let agreed = finalSpread(consensusRounds: 30)
+        #expect(trained.losses.values.allSatisfy { !$0 })
+        #expect((1...30).allSatisfy { agreed.losses[$0] == false } && (31...60).allSatisfy { agreed.losses[$0] == true }, "\(agreed.losses.sorted { $0.key < $1.key })")
+        #expect(trained.spread > 0.1, "\(trained.spread)")
+        #expect(agreed.spread < trained.spread / 100, "\(agreed.spread) vs \(trained.spread)")
+        #expect(GossipSettings(me: peerID(0), planHash: testPlanHash, codec: .lossless, rounds: 10, neighbours: [:]).trains(round: 10))
+    }
+}
+
+extension InstanceScoringTests {
+    /// A restart keeps a quarantine: the stale replay's neighbour, snapshotted after quarantining
+    /// it and restored into a fresh instance, still has it quarantined (weight 0) with the same
+    /// score and count; a snapshot without scoring state (an older state file) starts afresh.
+    @Test func aQuarantineSurvivesARestart() throws {
+        var peers = makePeers(graph: Graphs.torus(4), sizes: [60, 30, 10, 45, 5], dimension: 12, rounds: 40, learningRate: 0.3)
+        let stale = peerID(5)
+        peers[5].publishTransform = ReplayFirstModel()
+        let simulator = Simulator(peers: peers, seed: 3)
+        _ = simulator.run()
+        let neighbour = Graphs.torus(4)[5][0]
+        let before = try #require(simulator.instance(peerID(neighbour)))
+        #expect(before.scoring.isQuarantined(stale))
+        let snapshot = before.snapshot()
+        #expect(snapshot.scoring[stale]?.quarantined == true)
+        func fresh() -> GossipInstance<QuadraticLearner> {
+            let p = peers[neighbour]
+            return GossipInstance(settings: p.settings, key: p.key, learner: p.learner, initialParameters: p.initialParameters, clock: { .zero })
+        }
+        var restarted = fresh()
+        try restarted.restore(snapshot)
+        #expect(restarted.scoring.isQuarantined(stale))
+        #expect(restarted.scoring.persisted == before.scoring.persisted)
+        var older = snapshot
+        older.scoring = [:]
+        var forgetful = fresh()
+        try forgetful.restore(older)
+        #expect(!forgetful.scoring.isQuarantined(stale))
+    }
+}

@@ -35,3 +35,17 @@ import Testing
         #expect(throws: PlanPrivacy.Problem.self) { try PlanPrivacy(plan: plan(.epsilon(1e-6), rounds: 10_000_000, localSteps: 1_000_000)) }
     }
 }
+
+extension PlanPrivacyTests {
+    /// The final consensus rounds only gossip: they take no step and cost nothing.
+    @Test func consensusRoundsCostNothing() throws {
+        var p = plan(.multiplier(1.2), rounds: 220, localSteps: 5)
+        let all = try PlanPrivacy(plan: p)
+        p.consensusRounds = 20
+        let fewer = try PlanPrivacy(plan: p)
+        #expect(all.steps == 1100 && fewer.steps == 1000)
+        #expect(fewer.epsilon < all.epsilon)
+        #expect(fewer.epsilon(afterRound: 200) == fewer.epsilon && fewer.epsilon(afterRound: 220) == fewer.epsilon)
+        #expect(fewer.epsilon(afterRound: 100) < fewer.epsilon)
+    }
+}

@@ -75,4 +75,61 @@ import Testing
             #expect(error.description.contains("t.toml:\(Self.line(of: "max_sample_ratio", in: text)):20: error: max_sample_ratio must be 0 (no bound) or from 1 to 1000000 (a multiple of the median count), found 0.5"), "\(error.description)")
         }
     }
+
+    /// `consensus_rounds`: 0 by default and then outside the hash; any other value is hashed and
+    /// written back; 0 to rounds − 1 are accepted, the rest refused at the value, compiler-style.
+    @Test func consensusRoundsAreAPlanKeyCoveredByTheHashOnlyWhenSet() throws {
+        let plain = try Topology.parse(source: Self.base, path: "t.toml")
+        #expect(plain.plan.consensusRounds == 0 && plain.plan.rounds == 50)
+        let zero = try Topology.parse(source: Self.base.replacingOccurrences(of: "seed = 7", with: "seed = 7\nconsensus_rounds = 0"), path: "t.toml")
+        #expect(zero.planHash == plain.planHash)
+        let ten = try Topology.parse(source: Self.base.replacingOccurrences(of: "seed = 7", with: "seed = 7\nconsensus_rounds = 10"), path: "t.toml")
+        let most = try Topology.parse(source: Self.base.replacingOccurrences(of: "seed = 7", with: "seed = 7\nconsensus_rounds = 49"), path: "t.toml")
+        #expect(ten.plan.consensusRounds == 10 && most.plan.consensusRounds == 49)
+        #expect(ten.planHash != plain.planHash && most.planHash != ten.planHash)
+        #expect(TopologyWriter.plan(ten.plan).contains("consensus_rounds = 10"))
+        #expect(!TopologyWriter.plan(plain.plan).contains("consensus_rounds"))
+        #expect(try Topology.parse(source: TopologyWriter.toml(ten), path: "w.toml").planHash == ten.planHash)
+        for (value, message) in [
+            ("50", "consensus_rounds must be from 0 to 49 (fewer than rounds = 50: at least one round trains), found 50"),
+            ("-1", "consensus_rounds must be from 0 to 49 (fewer than rounds = 50: at least one round trains), found -1"),
+        ] {
+            let text = Self.base.replacingOccurrences(of: "seed = 7", with: "seed = 7\nconsensus_rounds = \(value)")
+            do {
+                _ = try Topology.parse(source: text, path: "t.toml")
+                Issue.record("expected an error for \(value)")
+            } catch {
+                #expect(error.description.contains("t.toml:\(Self.line(of: "consensus_rounds", in: text)):20: error: \(message)"), "\(error.description)")
+            }
+        }
+    }
+
+    /// `clip_anchor`: 0 by default and then outside the hash; (0, 1000] accepted, hashed and written
+    /// back; other values refused at the value; with a rule other than `clipped`, a warning there.
+    @Test func clipAnchorIsAPlanKeyCoveredByTheHashOnlyWhenSet() throws {
+        let plain = try Topology.parse(source: Self.base, path: "t.toml")
+        #expect(plain.plan.clipAnchor == 0)
+        let clipped = Self.base.replacingOccurrences(of: "seed = 7", with: "seed = 7\naggregation = \"clipped\"")
+        let off = try Topology.parse(source: clipped, path: "t.toml")
+        let two = try Topology.parse(source: clipped.replacingOccurrences(of: "seed = 7", with: "seed = 7\nclip_anchor = 2"), path: "t.toml")
+        let zero = try Topology.parse(source: clipped.replacingOccurrences(of: "seed = 7", with: "seed = 7\nclip_anchor = 0"), path: "t.toml")
+        #expect(two.plan.clipAnchor == 2 && zero.planHash == off.planHash && two.planHash != off.planHash)
+        #expect(TopologyWriter.plan(two.plan).contains("clip_anchor = 2") && !TopologyWriter.plan(off.plan).contains("clip_anchor"))
+        #expect(try Topology.parse(source: TopologyWriter.toml(two), path: "w.toml").planHash == two.planHash)
+        #expect(!two.warnings.contains { $0.message.contains("clip_anchor") })
+        let unused = Self.base.replacingOccurrences(of: "seed = 7", with: "seed = 7\nclip_anchor = 2")
+        let warned = try Topology.parse(source: unused, path: "t.toml")
+        #expect(warned.warnings.map(\.description).contains(
+            "t.toml:\(Self.line(of: "clip_anchor", in: unused)):15: warning: clip_anchor bounds the clipping radius of aggregation = \"clipped\"; with aggregation 'mean' it has no effect"
+        ), "\(warned.warnings.map(\.description))")
+        for value in ["-1", "1001", "nan"] {
+            let text = clipped.replacingOccurrences(of: "seed = 7", with: "seed = 7\nclip_anchor = \(value)")
+            do {
+                _ = try Topology.parse(source: text, path: "t.toml")
+                Issue.record("expected an error for \(value)")
+            } catch {
+                #expect(error.description.contains("t.toml:\(Self.line(of: "clip_anchor", in: text)):15: error: clip_anchor must be 0 (no bound) or a number in (0, 1000]"), "\(error.description)")
+            }
+        }
+    }
 }
