@@ -5,6 +5,7 @@ import PlexusCodec
 import PlexusCore
 import PlexusCrypto
 import PlexusGossip
+import PlexusTestKit
 import PlexusTopology
 import PlexusTransport
 
@@ -14,6 +15,10 @@ import PlexusTransport
 /// statistics round with `statistics` (when set) on every session and every request, and
 /// otherwise stays silent: it never sends a delta or keyframe of its own.
 final class HostilePeer: @unchecked Sendable {
+    /// Where every hostile peer's tasks run (``ThreadExecutor``): its mesh, its event loop, and
+    /// the test's attack.
+    static let executor = ThreadExecutor(name: "hostile-peer")
+
     let me: PeerID
     let key: Ed25519.PrivateKey
     let planHash: [UInt8]
@@ -53,8 +58,10 @@ final class HostilePeer: @unchecked Sendable {
             logger: logger
         )
         let mesh = self.mesh
-        tasks.append(_Concurrency.Task { try? await mesh.run() })
-        tasks.append(_Concurrency.Task { [weak self] in
+        // On a thread of their own: the suites running beside this one can hold the cooperative
+        // pool for a minute (CI saw the sessions open but their events unread for 60 s).
+        tasks.append(_Concurrency.Task(executorPreference: Self.executor) { try? await mesh.run() })
+        tasks.append(_Concurrency.Task(executorPreference: Self.executor) { [weak self] in
             for await event in mesh.events {
                 guard let self else { return }
                 // Not reading: events pile up until the mesh stops reading its sockets.
@@ -110,7 +117,7 @@ final class HostilePeer: @unchecked Sendable {
     /// be starved past the deadline while the sessions opened (CI saw it once).
     func waitForSessions(_ peers: [PeerID], timeout: TimeInterval = 60) async -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
+        while Date() < deadline && !_Concurrency.Task.isCancelled {
             if Set(peers).isSubset(of: openSessions) { return true }
             try? await _Concurrency.Task.sleep(for: .milliseconds(20))
         }

@@ -95,11 +95,15 @@ import Testing
         defer { net.hostile.stop() }
         let nodes = try (0..<2).map { try Background(arguments(net, $0, extra: extra), output: "\(net.directory)/\(net.honest[$0]).out") }
         defer { for node in nodes where node.process.isRunning { node.kill9() } }
-        let opened = await net.hostile.waitForSessions(net.honest)
-        #expect(opened, "the hostile peer completed the handshake with both honest nodes (open: \(net.hostile.openSessions.map(\.rawValue).sorted()))")
         let hostile = net.hostile
         let honest = net.honest
-        let attacking = _Concurrency.Task { await attack(hostile, honest) }
+        // The attack starts on the hostile peer's own thread as soon as its sessions are open,
+        // whatever this test task is waiting for.
+        let attacking = _Concurrency.Task(executorPreference: HostilePeer.executor) { () -> Bool in
+            let opened = await hostile.waitForSessions(honest)
+            if opened { await attack(hostile, honest) }
+            return opened
+        }
         var peaks = [0, 0]
         var statuses: [Int32?] = [nil, nil]
         let start = Date()
@@ -123,7 +127,8 @@ import Testing
         for i in exited.indices where exited[i] == nil && !nodes[i].process.isRunning { exited[i] = Date() }
         attacking.cancel()
         for (i, node) in nodes.enumerated() { statuses[i] = await exitStatus(node, within: 1) }
-        _ = await attacking.value
+        let opened = await attacking.value
+        #expect(opened, "the hostile peer completed the handshake with both honest nodes (open: \(net.hostile.openSessions.map(\.rawValue).sorted()))")
         var result = try outcome(net, statuses: statuses, peaks: peaks, nodes: nodes)
         if let terminated { result.sigtermLatency = exited.map { ($0 ?? Date.distantFuture).timeIntervalSince(terminated) } }
         return result
