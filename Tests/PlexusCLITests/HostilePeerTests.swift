@@ -99,7 +99,7 @@ import Testing
         let honest = net.honest
         // Sessions are recorded on the hostile peer's own thread; the attack starts once this
         // task has seen them (starting it at the first instant the sessions open exposed an
-        // early-envelope case still being examined: see README, issue 12 notes).
+        // early-envelope case still being examined, an open finding of issue 12).
         let opened = await hostile.waitForSessions(honest)
         let attacking = _Concurrency.Task(executorPreference: HostilePeer.executor) { () -> Bool in
             if opened { await attack(hostile, honest) }
