@@ -189,6 +189,13 @@ public struct GossipInstance<Learner: LocalLearner> {
     private var advertisedNeighbourhood = 0
     private var advertisedKnown: Set<PeerID> = []
     private var started = false
+    /// Envelopes verified before ``start()`` — while the statistics round, which brings every
+    /// site's signed sample count, is still running — held per neighbour (a keyframe replaces
+    /// what its sender had held) and checked in full, count included, when training starts:
+    /// an envelope's count is never believed for want of the count it must match.
+    private var beforeStart: [PeerID: [(envelope: DeltaEnvelope, bytes: [UInt8])]] = [:]
+    /// Set while the envelopes held before the start are replayed: a round begins only after.
+    private var replaying = false
     /// The publish seam (``PublishTransform``): rewrites each round's update before it is sealed;
     /// `nil` (every real node today) publishes u = x − x̂_self unchanged.
     private var publishTransform: (any PublishTransform)?
@@ -373,6 +380,7 @@ public struct GossipInstance<Learner: LocalLearner> {
         }
         guard round >= 1 else { return start() }
         started = true
+        replayHeldBeforeStart(into: &directives)
         if settings.synchrony == .synchronous {
             directives.append(.scheduleDeadline(round: round, after: settings.roundDeadline))
             completeIfReady(into: &directives)
@@ -411,6 +419,7 @@ public struct GossipInstance<Learner: LocalLearner> {
             lastCut.remove(peer)
             moved[peer] = nil
             recentEnvelopes[peer] = nil
+            beforeStart[peer] = nil
         }
         for peer in order where neighbourStates[peer] == nil {
             neighbourStates[peer] = NeighbourState()
@@ -432,6 +441,7 @@ public struct GossipInstance<Learner: LocalLearner> {
         precondition(!started, "start() called twice")
         started = true
         var directives: [GossipDirective] = []
+        replayHeldBeforeStart(into: &directives)
         if settings.synchrony == .synchronous && !order.allSatisfy({ neighbourStates[$0]?.copy != nil }) {
             directives.append(.scheduleDeadline(round: 0, after: settings.roundDeadline))
         } else {
@@ -848,6 +858,44 @@ public struct GossipInstance<Learner: LocalLearner> {
             reject(from: peer, .originMismatch, "envelope signed by '\(header.origin)' arrived from '\(peer)'", into: &directives)
             return
         }
+        guard started || !settings.countsArriveBeforeStart || settings.neighbours[peer]?.declaredSamples != nil else {
+            holdBeforeStart(envelope, bytes, from: peer, into: &directives)
+            return
+        }
+        accept(envelope, bytes, from: peer, into: &directives)
+    }
+
+    /// Holds a verified envelope that arrived before the start (see ``beforeStart``): a keyframe
+    /// replaces everything its sender had held (it replaces the copy too); behind it, at most the
+    /// held-envelope window of deltas waits, and more are refused (`tooFarAhead`).
+    private mutating func holdBeforeStart(_ envelope: DeltaEnvelope, _ bytes: [UInt8], from peer: PeerID, into directives: inout [GossipDirective]) {
+        if envelope.header.kind == .keyframe {
+            beforeStart[peer] = [(envelope, bytes)]
+            return
+        }
+        let held = beforeStart[peer]?.count ?? 0
+        guard held <= settings.maxBufferedPerNeighbour else {
+            reject(from: peer, .tooFarAhead, "\(held) envelopes already wait for the statistics round to complete", into: &directives)
+            return
+        }
+        beforeStart[peer, default: []].append((envelope, bytes))
+    }
+
+    /// At the start: every held envelope goes through the checks it skipped, in arrival order,
+    /// against the neighbours' signed counts (``Neighbour/declaredSamples``), now known.
+    private mutating func replayHeldBeforeStart(into directives: inout [GossipDirective]) {
+        let held = beforeStart
+        beforeStart = [:]
+        replaying = true
+        defer { replaying = false }
+        for peer in held.keys.sorted() where settings.neighbours[peer] != nil {
+            for (envelope, bytes) in held[peer]! { accept(envelope, bytes, from: peer, into: &directives) }
+        }
+    }
+
+    /// The checks after the signature, then the envelope's effect.
+    private mutating func accept(_ envelope: DeltaEnvelope, _ bytes: [UInt8], from peer: PeerID, into directives: inout [GossipDirective]) {
+        let header = envelope.header
         remember(bytes, sequence: header.sequence, from: peer)
         if let declared = settings.neighbours[peer]?.declaredSamples, header.sampleCount != UInt64(clamping: declared) {
             reject(from: peer, .sampleCountMismatch, "envelope advertises \(header.sampleCount) samples; the signed statistics of '\(peer)' declare \(declared)", into: &directives)
@@ -883,6 +931,7 @@ public struct GossipInstance<Learner: LocalLearner> {
             }
         }
         apply(header, envelope.delta, from: peer, into: &directives)
+        guard !replaying else { return }
         catchUpIfFarBehind(into: &directives)
         completeIfReady(into: &directives)
     }

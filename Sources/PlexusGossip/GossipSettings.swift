@@ -83,6 +83,13 @@ public struct GossipSettings: Sendable {
     /// the admin wrote them.
     public var mixing: Plan.Mixing = .metropolis
     public var neighbours: [PeerID: Neighbour]
+    /// Whether the shell learns every neighbour's signed count (``Neighbour/declaredSamples``)
+    /// before it calls ``GossipInstance/start()`` — a node does, from its statistics round.
+    /// Then an envelope that arrives before the start, from a neighbour whose count is not
+    /// known yet, is held (after its signature is checked) and takes every other check at the
+    /// start, the count's included: a lie told early is refused like one told late. Default:
+    /// `false` (the simulator and harnesses without a statistics round apply envelopes at once).
+    public var countsArriveBeforeStart = false
     /// Peer scoring and quarantine (``PeerScoring``). Default: on, with its documented thresholds.
     public var scoring = PeerScoring.Settings()
 

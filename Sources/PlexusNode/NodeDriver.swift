@@ -78,13 +78,15 @@ actor NodeDriver: Service {
         self.key = node.key
         let me = node.configuration.peer
         let index = node.topology.index(of: me)!
-        let settings: GossipSettings
+        var settings: GossipSettings
         do {
             settings = try Experiment.gossipSettings(
                 topology: node.topology, plan: node.plan, planHash: node.planHash, peer: me,
                 keys: { node.topology.peer($0)!.publicKey }
             )
         } catch { throw NodeError(error.description) }
+        // The statistics round brings every signed count before training starts.
+        settings.countsArriveBeforeStart = true
         // The same learner, seed and starting point as the simulator gives this peer.
         let noise: PlanLearner.Noise = node.configuration.deterministicNoise
             ? .deterministic(label: Experiment.noiseLabel(plan: node.plan, peer: me)) : .system

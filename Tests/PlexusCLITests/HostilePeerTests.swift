@@ -97,11 +97,12 @@ import Testing
         defer { for node in nodes where node.process.isRunning { node.kill9() } }
         let hostile = net.hostile
         let honest = net.honest
-        // Sessions are recorded on the hostile peer's own thread; the attack starts once this
-        // task has seen them (starting it at the first instant the sessions open exposed an
-        // early-envelope case still being examined, an open finding of issue 12).
-        let opened = await hostile.waitForSessions(honest)
+        // The attack starts on the hostile peer's own thread as soon as its sessions are open,
+        // whatever this test task is waiting for (CI starved it past the honest nodes' whole
+        // run). So its first envelopes often reach a node whose statistics round is still
+        // running: they must be refused all the same (issue 12).
         let attacking = _Concurrency.Task(executorPreference: HostilePeer.executor) { () -> Bool in
+            let opened = await hostile.waitForSessions(honest)
             if opened { await attack(hostile, honest) }
             return opened
         }
@@ -128,7 +129,7 @@ import Testing
         for i in exited.indices where exited[i] == nil && !nodes[i].process.isRunning { exited[i] = Date() }
         attacking.cancel()
         for (i, node) in nodes.enumerated() { statuses[i] = await exitStatus(node, within: 1) }
-        _ = await attacking.value
+        let opened = await attacking.value
         #expect(opened, "the hostile peer completed the handshake with both honest nodes (open: \(net.hostile.openSessions.map(\.rawValue).sorted()))")
         var result = try outcome(net, statuses: statuses, peaks: peaks, nodes: nodes)
         if let terminated { result.sigtermLatency = exited.map { ($0 ?? Date.distantFuture).timeIntervalSince(terminated) } }
@@ -236,6 +237,29 @@ import Testing
         }
         try await expectSound(outcome, "keyframe with 1000x the declared sample count")
         #expect(outcome.rejected["sampleCountMismatch", default: 0] >= 2, "\(outcome.rejected)")
+    }
+
+    /// 1c. The same lie told before the statistics: hospital-c withholds its statistics, sends
+    /// the lying keyframes while both honest nodes are still in their statistics round (they
+    /// cannot have its count yet), and only then signs its statistics. The keyframes are held
+    /// and refused at the start as `sampleCountMismatch`, on both nodes.
+    @Test func aLyingKeyframeBeforeTheStatistics() async throws {
+        let net = try network("lying-early", silentStatistics: true)
+        let summary = net.siteSummary
+        let outcome = try await run(net) { peer, honest in
+            let zeros = [Float](repeating: 0, count: peer.parameterCount)
+            for h in honest {
+                await peer.send(peer.envelope(.keyframe, sequence: 1, round: 0, samples: peer.declaredSamples * 1000, peer.lossless(zeros)), to: h)
+            }
+            let statistics = peer.statisticsMessage(summary)
+            peer.statistics = statistics
+            for h in honest { await peer.send(statistics, to: h) }
+        }
+        try await expectSound(outcome, "keyframe with 1000x the count, before the statistics")
+        for log in outcome.logs {
+            let refused = log.events.filter { $0.event == "rejected" && $0.reason == "sampleCountMismatch" }
+            #expect(!refused.isEmpty, "\(log.peer) refused the early lie")
+        }
     }
 
     /// 2a. An int8 delta with scale 3e38 and q = 127 (the plan's codec is lossless): `wrongCodec`.

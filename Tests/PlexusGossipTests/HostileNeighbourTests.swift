@@ -78,6 +78,60 @@ import Testing
         #expect(p.a.neighbourStates[p.b]!.sampleCount == 10)
     }
 
+    /// A node learns the signed counts from its statistics round, which may still be running
+    /// when a neighbour's first keyframe arrives. Such an envelope is held, not applied, and is
+    /// checked at the start against the count now known: the lie of 1000× is refused exactly as
+    /// it is after the start (CI found one of two honest nodes taking it when it came early).
+    /// An honest early keyframe is applied at the start, and the round begins with it.
+    @Test func anEnvelopeBeforeTheCountsAreKnownIsHeldAndCheckedAtTheStart() throws {
+        for honest in [false, true] {
+            var p = Pair { $0.countsArriveBeforeStart = true }
+            let early = p.envelope(sequence: 1, round: 0, samples: honest ? 10 : 10_000, neighbourhood: honest ? 20 : 20_000, delta: p.lossless([9, 9, 9, 9]))
+            #expect(Self.reasons(p.a.receive(early, from: p.b)).isEmpty, "nothing is decided before the count is known")
+            #expect(p.a.neighbourStates[p.b]!.copy == nil)
+            var neighbours = p.settings.neighbours
+            neighbours[p.b]!.declaredSamples = 10
+            _ = p.a.updateNeighbours(neighbours)
+            let started = p.a.start()
+            if honest {
+                #expect(Self.reasons(started).isEmpty)
+                #expect(p.a.neighbourStates[p.b]!.copy == [9, 9, 9, 9])
+                #expect(p.a.round == 1, "every neighbour's copy is there: round 1 begins at once")
+            } else {
+                #expect(Self.reasons(started) == [.sampleCountMismatch])
+                #expect(p.a.neighbourStates[p.b]!.copy == nil && p.a.neighbourStates[p.b]!.sampleCount == nil)
+                #expect(p.a.round == 0, "round 1 waits for a keyframe it can take (or the deadline)")
+                // The same envelope after the start: the same answer, at once.
+                let late = p.envelope(sequence: 2, round: 0, samples: 10_000, neighbourhood: 20_000, delta: p.lossless([9, 9, 9, 9]))
+                _ = p.a.receive(late, from: p.b)
+                #expect(p.a.neighbourStates[p.b]!.copy == nil)
+            }
+        }
+    }
+
+    /// What waits for the start is bounded: a keyframe replaces what its sender had held, and
+    /// behind it at most the held-envelope window of deltas; the next is refused (`tooFarAhead`).
+    @Test func envelopesHeldBeforeTheStartAreBounded() throws {
+        var p = Pair { $0.countsArriveBeforeStart = true }
+        let window = p.settings.maxBufferedPerNeighbour
+        for sequence in 1...3 {
+            #expect(Self.reasons(p.a.receive(p.envelope(sequence: UInt64(sequence), round: 0, delta: p.lossless([1, 1, 1, 1])), from: p.b)).isEmpty)
+        }
+        var reasons: [Reason] = []
+        for i in 0...window {
+            let s = UInt64(4 + i)
+            reasons += Self.reasons(p.a.receive(p.envelope(.delta, sequence: s, base: s - 1, round: 1, delta: p.lossless([0, 0, 0, 0])), from: p.b))
+        }
+        #expect(reasons == [.tooFarAhead], "the keyframe and \(window) deltas are held, the next refused")
+        var neighbours = p.settings.neighbours
+        neighbours[p.b]!.declaredSamples = 10
+        _ = p.a.updateNeighbours(neighbours)
+        _ = p.a.start()
+        // The last keyframe replaced the two before it, and the held deltas, based on it, were
+        // applied in order once round 1 began.
+        #expect(p.a.neighbourStates[p.b]!.version == UInt64(3 + window))
+    }
+
     /// A lie told consistently — the same count in the statistics and in every envelope — is
     /// bounded by the sample basis: b claims 10 000 samples beside a's 10. Advertised counts give
     /// b the weight 10 000 ÷ 10 010 (it takes a over); the basis (median 10, ratio 4) counts b as
