@@ -230,13 +230,73 @@ public struct Plan: Hashable, Sendable {
         public var noise: Noise
         /// s, the mean rows per random stratum (Cox and DeepSurv; unused by the classifiers). Default 8.
         public var stratumSize: Int
+        /// `[plan.privacy.bounds]`: the declared range of each feature, sorted by name. With
+        /// bounds the statistics round is released with the Gaussian mechanism (the rows clipped
+        /// to them) and charged to the budget; without, it releases exact statistics and the
+        /// (ε, δ) covers training only. The bounds must not come from the data.
+        public var bounds: [FeatureBound]
+        /// σ_s of the statistics release (sensitivity 1 after the bounds' normalization). Default 5.
+        public var statisticsNoiseMultiplier: Double
 
-        public init(delta: Double, clip: Double, sampling: Double, noise: Noise, stratumSize: Int = 8) {
+        public static let defaultStatisticsNoiseMultiplier = 5.0
+
+        public init(
+            delta: Double, clip: Double, sampling: Double, noise: Noise, stratumSize: Int = 8, bounds: [FeatureBound] = [],
+            statisticsNoiseMultiplier: Double = Privacy.defaultStatisticsNoiseMultiplier
+        ) {
             self.delta = delta
             self.clip = clip
             self.sampling = sampling
             self.noise = noise
             self.stratumSize = stratumSize
+            self.bounds = bounds.sorted { $0.name < $1.name }
+            self.statisticsNoiseMultiplier = statisticsNoiseMultiplier
+        }
+
+        /// Whether the statistics round is released privately (the plan declares bounds).
+        public var releasesStatistics: Bool { !bounds.isEmpty }
+
+        /// The bounds of `features`, in their order; the names of features without a bound and
+        /// of bounds that name no feature, when any.
+        public func bounds(for features: [String]) -> Result<[FeatureBound], BoundsMismatch> {
+            let byName = Dictionary(bounds.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            let missing = features.filter { byName[$0] == nil }
+            let known = Set(features)
+            let unknown = bounds.map(\.name).filter { !known.contains($0) }
+            guard missing.isEmpty && unknown.isEmpty else { return .failure(BoundsMismatch(missing: missing, unknown: unknown)) }
+            return .success(features.map { byName[$0]! })
+        }
+    }
+
+    /// A feature's declared range `[lower, upper]`, lower < upper, both finite.
+    public struct FeatureBound: Hashable, Sendable {
+        public var name: String
+        public var lower: Double
+        public var upper: Double
+
+        public init(name: String, lower: Double, upper: Double) {
+            self.name = name
+            self.lower = lower
+            self.upper = upper
+        }
+    }
+
+    /// The features of a site that `[plan.privacy.bounds]` does not bound, and the bounds that
+    /// name no feature.
+    public struct BoundsMismatch: Error, Hashable, Sendable, CustomStringConvertible {
+        public var missing: [String]
+        public var unknown: [String]
+
+        public init(missing: [String], unknown: [String]) {
+            self.missing = missing
+            self.unknown = unknown
+        }
+
+        public var description: String {
+            var parts: [String] = []
+            if !missing.isEmpty { parts.append("no bound for \(missing.map { "'\($0)'" }.joined(separator: ", "))") }
+            if !unknown.isEmpty { parts.append("a bound for \(unknown.map { "'\($0)'" }.joined(separator: ", ")), which \(unknown.count == 1 ? "is" : "are") not among the plan's features") }
+            return "[plan.privacy.bounds]: " + parts.joined(separator: "; ") + " (every feature needs its declared [lower, upper])"
         }
     }
 

@@ -90,6 +90,75 @@ public enum Experiment {
         return Standardization(FeatureStatistics.pooled(sites.mapValues(FeatureStatistics.init), dimension: first.dimension))
     }
 
+    /// What a site sends in the statistics round under `plan`: its exact statistics, or — when
+    /// `[plan.privacy.bounds]` is declared — their Gaussian release (``ReleasedStatistics``),
+    /// with noise from `noise` (the system CSPRNG on a node; ``statisticsNoiseLabel(plan:peer:)``
+    /// in the simulator and under the test flag).
+    public static func siteSummary(_ site: Dataset, plan: Plan, noise: PlanLearner.Noise) throws(ExperimentError) -> SiteSummary {
+        guard let privacy = plan.privacy, privacy.releasesStatistics else { return SiteSummary(site, plan: plan) }
+        let bounds: [Plan.FeatureBound]
+        switch privacy.bounds(for: site.featureNames) {
+        case .success(let b): bounds = b
+        case .failure(let problem): throw ExperimentError(problem.description)
+        }
+        let release: ReleasedStatistics
+        switch noise {
+        case .system:
+            var generator = SystemNoiseGenerator()
+            release = ReleasedStatistics(releasing: site, bounds: bounds, noiseMultiplier: privacy.statisticsNoiseMultiplier, generator: &generator)
+        case .deterministic(let label):
+            var generator = DeterministicNoiseGenerator(label: label)
+            release = ReleasedStatistics(releasing: site, bounds: bounds, noiseMultiplier: privacy.statisticsNoiseMultiplier, generator: &generator)
+        }
+        return SiteSummary(features: site.featureNames, targets: plan.targetColumns, release: release)
+    }
+
+    /// The label of a peer's deterministic statistics-release noise (the simulator's, and a real
+    /// node's under `--deterministic-noise`); another stream than its training noise.
+    public static func statisticsNoiseLabel(plan: Plan, peer: PeerID) -> String {
+        "plexus.dp.statistics.v1|\(plan.seed)|\(peer.rawValue)"
+    }
+
+    /// The one standardization every site trains with, from every site's summary: each site
+    /// pooled with the count the sample basis uses (its means as signed, its sums rescaled), the
+    /// sites merged in peer-id order — the same bits on every node and in the simulator. Under
+    /// `[plan.privacy.bounds]` every site must send a release, and the pooled release is
+    /// post-processed with the bounds; otherwise every site must send exact statistics.
+    public static func pooledStandardization(_ summaries: [PeerID: SiteSummary], counts: SampleBasis, plan: Plan) throws(ExperimentError) -> Standardization {
+        guard let first = summaries.keys.sorted().first.map({ summaries[$0]! }) else { throw ExperimentError("no site sent statistics") }
+        let dimension = first.features.count
+        if let privacy = plan.privacy, privacy.releasesStatistics {
+            let bounds: [Plan.FeatureBound]
+            switch privacy.bounds(for: first.features) {
+            case .success(let b): bounds = b
+            case .failure(let problem): throw ExperimentError(problem.description)
+            }
+            var sites: [PeerID: ReleasedStatistics] = [:]
+            for (origin, summary) in summaries {
+                guard var release = summary.release else {
+                    throw ExperimentError("site '\(origin)' sent exact statistics; the plan releases them privately ([plan.privacy.bounds])")
+                }
+                if let used = counts.counts[origin], Double(used) != release.count { release = release.declaring(count: used) }
+                sites[origin] = release
+            }
+            return ReleasedStatistics.pooled(sites, dimension: dimension).standardization(bounds: bounds)
+        }
+        var sites: [PeerID: FeatureStatistics] = [:]
+        for (origin, summary) in summaries {
+            guard summary.release == nil else {
+                throw ExperimentError("site '\(origin)' sent privately released statistics; the plan declares no [plan.privacy.bounds]")
+            }
+            var statistics = summary.statistics
+            if let used = counts.counts[origin], Double(used) != statistics.count { statistics = statistics.declaring(count: used) }
+            sites[origin] = statistics
+        }
+        let merged = FeatureStatistics.pooled(sites, dimension: dimension)
+        guard merged.mean.allSatisfy(\.isFinite), merged.sumOfSquaredDeviations.allSatisfy(\.isFinite) else {
+            throw ExperimentError("the pooled statistics are not finite; a site sent implausible statistics")
+        }
+        return Standardization(merged)
+    }
+
     /// The shared starting point x₀ of every peer: the plan's seeded initialisation.
     /// The learner a peer runs, the same in both shells: its mini-batch stream is the plan's
     /// seed offset by the peer's index in the topology.
@@ -170,14 +239,23 @@ public enum Experiment {
         let siteOf = try assignSites(options.data, to: topology)
         let peerIDs = topology.peers.map(\.id)
         guard let dimension = options.data.sites.first?.dimension else { throw ExperimentError("the partition has no sites") }
-        var statistics = Dictionary(uniqueKeysWithValues: peerIDs.map { ($0, FeatureStatistics(options.data.sites[siteOf[$0]!])) })
+        // What each site sends in the statistics round (a release under [plan.privacy.bounds]).
+        var summaries: [PeerID: SiteSummary] = [:]
+        for peer in peerIDs {
+            summaries[peer] = try siteSummary(options.data.sites[siteOf[peer]!], plan: plan, noise: .deterministic(label: statisticsNoiseLabel(plan: plan, peer: peer)))
+        }
         for case let (peer, .sampleLie(n)) in options.byzantine.map({ ($0.peer, $0.attack) }) {
-            statistics[peer] = statistics[peer]!.declaring(count: n)
+            var summary = summaries[peer]!
+            if let release = summary.release {
+                summary = SiteSummary(features: summary.features, targets: summary.targets, release: release.declaring(count: n))
+            } else {
+                summary.statistics = summary.statistics.declaring(count: n)
+            }
+            summaries[peer] = summary
         }
         // Pooled with the bounded counts, as nodes pool their statistics round.
-        let bounded = sampleBasis(topology: topology, plan: plan, declared: statistics.mapValues { Int($0.count) })
-        for (peer, used) in bounded.counts where Double(used) != statistics[peer]?.count { statistics[peer] = statistics[peer]!.declaring(count: used) }
-        let standardization = Standardization(FeatureStatistics.pooled(statistics, dimension: dimension))
+        let bounded = sampleBasis(topology: topology, plan: plan, declared: summaries.mapValues { Int($0.statistics.count) })
+        let standardization = try pooledStandardization(summaries, counts: bounded, plan: plan)
         let model = makeModel(plan: plan, dimension: dimension)
         let x0 = initialParameters(model: model, plan: plan)
         let planHash = PlanHash.hash(plan)

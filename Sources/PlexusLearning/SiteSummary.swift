@@ -11,6 +11,11 @@ public import PlexusCore
 ///     "PLXF" | version 1 | F u16 | F × (L u16 | UTF-8 name) | T u8 | T × (L u16 | UTF-8 name)
 ///            | count u64 | mean f64 × F | sum of squared deviations f64 × F
 ///
+/// A private plan with declared bounds sends version 2, whose statistics are a
+/// ``ReleasedStatistics`` (noisy sums in the bounds' normalized units), never exact ones:
+///
+///     "PLXF" | version 2 | (the same schema) | count u64 | Σu f64 × F | Σ(u² − ½) f64 × F
+///
 /// Decoding checks every bound before it reads, and refuses statistics no real rows can give:
 /// more than ``maximumCount`` rows, a NaN, infinite or huge mean, a negative or infinite sum of
 /// squared deviations.
@@ -25,12 +30,26 @@ public struct SiteSummary: Sendable, Equatable {
 
     public var features: [String]
     public var targets: [String]
+    /// Exact statistics (version 1); in a release, only its count is set.
     public var statistics: FeatureStatistics
+    /// The private release (version 2), when the plan declares bounds.
+    public var release: ReleasedStatistics?
 
     public init(features: [String], targets: [String], statistics: FeatureStatistics) {
         self.features = features
         self.targets = targets
         self.statistics = statistics
+        self.release = nil
+    }
+
+    /// A summary that carries `release` and no exact statistics.
+    public init(features: [String], targets: [String], release: ReleasedStatistics) {
+        self.features = features
+        self.targets = targets
+        var counted = FeatureStatistics(dimension: features.count)
+        counted.count = release.count
+        self.statistics = counted
+        self.release = release
     }
 
     /// The summary of a site's loaded rows under `plan`.
@@ -41,14 +60,19 @@ public struct SiteSummary: Sendable, Equatable {
     public func encoded() -> [UInt8] {
         var w = ByteWriter()
         w.write(contentsOf: Self.magic)
-        w.write(1)
+        w.write(release == nil ? 1 : 2)
         w.write(littleEndian: UInt16(features.count))
         for name in features { Self.write(name, &w) }
         w.write(UInt8(targets.count))
         for name in targets { Self.write(name, &w) }
         w.write(littleEndian: UInt64(statistics.count))
-        for m in statistics.mean { w.write(float64: m) }
-        for s in statistics.sumOfSquaredDeviations { w.write(float64: s) }
+        if let release {
+            for x in release.sums { w.write(float64: x) }
+            for x in release.centredSquares { w.write(float64: x) }
+        } else {
+            for m in statistics.mean { w.write(float64: m) }
+            for s in statistics.sumOfSquaredDeviations { w.write(float64: s) }
+        }
         return w.bytes
     }
 
@@ -70,7 +94,8 @@ public struct SiteSummary: Sendable, Equatable {
             var r = ByteReader(raw)
             do {
                 guard try r.readSlice(4, "magic").elementsEqual(Self.magic) else { return .failure(fail(.badMagic, "not a site summary")) }
-                guard try r.readByte("version") == 1 else { return .failure(fail(.unsupportedVersion, "a site summary of another version")) }
+                let version = try r.readByte("version")
+                guard version == 1 || version == 2 else { return .failure(fail(.unsupportedVersion, "a site summary of another version")) }
                 let f = Int(try r.read(UInt16.self, "feature count"))
                 guard f >= 1, f <= Self.maximumFeatures else { return .failure(fail(.outOfRange, "\(f) features; 1…\(Self.maximumFeatures) allowed")) }
                 func name() throws -> String? {
@@ -94,6 +119,17 @@ public struct SiteSummary: Sendable, Equatable {
                 let count = try r.read(UInt64.self, "count")
                 guard count >= 1, count <= Self.maximumCount else {
                     return .failure(fail(.outOfRange, "a site of \(count) rows; 1…2⁴⁰ allowed"))
+                }
+                if version == 2 {
+                    var sums = [Double](repeating: 0, count: f), squares = sums
+                    for j in 0..<f { sums[j] = try r.readFloat64("released sum") }
+                    for j in 0..<f { squares[j] = try r.readFloat64("released sum of squares") }
+                    guard r.isAtEnd else { return .failure(fail(.trailingBytes, "bytes follow the site summary")) }
+                    guard (sums + squares).allSatisfy({ $0.isFinite && abs($0) <= Self.maximumMagnitude }) else {
+                        return .failure(fail(.nonFinite, "released statistics hold NaN, infinite or values beyond ±10¹⁵"))
+                    }
+                    let release = ReleasedStatistics(count: Double(count), sums: sums, centredSquares: squares)
+                    return .success(SiteSummary(features: features, targets: targets, release: release))
                 }
                 var stats = FeatureStatistics(dimension: f)
                 stats.count = Double(count)

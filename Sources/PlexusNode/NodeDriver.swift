@@ -114,15 +114,22 @@ actor NodeDriver: Service {
         } else {
             log = nil
         }
-        summary = SiteSummary(node.site, plan: node.plan)
+        summary = try Self.siteSummary(node)
         var roundSettings = StatisticsRound.Settings(
             me: me, planHash: node.planHash, peers: Self.pinnedKeys(node.topology),
             neighbours: node.topology.neighbours(of: me)
         )
         roundSettings.timeout = node.configuration.statisticsTimeout
+        let releases = node.plan.privacy?.releasesStatistics ?? false
         statisticsRound = StatisticsRound(settings: roundSettings, key: node.key, payload: summary.encoded()) { _, payload in
             do throws(SiteSummary.Error) {
-                _ = try SiteSummary(decoding: payload)
+                let summary = try SiteSummary(decoding: payload)
+                if releases && summary.release == nil {
+                    return (.unsupportedVersion, "exact statistics (version 1) under a plan that releases them privately ([plan.privacy.bounds])")
+                }
+                if !releases && summary.release != nil {
+                    return (.unsupportedVersion, "privately released statistics (version 2) under a plan without [plan.privacy.bounds]")
+                }
                 return nil
             } catch {
                 return (error.reason, error.description)
@@ -156,7 +163,7 @@ actor NodeDriver: Service {
                     }
                     declaredSamples = Self.declaredSamples(saved.basis)
                     let counts = Experiment.sampleBasis(topology: node.topology, plan: node.plan, declared: declaredSamples)
-                    standardization = try Self.pooled(saved.basis, mine: summary, me: me, counts: counts)
+                    standardization = try Self.pooled(saved.basis, mine: summary, me: me, counts: counts, plan: node.plan)
                     statisticsRound.restoreCompleted(basis: saved.basis, messages: saved.messages)
                     if bytes[4] == 1, let stateKey {
                         try StateFile.writeAtomically(saved.encoded(planHash: node.planHash, key: stateKey), to: statisticsPath!)
@@ -168,6 +175,55 @@ actor NodeDriver: Service {
         } else {
             statePath = nil
             statisticsPath = nil
+        }
+    }
+
+    /// What this site sends in the statistics round. Under `[plan.privacy.bounds]` it is a
+    /// Gaussian release, made once per plan: it is written (authenticated) to
+    /// `<state-dir>/<peer>.release` before anything is sent, and a restart sends the same bytes —
+    /// a second release, with fresh noise, would spend the budget again and, if the rows changed,
+    /// give away the difference. So a private release needs a state directory, and it refuses
+    /// rows that differ from the ones released.
+    static func siteSummary(_ node: PeerNode) throws(NodeError) -> SiteSummary {
+        let plan = node.plan, me = node.configuration.peer
+        guard let privacy = plan.privacy, privacy.releasesStatistics else { return SiteSummary(node.site, plan: plan) }
+        guard let directory = node.configuration.stateDirectory else {
+            throw NodeError("[plan.privacy.bounds]: a private statistics release needs --state-dir, where it is kept so that a restart does not release it twice")
+        }
+        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+            throw NodeError("\(directory): cannot create the state directory: \(String(cString: strerror(errno)))")
+        }
+        let path = directory + "/" + me.rawValue + ".release"
+        do {
+            guard let key = try StateFile.stateKey(directory: directory, peer: me, create: true) else { throw NodeError("\(directory): no state key") }
+            if let bytes = try StateFile.read(path) {
+                let saved: SiteSummary
+                do {
+                    let file = try CompletedStatistics(decoding: bytes, planHash: node.planHash, key: key, acceptChecksum: false)
+                    guard let payload = file.basis[me] else { throw NodeError("\(path): holds no release of '\(me)'") }
+                    saved = try SiteSummary(decoding: payload)
+                } catch let error as NodeError { throw error } catch {
+                    throw NodeError("\(path): \(error); it is this site's released statistics: restore it, or delete the whole state directory to start the run again (a new release spends budget again)")
+                }
+                guard saved.release != nil, saved.features == node.site.featureNames, saved.targets == plan.targetColumns,
+                      saved.statistics.count == Double(node.site.count)
+                else {
+                    throw NodeError("\(path): the statistics this site released were of \(Int(saved.statistics.count)) rows and \(saved.features.count) features; the data now has \(node.site.count) rows and \(node.site.featureNames.count) features. Releasing again would give away the difference: run on the rows released, or start a new run with a new plan (a new seed) and a new state directory")
+                }
+                node.logger.info("Statistics already released in an earlier run; sending the same release", metadata: ["release": "\(path)"])
+                return saved
+            }
+            let noise: PlanLearner.Noise = node.configuration.deterministicNoise
+                ? .deterministic(label: Experiment.statisticsNoiseLabel(plan: plan, peer: me)) : .system
+            let summary: SiteSummary
+            do { summary = try Experiment.siteSummary(node.site, plan: plan, noise: noise) } catch { throw NodeError(error.description) }
+            try StateFile.writeAtomically(CompletedStatistics(basis: [me: summary.encoded()], messages: [:]).encoded(planHash: node.planHash, key: key), to: path)
+            node.logger.notice("Statistics released with the Gaussian mechanism (noise multiplier \(privacy.statisticsNoiseMultiplier), \(privacy.bounds.count) declared bounds)", metadata: ["release": "\(path)"])
+            return summary
+        } catch let error as NodeError {
+            throw error
+        } catch {
+            throw NodeError("\(path): \(error)")
         }
     }
 
@@ -204,8 +260,8 @@ actor NodeDriver: Service {
     /// A site whose count the sample basis changed (a pin or the bound) is pooled with the count
     /// used — its mean as signed, its sum of squared deviations rescaled to keep its variance —
     /// so that a lie about the count buys no more in the standardization than in the weights.
-    static func pooled(_ payloads: [PeerID: [UInt8]], mine: SiteSummary, me: PeerID, counts: SampleBasis) throws(NodeError) -> Standardization {
-        var sites: [PeerID: FeatureStatistics] = [:]
+    static func pooled(_ payloads: [PeerID: [UInt8]], mine: SiteSummary, me: PeerID, counts: SampleBasis, plan: Plan) throws(NodeError) -> Standardization {
+        var sites: [PeerID: SiteSummary] = [:]
         var mismatches: [String] = []
         for origin in payloads.keys.sorted() {
             let summary: SiteSummary
@@ -216,18 +272,12 @@ actor NodeDriver: Service {
                 mismatches.append("site '\(origin)' \(difference)")
                 continue
             }
-            var statistics = summary.statistics
-            if let used = counts.counts[origin], Double(used) != statistics.count { statistics = statistics.declaring(count: used) }
-            sites[origin] = statistics
+            sites[origin] = summary
         }
-        let merged = FeatureStatistics.pooled(sites, dimension: mine.features.count)
         guard mismatches.isEmpty else {
             throw NodeError("schema mismatch with this site ('\(me)', \(mine.features.count) features): \(mismatches.joined(separator: "; ")); every site's export must have the plan's columns, by name")
         }
-        guard merged.mean.allSatisfy(\.isFinite), merged.sumOfSquaredDeviations.allSatisfy(\.isFinite) else {
-            throw NodeError("the pooled statistics are not finite; a site sent implausible statistics")
-        }
-        return Standardization(merged)
+        do { return try Experiment.pooledStandardization(sites, counts: counts, plan: plan) } catch { throw NodeError(error.description) }
     }
 
     // MARK: Service
@@ -362,7 +412,7 @@ actor NodeDriver: Service {
                 do {
                     declaredSamples = Self.declaredSamples(payloads)
                     let counts = Experiment.sampleBasis(topology: topology, plan: node.plan, declared: declaredSamples)
-                    let pooled = try Self.pooled(payloads, mine: summary, me: me, counts: counts)
+                    let pooled = try Self.pooled(payloads, mine: summary, me: me, counts: counts, plan: node.plan)
                     persistStatistics()
                     node.logger.info("Pooled statistics complete; training", metadata: ["sites": "\(payloads.count)"])
                     startTraining(pooled)

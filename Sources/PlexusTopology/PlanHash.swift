@@ -44,7 +44,10 @@ import PlexusCrypto
 ///       ties               string "ties" ‖ string ("efron"); absent for "breslow"
 ///       privacy            string "privacy" ‖ float delta ‖ float clip ‖ float sampling ‖
 ///                          (0x00 ‖ float noise_multiplier | 0x01 ‖ float epsilon) ‖
-///                          int stratum_size; absent without a [plan.privacy] table
+///                          int stratum_size ‖ [string "bounds" ‖ varint count ‖
+///                          (string name ‖ float lower ‖ float upper) × count, by name ‖
+///                          float statistics_noise_multiplier — only with bounds];
+///                          absent without a [plan.privacy] table
 ///
 ///     Each such entry starts with its key's name, so the encoding stays unambiguous however
 ///     many of them are present.
@@ -172,6 +175,16 @@ public enum PlanHash {
                 float(epsilon)
             }
             int(privacy.stratumSize)
+            if privacy.releasesStatistics {
+                string("bounds")
+                w.write(varint: UInt64(privacy.bounds.count))
+                for bound in privacy.bounds {
+                    string(bound.name)
+                    float(bound.lower)
+                    float(bound.upper)
+                }
+                float(privacy.statisticsNoiseMultiplier)
+            }
         }
         return w.bytes
     }

@@ -55,6 +55,13 @@ public enum TopologyWriter {
         case .epsilon(let epsilon): keys.append("epsilon = \(number(epsilon))")
         }
         if p.stratumSize != 8 { keys.append("stratum_size = \(p.stratumSize)") }
+        if p.releasesStatistics {
+            let bounds = p.bounds.map { "\(string($0.name)) = [\(number($0.lower)), \(number($0.upper))]" }
+            keys.append("bounds = { " + bounds.joined(separator: ", ") + " }")
+            if p.statisticsNoiseMultiplier != Plan.Privacy.defaultStatisticsNoiseMultiplier {
+                keys.append("statistics_noise_multiplier = \(number(p.statisticsNoiseMultiplier))")
+            }
+        }
         return "{ " + keys.joined(separator: ", ") + " }"
     }
 

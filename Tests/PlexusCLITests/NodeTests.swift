@@ -121,12 +121,16 @@ extension ProcessSuites {
         }
     }
 
-    /// Under `[plan.privacy]` (DP-SGD, ε = 8): with `--deterministic-noise` (the test flag) three
-    /// nodes end with the simulator's models bit for bit, and each warns that the run is not
-    /// private; with the default system noise the models differ from the simulator's (the noise
-    /// is not the seed's) but still learn.
+    /// Under `[plan.privacy]` with declared bounds (DP-SGD and the statistics release, ε = 8 for
+    /// both): with `--deterministic-noise` (the test flag) three nodes end with the simulator's
+    /// models bit for bit, and each warns that the run is not private; with the default system
+    /// noise the models differ from the simulator's (the noise is not the seed's) but still learn.
+    /// Each site's release is kept in its state directory: a restart sends the same one, and a
+    /// restart on other rows is refused rather than released again.
     @Test func privateNodesEqualTheSimulatorOnlyUnderTheTestFlag() throws {
-        let privacy = Plan.Privacy(delta: 1e-5, clip: 1, sampling: 0.1, noise: .epsilon(8))
+        let bounds = try #require(try PlanFile.load(path: repositoryRoot + "/Topologies/plans/wdbc-logistic-dp.toml").privacy).bounds
+        #expect(bounds.count == 30)
+        let privacy = Plan.Privacy(delta: 1e-5, clip: 1, sampling: 0.1, noise: .epsilon(8), bounds: bounds, statisticsNoiseMultiplier: 3)
         let table = try CSV.read(path: data)
         var simulated: SimulationSummary?
         for deterministic in [true, false] {
@@ -163,6 +167,19 @@ extension ProcessSuites {
                 let spent = log.rounds.compactMap { $0.privacy?.epsilon }
                 #expect(spent.count == log.rounds.count && zip(spent, spent.dropFirst()).allSatisfy { $0 < $1 }, "\(log.peer)")
                 #expect(abs((spent.last ?? 0) - 8) < 1e-3 && log.rounds.allSatisfy { $0.privacy?.delta == 1e-5 }, "\(log.peer): \(spent.last ?? -1)")
+            }
+            // Every site released its statistics once, privately (a version-2 summary).
+            let releases = try topology.peers.map { peer in try Data(contentsOf: URL(fileURLWithPath: "\(directory)/state/\(peer.id).release")) }
+            #expect(releases.allSatisfy { $0.count > 500 })
+            if !deterministic {
+                // A restart reads its release back (system noise: a second release would differ).
+                let again = try Background(runArguments(path, topology.peers[0].id, directory, ["--split", split, "--site", "0"]), output: "\(directory)/again.out")
+                #expect(again.wait(timeout: 60) == 0, "\(again.log)")
+                #expect(try Data(contentsOf: URL(fileURLWithPath: "\(directory)/state/\(topology.peers[0].id).release")) == releases[0])
+                // Other rows under the same state: refused, naming the file, before anything is sent.
+                let other = try plexus(runArguments(path, topology.peers[0].id, directory, ["--split", split, "--site", "1"]))
+                #expect(other.status != 0 && other.stderr.contains("\(topology.peers[0].id).release: the statistics this site released were of"), "\(other.stderr)")
+                #expect(try Data(contentsOf: URL(fileURLWithPath: "\(directory)/state/\(topology.peers[0].id).release")) == releases[0])
             }
         }
     }

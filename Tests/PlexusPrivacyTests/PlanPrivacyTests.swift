@@ -18,7 +18,8 @@ import Testing
         // dp-accounting's calibration for the same run: σ = 1.0223 (the accountant fixture).
         #expect(abs(resolved.noiseMultiplier - 1.0222898327228331) < 1e-4)
         #expect(resolved.summary.hasPrefix("privacy: (ε = 2, δ = 1e-05) per site for 1000 DP-SGD steps at sampling 0.01, clip 1.0 per row, noise multiplier 1.022"), "\(resolved.summary)")
-        #expect(resolved.summary.hasSuffix("NOT yet end to end: the statistics round releases exact counts, means and sums of squares, and the standardization built from them depends on every patient"))
+        #expect(resolved.summary.hasSuffix("training only: without [plan.privacy.bounds] the statistics round releases exact counts, means and sums of squares, and the standardization built from them depends on every patient"))
+        #expect(!resolved.coversStatistics)
         var cox = plan(.epsilon(2))
         cox.model = .cox
         #expect(try PlanPrivacy(plan: cox).summary.contains("clip 1.0 per random stratum of about 8 rows"))
@@ -49,3 +50,30 @@ extension PlanPrivacyTests {
         #expect(fewer.epsilon(afterRound: 100) < fewer.epsilon)
     }
 }
+
+extension PlanPrivacyTests {
+    /// With `[plan.privacy.bounds]` the statistics release is charged once, from round 0 on:
+    /// σ = 1, q = 0.01, 1000 steps and a release at σ_s = 5 spend what dp-accounting's RDP
+    /// accountant says for that composition (the fixture's case: ε = 2.2560494365610664).
+    @Test func theStatisticsReleaseIsChargedOnce() throws {
+        var p = plan(.multiplier(1))
+        p.privacy!.bounds = [Plan.FeatureBound(name: "x", lower: 0, upper: 1)]
+        p.privacy!.statisticsNoiseMultiplier = 5
+        let resolved = try PlanPrivacy(plan: p)
+        #expect(resolved.coversStatistics)
+        #expect(abs(resolved.epsilon - 2.2560494365610664) / 2.2560494365610664 < 1e-6, "\(resolved.epsilon)")
+        #expect(abs(resolved.epsilon(afterRound: 200) - resolved.epsilon) < 1e-12)
+        // Before any step, the release alone has been spent.
+        let releaseOnly = RDPCurve.sampledGaussian(samplingRate: 1, noiseMultiplier: 5).epsilon(delta: 1e-5).epsilon
+        #expect(abs(resolved.epsilon(afterRound: 0) - releaseOnly) < 1e-12 && releaseOnly > 0.5)
+        let withoutRelease = try PlanPrivacy(plan: plan(.multiplier(1)))
+        #expect(resolved.epsilon > withoutRelease.epsilon)
+        #expect(resolved.summary.hasSuffix("and the statistics round released with noise multiplier 5 under 1 declared bounds: everything a site sends, given its public row count"), "\(resolved.summary)")
+        // A target ε calibrates the training noise with the release counted in.
+        var target = p
+        target.privacy!.noise = .epsilon(2.2560494365610664)
+        let calibrated = try PlanPrivacy(plan: target)
+        #expect(abs(calibrated.noiseMultiplier - 1) < 1e-4 && calibrated.epsilon <= 2.2560494365610664 + 1e-9, "\(calibrated.noiseMultiplier)")
+    }
+}
+

@@ -89,4 +89,45 @@ import Testing
         let batch = Self.base + "batch_size = 32\n\n[plan.privacy]\ndelta = 1e-5\nclip = 1\nsampling = 0.05\nepsilon = 8\n"
         #expect(Self.diagnostics(batch) == ["p.toml:6:1: warning: 'batch_size' is not used under [plan.privacy]: each step's batch is a Poisson sample at rate 'sampling'"])
     }
+
+    /// `[plan.privacy.bounds]`: parsed by name (quoted names with spaces), covered by the hash
+    /// with σ_s, written back by the writer; bad bounds are positioned errors.
+    @Test func featureBoundsParseHashAndRoundTrip() throws {
+        let source = Self.base + "\n[plan.privacy]\ndelta = 1e-5\nclip = 1\nsampling = 0.05\nepsilon = 8\nstatistics_noise_multiplier = 3\n"
+            + "\n[plan.privacy.bounds]\n\"mean radius\" = [5, 30]\nage = [18.5, 100]\n"
+        let parsed = try PlanFile.parse(source: source, path: "p.toml")
+        #expect(parsed.warnings.isEmpty)
+        let privacy = try #require(parsed.plan.privacy)
+        #expect(privacy.bounds == [Plan.FeatureBound(name: "age", lower: 18.5, upper: 100), Plan.FeatureBound(name: "mean radius", lower: 5, upper: 30)])
+        #expect(privacy.statisticsNoiseMultiplier == 3 && privacy.releasesStatistics)
+        #expect(try privacy.bounds(for: ["mean radius", "age"]).get().map(\.name) == ["mean radius", "age"])
+        #expect(throws: Plan.BoundsMismatch(missing: ["size"], unknown: ["age"])) { try privacy.bounds(for: ["mean radius", "size"]).get() }
+        let text = TopologyWriter.plan(parsed.plan)
+        #expect(try PlanFile.parse(source: text, path: "w.toml").plan == parsed.plan, "\(text)")
+        var hashes: Set<[UInt8]> = []
+        var p = parsed.plan
+        hashes.insert(PlanHash.hash(p))
+        p.privacy!.statisticsNoiseMultiplier = 4
+        hashes.insert(PlanHash.hash(p))
+        p.privacy!.bounds[0].upper = 101
+        hashes.insert(PlanHash.hash(p))
+        p.privacy!.bounds = []
+        hashes.insert(PlanHash.hash(p))
+        // Without bounds σ_s is not used: the plan hashes as one written without either key.
+        var plain = p
+        plain.privacy!.statisticsNoiseMultiplier = Plan.Privacy.defaultStatisticsNoiseMultiplier
+        #expect(PlanHash.hash(plain) == PlanHash.hash(p))
+        #expect(hashes.count == 4)
+        let bad = Self.base + "\n[plan.privacy]\ndelta = 1e-5\nclip = 1\nsampling = 0.05\nepsilon = 8\n"
+            + "\n[plan.privacy.bounds]\na = [1, 0]\nb = [1]\nc = \"wide\"\nd = [0, nan]\n"
+        #expect(Self.diagnostics(bad) == [
+            "p.toml:14:5: error: bound 'a' must have finite lower < upper (|value| ≤ 10¹⁵), found [1.0, 0.0]",
+            "p.toml:15:5: error: bound 'b' must be two numbers [lower, upper], found 1 element",
+            "p.toml:16:5: error: bound 'c' must be [lower, upper], found a string",
+            "p.toml:17:5: error: bound 'd' must have finite lower < upper (|value| ≤ 10¹⁵), found [0.0, nan]",
+        ])
+        #expect(Self.diagnostics(Self.base + "\n[plan.privacy]\ndelta = 1e-5\nclip = 1\nsampling = 0.05\nepsilon = 8\nstatistics_noise_multiplier = 3\n") == [
+            "p.toml:12:1: warning: 'statistics_noise_multiplier' is used only with [plan.privacy.bounds]; without bounds the statistics are released exactly"
+        ])
+    }
 }
