@@ -198,10 +198,26 @@ public final class PeerNode: Sendable {
             let (site, test) = try loadData(configuration, plan: topology.plan)
             dimension = site.dimension
             facts.append("data: \(configuration.dataPath): \(site.count) rows × \(site.dimension) features by name (\(site.featureNames.prefix(3).joined(separator: ", "))\(site.dimension > 3 ? ", …" : "")), targets \(topology.plan.targetColumns.joined(separator: ", "))\(test.map { "; test set \($0.count) rows" } ?? "")")
+            if let privacy = topology.plan.privacy, privacy.releasesStatistics {
+                switch privacy.bounds(for: site.featureNames) {
+                case .success(let resolved):
+                    let outside = Self.rowsOutside(site, resolved)
+                    facts.append("privacy: every feature has a declared bound; \(outside) of \(site.count) rows have a value outside one and are clipped to it for the statistics release")
+                    if configuration.stateDirectory == nil {
+                        problems.append("[plan.privacy.bounds]: a private statistics release needs --state-dir, where it is kept so that a restart does not release it twice")
+                    }
+                case .failure(let mismatch):
+                    problems.append("\(configuration.topologyPath): \(mismatch.description)")
+                }
+            }
         } catch {
             problems.append(error.description)
         }
         if let directory = configuration.stateDirectory, let dimension {
+            let releasePath = directory + "/" + me.id.rawValue + ".release"
+            if topology.plan.privacy?.releasesStatistics == true, FileManager.default.fileExists(atPath: releasePath) {
+                facts.append("privacy: \(releasePath): this site's statistics were released in an earlier run; the node sends the same release")
+            }
             let statePath = directory + "/" + me.id.rawValue + ".state"
             let statisticsPath = directory + "/" + me.id.rawValue + ".statistics"
             let model = makeModel(plan: topology.plan, dimension: dimension)
@@ -305,5 +321,18 @@ public final class PeerNode: Sendable {
         return Dictionary(uniqueKeysWithValues: weights.neighbours.map { id, weight in
             (id, Neighbour(publicKey: topology.peer(id)!.publicKey, weight: weight))
         })
+    }
+}
+
+extension PeerNode {
+    /// Rows with at least one feature outside its declared bound (what the release clips).
+    static func rowsOutside(_ site: Dataset, _ bounds: [Plan.FeatureBound]) -> Int {
+        let d = site.dimension
+        return (0..<site.count).filter { r in
+            (0..<d).contains { j in
+                let x = Double(site.features[r * d + j])
+                return x < bounds[j].lower || x > bounds[j].upper
+            }
+        }.count
     }
 }

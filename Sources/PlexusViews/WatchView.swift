@@ -133,7 +133,7 @@ public enum WatchView {
                 lines.append("  quarantined: " + names)
             }
             if let privacy = last?.privacy {
-                lines.append(clip("  privacy: ε \(short(privacy.epsilon)) spent (δ \(label(privacy.delta))), training only", width))
+                lines.append(clip("  privacy: ε \(short(privacy.epsilon)) spent (δ \(label(privacy.delta)))", width))
             }
         }
         let skipped = logs.map(\.skippedLines).reduce(0, +)

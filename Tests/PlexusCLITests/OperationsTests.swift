@@ -128,6 +128,33 @@ extension ProcessSuites {
         }
     }
 
+    /// `plexus run --check` under `[plan.privacy.bounds]`: it names a local feature without a
+    /// bound and a bound that names no feature, and otherwise counts the local rows the release
+    /// will clip; it writes no release (checking releases nothing).
+    @Test func runCheckReportsTheDeclaredBounds() throws {
+        var bounds = try #require(try PlanFile.load(path: repositoryRoot + "/Topologies/plans/wdbc-logistic-dp.toml").privacy).bounds
+        bounds[bounds.firstIndex { $0.name == "mean area" }!].upper = 1000  // some rows lie above it
+        let privacy = Plan.Privacy(delta: 1e-5, clip: 1, sampling: 0.1, noise: .epsilon(8), bounds: bounds)
+        for broken in [false, true] {
+            let directory = temporaryDirectory("check-bounds")
+            var declared = privacy
+            if broken { declared.bounds.removeAll { $0.name == "worst area" }; declared.bounds.append(Plan.FeatureBound(name: "worst aera", lower: 0, upper: 1)) }
+            let (path, topology) = try node.network("consortium-3.toml", in: directory, privacy: declared)
+            let peer = topology.peers[0]
+            let checked = try plexus(["run", "--check", "--topology", path, "--peer", peer.id.rawValue, "--key", "\(directory)/keys/\(peer.id).key",
+                                      "--data", data, "--state-dir", "\(directory)/state"])
+            if broken {
+                #expect(checked.status == 1)
+                #expect(checked.stderr.contains("[plan.privacy.bounds]: no bound for 'worst area'; a bound for 'worst aera', which is not among the plan's features"), "\(checked.stderr)")
+            } else {
+                #expect(checked.status == 0, "\(checked.stderr)")
+                let outside = try CSV.read(path: data).rows.filter { Double($0[3])! > 1000 }.count
+                #expect(outside > 0 && checked.stdout.contains("privacy: every feature has a declared bound; \(outside) of 569 rows have a value outside one"), "\(checked.stdout)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: "\(directory)/state/\(peer.id).release"))
+        }
+    }
+
     /// `plexus run --check`: exit 0 and `ready` when everything is in place; otherwise exit 1
     /// with one line per problem — a key that is not the pinned one, a port in use, a torn state
     /// file, a CSV without the plan's label — each naming the file or address.

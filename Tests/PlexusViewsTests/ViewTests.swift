@@ -77,7 +77,7 @@ func sampleLogs(rounds: Int = 20, corruptTail: Bool = false) -> [PeerLog] {
         logs[1].rounds[logs[1].rounds.count - 1].privacy = .init(epsilon: 3.14159, delta: 1e-5)
         let lines = WatchView.render(logs: logs, now: 1025, directory: "/logs")
         #expect(lines.count == 2 + 3 + 1)
-        #expect(lines[4] == "  privacy: ε 3.1416 spent (δ 1e-5), training only", "\(lines)")
+        #expect(lines[4] == "  privacy: ε 3.1416 spent (δ 1e-5)", "\(lines)")
         #expect(lines.allSatisfy { $0.count <= 80 })
         #expect(WatchView.plainLines(logs: logs)[1].hasSuffix(" epsilon=3.1416"))
         #expect(!WatchView.plainLines(logs: logs)[0].contains("epsilon"))
