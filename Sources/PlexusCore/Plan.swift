@@ -237,12 +237,15 @@ public struct Plan: Hashable, Sendable {
         public var bounds: [FeatureBound]
         /// σ_s of the statistics release (sensitivity 1 after the bounds' normalization). Default 5.
         public var statisticsNoiseMultiplier: Double
+        /// `default_bound`: the declared range of every feature ``bounds`` does not name (e.g.
+        /// `[0, 1]` for one-hot columns). Its `name` is empty.
+        public var defaultBound: FeatureBound?
 
         public static let defaultStatisticsNoiseMultiplier = 5.0
 
         public init(
             delta: Double, clip: Double, sampling: Double, noise: Noise, stratumSize: Int = 8, bounds: [FeatureBound] = [],
-            statisticsNoiseMultiplier: Double = Privacy.defaultStatisticsNoiseMultiplier
+            statisticsNoiseMultiplier: Double = Privacy.defaultStatisticsNoiseMultiplier, defaultBound: FeatureBound? = nil
         ) {
             self.delta = delta
             self.clip = clip
@@ -251,20 +254,23 @@ public struct Plan: Hashable, Sendable {
             self.stratumSize = stratumSize
             self.bounds = bounds.sorted { $0.name < $1.name }
             self.statisticsNoiseMultiplier = statisticsNoiseMultiplier
+            self.defaultBound = defaultBound.map { FeatureBound(name: "", lower: $0.lower, upper: $0.upper) }
         }
 
         /// Whether the statistics round is released privately (the plan declares bounds).
-        public var releasesStatistics: Bool { !bounds.isEmpty }
+        public var releasesStatistics: Bool { !bounds.isEmpty || defaultBound != nil }
 
         /// The bounds of `features`, in their order; the names of features without a bound and
         /// of bounds that name no feature, when any.
         public func bounds(for features: [String]) -> Result<[FeatureBound], BoundsMismatch> {
             let byName = Dictionary(bounds.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-            let missing = features.filter { byName[$0] == nil }
+            let missing = defaultBound == nil ? features.filter { byName[$0] == nil } : []
             let known = Set(features)
             let unknown = bounds.map(\.name).filter { !known.contains($0) }
             guard missing.isEmpty && unknown.isEmpty else { return .failure(BoundsMismatch(missing: missing, unknown: unknown)) }
-            return .success(features.map { byName[$0]! })
+            return .success(features.map { name in
+                byName[name] ?? FeatureBound(name: name, lower: defaultBound!.lower, upper: defaultBound!.upper)
+            })
         }
     }
 

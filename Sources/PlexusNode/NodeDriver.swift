@@ -218,7 +218,7 @@ actor NodeDriver: Service {
             let summary: SiteSummary
             do { summary = try Experiment.siteSummary(node.site, plan: plan, noise: noise) } catch { throw NodeError(error.description) }
             try StateFile.writeAtomically(CompletedStatistics(basis: [me: summary.encoded()], messages: [:]).encoded(planHash: node.planHash, key: key), to: path)
-            node.logger.notice("Statistics released with the Gaussian mechanism (noise multiplier \(privacy.statisticsNoiseMultiplier), \(privacy.bounds.count) declared bounds)", metadata: ["release": "\(path)"])
+            node.logger.notice("Statistics released with the Gaussian mechanism (noise multiplier \(privacy.statisticsNoiseMultiplier), declared feature bounds)", metadata: ["release": "\(path)"])
             return summary
         } catch let error as NodeError {
             throw error

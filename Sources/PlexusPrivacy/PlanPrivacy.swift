@@ -85,7 +85,7 @@ public struct PlanPrivacy: Sendable, Hashable {
             + "\(clipping), noise multiplier \(format3(noiseMultiplier))"
         if coversStatistics {
             return head + ", and the statistics round released with noise multiplier \(format3(privacy.statisticsNoiseMultiplier)) "
-                + "under \(privacy.bounds.count) declared bounds: everything a site sends, given its public row count"
+                + "under declared feature bounds: everything a site sends, given its public row count"
         }
         return head + "; training only: without [plan.privacy.bounds] the statistics round releases exact "
             + "counts, means and sums of squares, and the standardization built from them depends on every patient"

@@ -46,7 +46,8 @@ import PlexusCrypto
 ///                          (0x00 ‖ float noise_multiplier | 0x01 ‖ float epsilon) ‖
 ///                          int stratum_size ‖ [string "bounds" ‖ varint count ‖
 ///                          (string name ‖ float lower ‖ float upper) × count, by name ‖
-///                          float statistics_noise_multiplier — only with bounds];
+///                          float statistics_noise_multiplier ‖ [string "default_bound" ‖
+///                          float lower ‖ float upper] — only with bounds or default_bound];
 ///                          absent without a [plan.privacy] table
 ///
 ///     Each such entry starts with its key's name, so the encoding stays unambiguous however
@@ -184,6 +185,11 @@ public enum PlanHash {
                     float(bound.upper)
                 }
                 float(privacy.statisticsNoiseMultiplier)
+                if let d = privacy.defaultBound {
+                    string("default_bound")
+                    float(d.lower)
+                    float(d.upper)
+                }
             }
         }
         return w.bytes

@@ -75,9 +75,10 @@ public enum PlanKeys {
 /// | `epsilon` | number | > 0, ≤ 1 000 |
 /// | `stratum_size` | integer | 8; 1–100 000 (Cox and DeepSurv: mean rows per random stratum) |
 /// | `bounds` | table | none; `[plan.privacy.bounds]`: feature name = `[lower, upper]`, finite, lower < upper |
-/// | `statistics_noise_multiplier` | number | 5; > 0, ≤ 10 000 (σ_s of the statistics release; needs `bounds`) |
+/// | `default_bound` | array | none; `[lower, upper]` of every feature `bounds` does not name |
+/// | `statistics_noise_multiplier` | number | 5; > 0, ≤ 10 000 (σ_s of the statistics release; needs bounds) |
 public enum PrivacyKeys {
-    public static let all = ["delta", "clip", "sampling", "noise_multiplier", "epsilon", "stratum_size", "bounds", "statistics_noise_multiplier"]
+    public static let all = ["delta", "clip", "sampling", "noise_multiplier", "epsilon", "stratum_size", "bounds", "default_bound", "statistics_noise_multiplier"]
     public static let maximumStratumSize = 100_000
     public static let maximumNoiseMultiplier = 10_000.0
     public static let maximumEpsilon = 1_000.0
@@ -149,11 +150,15 @@ extension Reader {
                 wrongType(t, "bounds", expected: "a table of feature = [lower, upper]", found: value.type)
             }
         }
+        var defaultBound: Plan.FeatureBound?
+        if t.table["default_bound"] != nil {
+            defaultBound = bound(t, "default_bound", label: "default_bound", name: "")
+        }
         var statisticsSigma = Plan.Privacy.defaultStatisticsNoiseMultiplier
         if let s = number(t, "statistics_noise_multiplier") {
             if s > 0 && s <= PrivacyKeys.maximumNoiseMultiplier {
                 statisticsSigma = s
-                if t.table["bounds"] == nil {
+                if t.table["bounds"] == nil && t.table["default_bound"] == nil {
                     warning("'statistics_noise_multiplier' is used only with [plan.privacy.bounds]; without bounds the statistics are released exactly", at: keyPosition(t, "statistics_noise_multiplier"))
                 }
             } else {
@@ -163,33 +168,35 @@ extension Reader {
         let after = diagnostics.diagnostics.filter { $0.severity == .error }.count
         guard let delta, let clip, let sampling, let noise, after == before else { return nil }
         return Plan.Privacy(
-            delta: delta, clip: clip, sampling: sampling, noise: noise, stratumSize: stratumSize, bounds: bounds, statisticsNoiseMultiplier: statisticsSigma
+            delta: delta, clip: clip, sampling: sampling, noise: noise, stratumSize: stratumSize, bounds: bounds, statisticsNoiseMultiplier: statisticsSigma,
+            defaultBound: defaultBound
         )
     }
 
     /// Reads `[plan.privacy.bounds]`: each key a feature, each value `[lower, upper]`.
     mutating func featureBounds(_ t: TableRef) -> [Plan.FeatureBound] {
-        var bounds: [Plan.FeatureBound] = []
-        for name in t.table.keys.sorted() {
-            guard let array = t.table[name]?.array else {
-                error("bound '\(name)' must be [lower, upper], found \(Self.kind(t.table[name]!.type))", at: valuePosition(t, name))
-                continue
-            }
-            var values: [Double] = []
-            for i in 0..<array.count {
-                if let d = array[i].double { values.append(d) } else if let n = array[i].int { values.append(Double(n)) }
-            }
-            guard array.count == 2, values.count == 2 else {
-                error("bound '\(name)' must be two numbers [lower, upper], found \(array.count) element\(array.count == 1 ? "" : "s")\(values.count == array.count ? "" : " that are not all numbers")", at: valuePosition(t, name))
-                continue
-            }
-            guard values.allSatisfy({ $0.isFinite && abs($0) <= 1e15 }), values[0] < values[1] else {
-                error("bound '\(name)' must have finite lower < upper (|value| ≤ 10¹⁵), found [\(values[0]), \(values[1])]", at: valuePosition(t, name))
-                continue
-            }
-            bounds.append(Plan.FeatureBound(name: name, lower: values[0], upper: values[1]))
+        t.table.keys.sorted().compactMap { bound(t, $0, label: "bound '\($0)'", name: $0) }
+    }
+
+    /// `t[key]` as `[lower, upper]`, finite, lower < upper; nil after reporting what is wrong.
+    mutating func bound(_ t: TableRef, _ key: String, label: String, name: String) -> Plan.FeatureBound? {
+        guard let array = t.table[key]?.array else {
+            error("\(label) must be [lower, upper], found \(Self.kind(t.table[key]!.type))", at: valuePosition(t, key))
+            return nil
         }
-        return bounds
+        var values: [Double] = []
+        for i in 0..<array.count {
+            if let d = array[i].double { values.append(d) } else if let n = array[i].int { values.append(Double(n)) }
+        }
+        guard array.count == 2, values.count == 2 else {
+            error("\(label) must be two numbers [lower, upper], found \(array.count) element\(array.count == 1 ? "" : "s")\(values.count == array.count ? "" : " that are not all numbers")", at: valuePosition(t, key))
+            return nil
+        }
+        guard values.allSatisfy({ $0.isFinite && abs($0) <= 1e15 }), values[0] < values[1] else {
+            error("\(label) must have finite lower < upper (|value| ≤ 10¹⁵), found [\(values[0]), \(values[1])]", at: valuePosition(t, key))
+            return nil
+        }
+        return Plan.FeatureBound(name: name, lower: values[0], upper: values[1])
     }
 
     /// Reads `[plan]`, reporting every problem. Returns `nil` when a required key is missing or

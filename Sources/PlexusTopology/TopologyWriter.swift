@@ -57,7 +57,8 @@ public enum TopologyWriter {
         if p.stratumSize != 8 { keys.append("stratum_size = \(p.stratumSize)") }
         if p.releasesStatistics {
             let bounds = p.bounds.map { "\(string($0.name)) = [\(number($0.lower)), \(number($0.upper))]" }
-            keys.append("bounds = { " + bounds.joined(separator: ", ") + " }")
+            if !bounds.isEmpty { keys.append("bounds = { " + bounds.joined(separator: ", ") + " }") }
+            if let d = p.defaultBound { keys.append("default_bound = [\(number(d.lower)), \(number(d.upper))]") }
             if p.statisticsNoiseMultiplier != Plan.Privacy.defaultStatisticsNoiseMultiplier {
                 keys.append("statistics_noise_multiplier = \(number(p.statisticsNoiseMultiplier))")
             }

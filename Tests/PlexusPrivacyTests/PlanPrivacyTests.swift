@@ -68,7 +68,7 @@ extension PlanPrivacyTests {
         #expect(abs(resolved.epsilon(afterRound: 0) - releaseOnly) < 1e-12 && releaseOnly > 0.5)
         let withoutRelease = try PlanPrivacy(plan: plan(.multiplier(1)))
         #expect(resolved.epsilon > withoutRelease.epsilon)
-        #expect(resolved.summary.hasSuffix("and the statistics round released with noise multiplier 5 under 1 declared bounds: everything a site sends, given its public row count"), "\(resolved.summary)")
+        #expect(resolved.summary.hasSuffix("and the statistics round released with noise multiplier 5 under declared feature bounds: everything a site sends, given its public row count"), "\(resolved.summary)")
         // A target ε calibrates the training noise with the release counted in.
         var target = p
         target.privacy!.noise = .epsilon(2.2560494365610664)

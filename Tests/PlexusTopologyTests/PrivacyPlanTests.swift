@@ -130,4 +130,25 @@ import Testing
             "p.toml:12:1: warning: 'statistics_noise_multiplier' is used only with [plan.privacy.bounds]; without bounds the statistics are released exactly"
         ])
     }
+
+    /// `default_bound` declares every feature `bounds` does not name (one-hot columns).
+    @Test func aDefaultBoundCoversTheUnnamedFeatures() throws {
+        let source = Self.base + "\n[plan.privacy]\ndelta = 1e-5\nclip = 1\nsampling = 0.05\nepsilon = 8\ndefault_bound = [0, 1]\n"
+            + "\n[plan.privacy.bounds]\nage = [18, 90]\n"
+        let plan = try PlanFile.parse(source: source, path: "p.toml").plan
+        let privacy = try #require(plan.privacy)
+        #expect(privacy.releasesStatistics && privacy.defaultBound?.lower == 0 && privacy.defaultBound?.upper == 1)
+        let resolved = try privacy.bounds(for: ["grade=II", "age"]).get()
+        #expect(resolved == [Plan.FeatureBound(name: "grade=II", lower: 0, upper: 1), Plan.FeatureBound(name: "age", lower: 18, upper: 90)])
+        #expect(try PlanFile.parse(source: TopologyWriter.plan(plan), path: "w.toml").plan == plan)
+        var other = plan
+        other.privacy!.defaultBound = Plan.FeatureBound(name: "", lower: 0, upper: 2)
+        #expect(PlanHash.hash(other) != PlanHash.hash(plan))
+        // Alone it is enough to release privately.
+        let alone = try PlanFile.parse(source: Self.base + "privacy = { delta = 1e-5, clip = 1, sampling = 0.05, epsilon = 8, default_bound = [0, 1] }\n", path: "p.toml").plan
+        #expect(alone.privacy?.releasesStatistics == true && alone.privacy?.bounds == [])
+        #expect(Self.diagnostics(Self.base + "privacy = { delta = 1e-5, clip = 1, sampling = 0.05, epsilon = 8, default_bound = [1, 1] }\n") == [
+            "p.toml:6:11: error: default_bound must have finite lower < upper (|value| ≤ 10¹⁵), found [1.0, 1.0]"
+        ])
+    }
 }
