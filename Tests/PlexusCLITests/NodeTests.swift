@@ -124,7 +124,7 @@ extension ProcessSuites {
     /// Under `[plan.privacy]` (DP-SGD, ε = 8): with `--deterministic-noise` (the test flag) three
     /// nodes end with the simulator's models bit for bit, and each warns that the run is not
     /// private; with the default system noise the models differ from the simulator's (the noise
-    /// is not the seed's) but still learn.
+    /// is not the seed's) but still learn. Each final model file states the ε of the log's last round.
     @Test func privateNodesEqualTheSimulatorOnlyUnderTheTestFlag() throws {
         let privacy = Plan.Privacy(delta: 1e-5, clip: 1, sampling: 0.1, noise: .epsilon(8))
         let table = try CSV.read(path: data)
@@ -163,6 +163,12 @@ extension ProcessSuites {
                 let spent = log.rounds.compactMap { $0.privacy?.epsilon }
                 #expect(spent.count == log.rounds.count && zip(spent, spent.dropFirst()).allSatisfy { $0 < $1 }, "\(log.peer)")
                 #expect(abs((spent.last ?? 0) - 8) < 1e-3 && log.rounds.allSatisfy { $0.privacy?.delta == 1e-5 }, "\(log.peer): \(spent.last ?? -1)")
+                // The final model file states the same ε, and the mechanism it was spent by.
+                let file = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/state/\(log.peer).safetensors"))
+                let saved = try SavedModel(safetensors: Array(file))
+                let stated = try #require(saved.privacy, "\(log.peer): \(saved.metadata.keys.sorted())")
+                #expect(abs(stated.epsilon - (spent.last ?? 0)) <= 1e-12 * stated.epsilon, "\(log.peer): model ε \(stated.epsilon), log \(spent.last ?? -1)")
+                #expect(stated.delta == 1e-5 && stated.clip == 1 && stated.sampling == 0.1 && stated.steps == 500 && stated.stratumSize == nil)
             }
         }
     }
