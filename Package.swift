@@ -85,8 +85,9 @@ let package = Package(
             dependencies: ["PlexusCore", "PlexusCrypto", "PlexusCodec", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: swiftSettings
         ),
-        .target(name: "PlexusLearning", dependencies: ["PlexusCore"], swiftSettings: swiftSettings),
         .target(name: "PlexusPrivacy", dependencies: ["PlexusCore"], swiftSettings: swiftSettings),
+        // The model file states what a private plan spent (SavedModel's privacy.* keys).
+        .target(name: "PlexusLearning", dependencies: ["PlexusCore", "PlexusPrivacy"], swiftSettings: swiftSettings),
         .target(
             name: "PlexusEngine",
             dependencies: [
@@ -190,7 +191,7 @@ let package = Package(
         .testTarget(
             name: "PlexusCLITests",
             dependencies: [
-                "plexus", "PlexusCore", "PlexusCrypto", "PlexusEngine", "PlexusLearning", "PlexusLog", "PlexusNode", "PlexusTopology",
+                "plexus", "PlexusCore", "PlexusCrypto", "PlexusEngine", "PlexusLearning", "PlexusLog", "PlexusNode", "PlexusTopology", "PlexusPrivacy",
                 // The hostile peer (HostilePeer.swift): the real transport, envelopes and statistics messages.
                 "PlexusTransport", "PlexusCodec", "PlexusGossip", "CZstd", "PlexusTestKit",
                 .product(name: "Logging", package: "swift-log"),
@@ -211,7 +212,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlexusLearningTests",
-            dependencies: ["PlexusLearning", "PlexusCore"],
+            dependencies: ["PlexusLearning", "PlexusCore", "PlexusPrivacy"],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),

@@ -1,6 +1,7 @@
 public import PlexusCore
 public import PlexusLearning
 public import PlexusLog
+import PlexusPrivacy
 public import PlexusSimulator
 public import PlexusTopology
 
@@ -15,6 +16,17 @@ public struct EvaluationTable: Sendable {
         public var site: String?
         /// Per seed: metric name → value (on the common test set).
         public var values: [[String: Double]]
+        /// Under `[plan.privacy]` only: the ε per site the row's models spent at the plan's δ
+        /// (``PlexusPrivacy/PlanPrivacy``, by the plan's last round), `.infinity` for the
+        /// non-private fits (isolated, centralized); `nil` without privacy.
+        public var epsilon: Double?
+
+        public init(setting: String, site: String?, values: [[String: Double]], epsilon: Double? = nil) {
+            self.setting = setting
+            self.site = site
+            self.values = values
+            self.epsilon = epsilon
+        }
     }
 
     public var dataset: String
@@ -32,6 +44,8 @@ public struct EvaluationTable: Sendable {
     /// The attack simulator's Byzantine peers (`PEER:ATTACK`); the decentralized rows are over
     /// the other, honest peers. Empty in an honest run.
     public var byzantine: [String] = []
+    /// δ of the plan's `[plan.privacy]`; `nil` without one (then no row has an ε).
+    public var delta: Double?
 }
 
 public struct EvaluationOptions {
@@ -138,18 +152,24 @@ extension EvaluationTable {
                 drop.append(largest)
             }
         }
-        var rows = [Row(setting: "centralized", site: nil, values: centralized)]
-        rows += siteOrder.map { Row(setting: "isolated", site: $0, values: isolated[$0]!) }
-        rows.append(Row(setting: "decentralized", site: nil, values: decentralized))
+        // What the decentralized peers spent: every DP-SGD step of the plan (the simulator runs
+        // all its rounds); the other rows are fitted without noise.
+        let resolved = plan.privacy == nil ? nil : try PlanPrivacy(plan: plan)
+        let spent = resolved?.epsilon(afterRound: plan.rounds)
+        let nonPrivate = resolved == nil ? nil : Double.infinity
+        var rows = [Row(setting: "centralized", site: nil, values: centralized, epsilon: nonPrivate)]
+        rows += siteOrder.map { Row(setting: "isolated", site: $0, values: isolated[$0]!, epsilon: nonPrivate) }
+        rows.append(Row(setting: "decentralized", site: nil, values: decentralized, epsilon: spent))
         if !options.byzantine.isEmpty {
-            rows.append(Row(setting: "decentralized-worst", site: nil, values: worst))
-            rows.append(Row(setting: "decentralized-drop", site: nil, values: drop))
+            rows.append(Row(setting: "decentralized-worst", site: nil, values: worst, epsilon: spent))
+            rows.append(Row(setting: "decentralized-drop", site: nil, values: drop, epsilon: spent))
         }
         var result = EvaluationTable(
             dataset: options.dataPath, topology: options.topology.networkName, model: plan.model.rawValue, codec: plan.codec,
             metric: names[0], metrics: names, seeds: options.seeds, rows: rows, bytes: bytes
         )
         result.byzantine = options.byzantine.map(\.description)
+        result.delta = resolved?.privacy.delta
         return result
     }
 
@@ -182,10 +202,23 @@ extension EvaluationTable {
         return seeds.count > 1 ? "\(Format.fixed(mean, decimals: 3)) ± \(Format.fixed(sd, decimals: 3))" : Format.fixed(mean, decimals: 3)
     }
 
+    /// The ε column's cell: 3 decimals, `∞` for a non-private fit.
+    static func epsilonCell(_ epsilon: Double?) -> String {
+        guard let epsilon else { return "" }
+        return epsilon.isFinite ? Format.fixed(epsilon, decimals: 3) : "∞"
+    }
+
+    /// The column headers: the setting, the metrics, and under `[plan.privacy]` ε.
+    var header: [String] { ["setting"] + metrics.map(Self.displayName) + (delta == nil ? [] : ["epsilon"]) }
+
+    func cells(_ row: Row) -> [String] {
+        [label(row)] + metrics.map { cell(row, $0) } + (delta == nil ? [] : [Self.epsilonCell(row.epsilon)])
+    }
+
     /// The table as aligned text.
     public func text() -> String {
-        let header = ["setting"] + metrics.map(Self.displayName)
-        let body = rows.map { row in [label(row)] + metrics.map { cell(row, $0) } }
+        let header = self.header
+        let body = rows.map(cells)
         let widths = header.indices.map { i in ([header[i]] + body.map { $0[i] }).map(\.count).max()! }
         func line(_ cells: [String]) -> String {
             cells.enumerated().map { i, c in i == 0 ? c.padding(widths[i]) : c.leftPadding(widths[i]) }.joined(separator: "  ")
@@ -203,9 +236,9 @@ extension EvaluationTable {
     /// The table as Markdown (preceded by the ``attackersLine``, if any).
     public func markdown() -> String {
         var out = attackersLine.map { $0 + "\n\n" } ?? ""
-        out += "| setting | " + metrics.map(Self.displayName).joined(separator: " | ") + " |\n"
-        out += "| --- |" + String(repeating: " --- |", count: metrics.count) + "\n"
-        for row in rows { out += "| \(label(row)) | " + metrics.map { cell(row, $0) }.joined(separator: " | ") + " |\n" }
+        out += "| " + header.joined(separator: " | ") + " |\n"
+        out += "| --- |" + String(repeating: " --- |", count: header.count - 1) + "\n"
+        for row in rows { out += "| " + cells(row).joined(separator: " | ") + " |\n" }
         return out
     }
 
@@ -218,7 +251,8 @@ extension EvaluationTable {
                 let (mean, sd) = Self.meanAndSD(row.values.compactMap { $0[metric] })
                 return EvaluationRecord.Row(
                     setting: row.setting, site: row.site, mean: mean, sd: sd,
-                    perSeed: row.values.map { v in Dictionary(uniqueKeysWithValues: metrics.map { ($0, v[$0]) }) }
+                    perSeed: row.values.map { v in Dictionary(uniqueKeysWithValues: metrics.map { ($0, v[$0]) }) },
+                    epsilon: row.epsilon
                 )
             }
         )

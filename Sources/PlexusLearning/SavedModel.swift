@@ -5,6 +5,7 @@ import Darwin
 #endif
 import Foundation
 public import PlexusCore
+import PlexusPrivacy
 
 /// The Breslow estimate of the baseline cumulative hazard H₀(t) = Σ_{event times tₖ ≤ t} dₖ / Σ_{Tⱼ ≥ tₖ} e^{ηⱼ}
 /// (η on the model's standardized scale, so the baseline is that of a covariate vector at the
@@ -89,6 +90,9 @@ public struct BaselineHazard: Sendable, Hashable, Codable {
 /// | `plexus.baseline.times`, `plexus.baseline.cumulative_hazard` | Cox/DeepSurv: Breslow H₀ at the event times |
 /// | `plexus.baseline.scope` | `pooled` (every training row) or `site` (this node's rows only) |
 /// | `plexus.plan_hash`, `plexus.version` | the plan's BLAKE2b-256 (hex) and the Plexus release |
+/// | `privacy.epsilon`, `privacy.delta` | under `[plan.privacy]` only (``ModelPrivacy``): the (ε, δ) the run spent per site |
+/// | `privacy.noise_multiplier`, `privacy.steps`, `privacy.sampling`, `privacy.clip` | σ, the DP-SGD steps, q and C |
+/// | `privacy.stratum_size` | Cox/DeepSurv under `[plan.privacy]`: the mean rows per random stratum (C is per stratum) |
 public struct SavedModel: Sendable {
     public var model: Plan.Model
     public var featureNames: [String]
@@ -104,6 +108,8 @@ public struct SavedModel: Sendable {
     public var planHash: String?
     public var version: String?
     public var parameters: [Float]
+    /// What training under `[plan.privacy]` spent; `nil` for a model trained without it.
+    public var privacy: ModelPrivacy?
     /// Every metadata entry, including any this reader does not interpret.
     public var metadata: [String: String]
 
@@ -144,6 +150,7 @@ public struct SavedModel: Sendable {
         self.planHash = planHash
         self.version = PlexusVersion.current
         self.parameters = trained.parameters
+        self.privacy = ModelPrivacy(plan: plan)
         self.metadata = [:]
     }
 
@@ -181,6 +188,7 @@ public struct SavedModel: Sendable {
         }
         if let planHash { m["plexus.plan_hash"] = planHash }
         m["plexus.version"] = version ?? PlexusVersion.current
+        if let privacy { m.merge(privacy.metadata) { _, new in new } }
         return Safetensors.encode(parameters, layout: layoutModel.layout, metadata: m)
     }
 
@@ -280,6 +288,7 @@ public struct SavedModel: Sendable {
         self.planHash = metadata["plexus.plan_hash"]
         self.version = metadata["plexus.version"]
         self.metadata = metadata
+        self.privacy = try ModelPrivacy(metadata: metadata)
         self.parameters = []
         self.parameters = try Safetensors.decode(bytes, layout: layoutModel.layout).parameters
     }
@@ -328,6 +337,81 @@ public struct SavedModel: Sendable {
         let h = times.map { baseline.value(at: $0) }
         // Before the first event time H₀ = 0 and S = 1, even where e^η overflows (0·∞ is NaN).
         return (scores, scores.map { eta in h.map { $0 == 0 ? 1 : exp(-$0 * exp(eta)) } })
+    }
+}
+
+/// What a model's training under `[plan.privacy]` spent, per site, as its file carries it
+/// (``SavedModel``'s `privacy.*` keys): ε at δ for all of the plan's DP-SGD steps (a node writes
+/// its model when its plan's last round is done, so this is the ε spent by the end of the run),
+/// and the mechanism's parameters. ε is ``PlanPrivacy/epsilon``: what it covers is what that covers.
+public struct ModelPrivacy: Sendable, Hashable {
+    public var epsilon: Double
+    public var delta: Double
+    /// σ.
+    public var noiseMultiplier: Double
+    /// DP-SGD steps per site over the run.
+    public var steps: Int
+    /// q.
+    public var sampling: Double
+    /// C: per row, or per random stratum when ``stratumSize`` is set.
+    public var clip: Double
+    /// Cox, DeepSurv: the mean rows per random stratum; `nil` for per-row clipping.
+    public var stratumSize: Int?
+
+    public init(epsilon: Double, delta: Double, noiseMultiplier: Double, steps: Int, sampling: Double, clip: Double, stratumSize: Int?) {
+        self.epsilon = epsilon
+        self.delta = delta
+        self.noiseMultiplier = noiseMultiplier
+        self.steps = steps
+        self.sampling = sampling
+        self.clip = clip
+        self.stratumSize = stratumSize
+    }
+
+    /// What `plan` spends by its end; `nil` without `[plan.privacy]` (or for a plan whose budget
+    /// no noise multiplier reaches, which no node runs).
+    public init?(plan: Plan) {
+        guard plan.privacy != nil, let resolved = try? PlanPrivacy(plan: plan) else { return nil }
+        self.init(
+            epsilon: resolved.epsilon(afterRound: plan.rounds), delta: resolved.privacy.delta, noiseMultiplier: resolved.noiseMultiplier,
+            steps: resolved.steps, sampling: resolved.privacy.sampling, clip: resolved.privacy.clip,
+            stratumSize: resolved.stratified ? resolved.privacy.stratumSize : nil)
+    }
+
+    /// The `privacy.*` metadata entries (numbers as Swift prints them, which read back exactly;
+    /// an infinite ε as `inf`).
+    public var metadata: [String: String] {
+        var m = [
+            "privacy.epsilon": "\(epsilon)", "privacy.delta": "\(delta)", "privacy.noise_multiplier": "\(noiseMultiplier)",
+            "privacy.steps": "\(steps)", "privacy.sampling": "\(sampling)", "privacy.clip": "\(clip)",
+        ]
+        if let stratumSize { m["privacy.stratum_size"] = "\(stratumSize)" }
+        return m
+    }
+
+    /// Reads the entries back: `nil` when the file has none; an error when it has some but not
+    /// all, or one that is not a number in its range.
+    public init?(metadata: [String: String]) throws(Safetensors.FormatError) {
+        let keys = ["privacy.epsilon", "privacy.delta", "privacy.noise_multiplier", "privacy.steps", "privacy.sampling", "privacy.clip"]
+        guard metadata.keys.contains(where: { $0.hasPrefix("privacy.") }) else { return nil }
+        func fail(_ message: String) -> Safetensors.FormatError { Safetensors.FormatError(description: message) }
+        func number(_ key: String, _ valid: (Double) -> Bool, _ range: String) throws(Safetensors.FormatError) -> Double {
+            guard let text = metadata[key] else { throw fail("metadata '\(key)' is missing (the file has other privacy entries: \(keys.joined(separator: ", ")) go together)") }
+            guard text.utf8.count <= 64, let value = Double(text), valid(value) else { throw fail("metadata '\(key)' is '\(text.prefix(64))', expected a number \(range)") }
+            return value
+        }
+        func count(_ key: String) throws(Safetensors.FormatError) -> Int {
+            let value = try number(key, { $0 >= 0 && $0 <= Double(Int32.max) && $0 == $0.rounded() }, "in 0...\(Int32.max), whole")
+            return Int(value)
+        }
+        self.init(
+            epsilon: try number("privacy.epsilon", { $0 >= 0 }, "≥ 0 (inf allowed)"),
+            delta: try number("privacy.delta", { $0 > 0 && $0 < 1 }, "in (0, 1)"),
+            noiseMultiplier: try number("privacy.noise_multiplier", { $0.isFinite && $0 > 0 }, "finite and > 0"),
+            steps: try count("privacy.steps"),
+            sampling: try number("privacy.sampling", { $0 > 0 && $0 <= 1 }, "in (0, 1]"),
+            clip: try number("privacy.clip", { $0.isFinite && $0 > 0 }, "finite and > 0"),
+            stratumSize: metadata["privacy.stratum_size"] == nil ? nil : try count("privacy.stratum_size"))
     }
 }
 

@@ -377,16 +377,21 @@ public struct EvaluationRecord: Sendable, Hashable, Codable {
         public var sd: Double?
         /// Per seed: metric → value (`null` when it was not a number).
         public var perSeed: [[String: Double?]]
+        /// Under `[plan.privacy]` only: the ε per site this row's models spent, `.infinity` for a
+        /// non-private fit (the isolated and centralized rows); `nil` for a plan without privacy.
+        /// In JSON: a number, `null` (∞), or no key.
+        public var epsilon: Double?
 
-        public init(setting: String, site: String?, mean: Double?, sd: Double?, perSeed: [[String: Double?]]) {
+        public init(setting: String, site: String?, mean: Double?, sd: Double?, perSeed: [[String: Double?]], epsilon: Double? = nil) {
             self.setting = setting
             self.site = site
             self.mean = mean?.finiteOrNil
             self.sd = sd?.finiteOrNil
             self.perSeed = perSeed.map { $0.mapValues { $0?.finiteOrNil } }
+            self.epsilon = epsilon.map { $0.isNaN || $0 < 0 ? .infinity : $0 }
         }
 
-        enum CodingKeys: String, CodingKey { case setting, site, mean, sd, perSeed = "per_seed" }
+        enum CodingKeys: String, CodingKey { case setting, site, mean, sd, perSeed = "per_seed", epsilon }
 
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -395,6 +400,9 @@ public struct EvaluationRecord: Sendable, Hashable, Codable {
             mean = try c.decodeNumber(forKey: .mean)
             sd = try c.decodeNumber(forKey: .sd)
             perSeed = (try c.decodeIfPresent([[String: Double?]].self, forKey: .perSeed) ?? []).map { $0.mapValues { $0?.finiteOrNil } }
+            if c.contains(.epsilon) {
+                epsilon = try c.decodeNumber(forKey: .epsilon).flatMap { $0 >= 0 ? $0 : nil } ?? .infinity
+            }
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -404,6 +412,7 @@ public struct EvaluationRecord: Sendable, Hashable, Codable {
             try c.encodeNumber(mean, forKey: .mean)
             try c.encodeNumber(sd, forKey: .sd)
             try c.encode(perSeed, forKey: .perSeed)
+            if let epsilon { try c.encodeNumber(epsilon, forKey: .epsilon) }
         }
     }
 

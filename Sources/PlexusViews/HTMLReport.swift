@@ -9,6 +9,8 @@ public struct EvaluationReference: Sendable {
     public var centralized: Double?
     public var decentralized: Double?
     public var isolated: [(site: String, value: Double)]
+    /// Under `[plan.privacy]`: the ε per site the decentralized row's models spent.
+    public var decentralizedEpsilon: Double?
 
     public init(metric: String, centralized: Double?, decentralized: Double?, isolated: [(site: String, value: Double)]) {
         self.metric = metric
@@ -25,7 +27,9 @@ public struct EvaluationReference: Sendable {
             guard let mean = row.mean else { continue }
             switch row.setting {
             case "centralized": centralized = mean
-            case "decentralized": decentralized = mean
+            case "decentralized":
+                decentralized = mean
+                decentralizedEpsilon = row.epsilon.flatMap { $0.isFinite ? $0 : nil }
             case "isolated": isolated.append((row.site ?? "?", mean))
             default: break
             }
@@ -106,6 +110,7 @@ public enum HTMLReport {
                 })
             }
         ).render())
+        if let chart = privacyChart(logs) { charts.append(chart) }
         charts.append(topologyDrawing(logs))
 
         var html = """
@@ -145,13 +150,38 @@ public enum HTMLReport {
         return skipped == 0 ? "" : "; \(skipped) corrupt or truncated log line\(skipped == 1 ? "" : "s") skipped"
     }
 
+    /// The last (ε, δ) a peer's log states (`privacy` on its round lines, under `[plan.privacy]`).
+    static func lastPrivacy(_ log: PeerLog) -> RoundRecord.PrivacySpent? {
+        log.rounds.last(where: { $0.privacy != nil })?.privacy
+    }
+
+    /// The δ of the logs' privacy records, as a label: one value, or the range when peers differ.
+    static func deltaLabel(_ logs: [PeerLog]) -> String {
+        let deltas = logs.flatMap { $0.rounds.compactMap { $0.privacy?.delta } }
+        guard let lo = deltas.min(), let hi = deltas.max() else { return "" }
+        return lo == hi ? "δ = \(lo)" : "δ \(lo)–\(hi)"
+    }
+
+    /// ε spent per peer over the rounds, when any log carries privacy records; `nil` otherwise.
+    static func privacyChart(_ logs: [PeerLog]) -> String? {
+        guard logs.contains(where: { lastPrivacy($0) != nil }) else { return nil }
+        return LineChart(
+            title: "Privacy spent: ε per site (\(deltaLabel(logs)))", xLabel: "round", yLabel: "ε",
+            series: logs.map { log in
+                LineChart.Series(name: log.peer, points: log.rounds.compactMap { r in r.privacy.map { (Double(r.round), $0.epsilon) } })
+            }
+        ).render()
+    }
+
     static func finalTable(_ logs: [PeerLog]) -> String {
         let metrics = HTMLReport.preferredMetrics
+        let privacy = logs.contains { lastPrivacy($0) != nil }
         var rows = "<table class=\"final\"><tr><th>peer</th><th>rounds</th><th>loss</th>"
         for m in metrics where logs.contains(where: { $0.rounds.last.map { ($0.test[m] ?? $0.validation[m]) != nil } ?? false }) {
             rows += "<th>\(displayName(m))</th>"
         }
-        rows += "<th>consensus distance</th><th>bytes sent</th><th>rejected</th></tr>\n"
+        rows += "<th>consensus distance</th><th>bytes sent</th><th>rejected</th>"
+        rows += privacy ? "<th>ε spent (\(escape(deltaLabel(logs))))</th></tr>\n" : "</tr>\n"
         for log in logs {
             guard let last = log.rounds.last else {
                 rows += "<tr><td>\(escape(log.peer))</td><td>0</td><td colspan=\"5\">no rounds logged</td></tr>\n"
@@ -163,7 +193,9 @@ public enum HTMLReport {
             }
             let bytes = log.rounds.map(\.bytesSent).reduce(0, +)
             let rejected = log.rounds.flatMap { $0.rejected.values }.reduce(0, +)
-            rows += "<td>\(last.consensusDistance.map { label($0) } ?? "–")</td><td>\(bytes)</td><td>\(rejected)</td></tr>\n"
+            rows += "<td>\(last.consensusDistance.map { label($0) } ?? "–")</td><td>\(bytes)</td><td>\(rejected)</td>"
+            if privacy { rows += "<td class=\"epsilon\">\(lastPrivacy(log).map { fmt($0.epsilon, 3) } ?? "–")</td>" }
+            rows += "</tr>\n"
         }
         return rows + "</table>"
     }
@@ -171,7 +203,10 @@ public enum HTMLReport {
     static func evaluationTable(_ e: EvaluationReference) -> String {
         var rows = "<table class=\"evaluation\"><tr><th>setting</th><th>\(displayName(e.metric))</th></tr>\n"
         if let c = e.centralized { rows += "<tr><td>centralized (pooled data)</td><td>\(fmt(c, 4))</td></tr>\n" }
-        if let d = e.decentralized { rows += "<tr><td>decentralized (Plexus)</td><td>\(fmt(d, 4))</td></tr>\n" }
+        if let d = e.decentralized {
+            let spent = e.decentralizedEpsilon.map { ", ε = \(fmt($0, 3)) per site" } ?? ""
+            rows += "<tr><td>decentralized (Plexus\(spent))</td><td>\(fmt(d, 4))</td></tr>\n"
+        }
         for iso in e.isolated { rows += "<tr><td>isolated \(escape(iso.site))</td><td>\(fmt(iso.value, 4))</td></tr>\n" }
         return rows + "</table>"
     }

@@ -126,7 +126,8 @@ extension ProcessSuites {
     /// models bit for bit, and each warns that the run is not private; with the default system
     /// noise the models differ from the simulator's (the noise is not the seed's) but still learn.
     /// Each site's release is kept in its state directory: a restart sends the same one, and a
-    /// restart on other rows is refused rather than released again.
+    /// restart on other rows is refused rather than released again. Each final model file states the
+    /// ε of the log's last round.
     @Test func privateNodesEqualTheSimulatorOnlyUnderTheTestFlag() throws {
         let bounds = try #require(try PlanFile.load(path: repositoryRoot + "/Topologies/plans/wdbc-logistic-dp.toml").privacy).bounds
         #expect(bounds.count == 30)
@@ -167,6 +168,12 @@ extension ProcessSuites {
                 let spent = log.rounds.compactMap { $0.privacy?.epsilon }
                 #expect(spent.count == log.rounds.count && zip(spent, spent.dropFirst()).allSatisfy { $0 < $1 }, "\(log.peer)")
                 #expect(abs((spent.last ?? 0) - 8) < 1e-3 && log.rounds.allSatisfy { $0.privacy?.delta == 1e-5 }, "\(log.peer): \(spent.last ?? -1)")
+                // The final model file states the same ε, and the mechanism it was spent by.
+                let file = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/state/\(log.peer).safetensors"))
+                let saved = try SavedModel(safetensors: Array(file))
+                let stated = try #require(saved.privacy, "\(log.peer): \(saved.metadata.keys.sorted())")
+                #expect(abs(stated.epsilon - (spent.last ?? 0)) <= 1e-12 * stated.epsilon, "\(log.peer): model ε \(stated.epsilon), log \(spent.last ?? -1)")
+                #expect(stated.delta == 1e-5 && stated.clip == 1 && stated.sampling == 0.1 && stated.steps == 500 && stated.stratumSize == nil)
             }
             // Every site released its statistics once, privately (a version-2 summary).
             let releases = try topology.peers.map { peer in try Data(contentsOf: URL(fileURLWithPath: "\(directory)/state/\(peer.id).release")) }

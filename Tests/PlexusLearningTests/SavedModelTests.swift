@@ -1,6 +1,7 @@
 import Foundation
 import PlexusCore
 import PlexusLearning
+import PlexusPrivacy
 import Testing
 
 /// The final model file: everything needed to predict, read back strictly.
@@ -127,5 +128,62 @@ import Testing
         #expect(throws: Safetensors.FormatError.self) { try SavedModel(safetensors: file) }
         file = Array(bytes.prefix(bytes.count - 4))
         #expect(throws: Safetensors.FormatError.self) { try SavedModel(safetensors: file) }
+    }
+
+    /// Under `[plan.privacy]` the file states what the run spent: ε (PlanPrivacy's, for every
+    /// DP-SGD step of the plan), δ, σ, the steps, q and C, and for Cox the stratum size; they read
+    /// back exactly. A model trained without the table carries no `privacy.*` key.
+    @Test(arguments: [Plan.Model.logistic, .cox])
+    func privateModelCarriesWhatItSpent(model: Plan.Model) throws {
+        var plan = model == .cox ? Plan.cox() : Plan.logistic()
+        plan.rounds = 40
+        plan.localSteps = 5
+        let network = makeModel(plan: plan, dimension: 2)
+        let trained = TrainedModel(
+            model: network, parameters: [Float](repeating: 0.25, count: network.layout.count),
+            standardization: Standardization(mean: [0, 1], scale: [1, 2]))
+        func saved(_ plan: Plan) -> SavedModel {
+            SavedModel(trained: trained, plan: plan, featureNames: ["a", "b"], baseline: nil, baselineScope: nil, planHash: nil)
+        }
+        let plain = try Safetensors.metadata(saved(plan).encode())
+        #expect(saved(plan).privacy == nil && !plain.keys.contains { $0.hasPrefix("privacy.") }, "\(plain.keys.sorted())")
+        #expect(try SavedModel(safetensors: saved(plan).encode()).privacy == nil)
+
+        plan.privacy = Plan.Privacy(delta: 1e-5, clip: 0.5, sampling: 0.1, noise: .epsilon(2), stratumSize: 6)
+        let resolved = try PlanPrivacy(plan: plan)
+        let bytes = saved(plan).encode()
+        let metadata = try Safetensors.metadata(bytes)
+        let epsilon = try #require(metadata["privacy.epsilon"].flatMap(Double.init))
+        // The calibrated budget: just under the target, and what the plan's last round has spent.
+        #expect(epsilon == resolved.epsilon(afterRound: plan.rounds) && epsilon <= 2 && epsilon > 1.99, "\(epsilon)")
+        #expect(metadata["privacy.delta"] == "1e-05" && metadata["privacy.clip"] == "0.5" && metadata["privacy.sampling"] == "0.1")
+        #expect(metadata["privacy.steps"] == "200" && Double(metadata["privacy.noise_multiplier"] ?? "") == resolved.noiseMultiplier)
+        #expect(metadata["privacy.stratum_size"] == (model == .cox ? "6" : nil))
+        let again = try SavedModel(safetensors: bytes)
+        #expect(again.privacy == saved(plan).privacy)
+        #expect(again.privacy == ModelPrivacy(
+            epsilon: epsilon, delta: 1e-5, noiseMultiplier: resolved.noiseMultiplier, steps: 200, sampling: 0.1, clip: 0.5,
+            stratumSize: model == .cox ? 6 : nil))
+        // The final consensus rounds take no step and cost nothing.
+        plan.consensusRounds = 10
+        #expect(saved(plan).privacy?.steps == 150 && saved(plan).privacy!.epsilon < epsilon)
+
+        // Some privacy entries without the others, or one out of range, is an error naming the key.
+        func with(_ key: String, _ value: String?) -> [UInt8] {
+            var m = metadata
+            m[key] = value
+            return Safetensors.encode(trained.parameters, layout: network.layout, metadata: m)
+        }
+        for (key, value, expected) in [
+            ("privacy.delta", nil, "'privacy.delta' is missing"), ("privacy.epsilon", "-1", "'privacy.epsilon'"),
+            ("privacy.delta", "1", "in (0, 1)"), ("privacy.steps", "2.5", "whole"), ("privacy.sampling", "x", "'privacy.sampling'"),
+        ] as [(String, String?, String)] {
+            do {
+                _ = try SavedModel(safetensors: with(key, value))
+                Issue.record("\(key) = \(value ?? "nil") was accepted")
+            } catch {
+                #expect(error.description.contains(expected), "\(key) = \(value ?? "nil"): \(error.description)")
+            }
+        }
     }
 }

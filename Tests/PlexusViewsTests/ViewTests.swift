@@ -43,6 +43,42 @@ func sampleLogs(rounds: Int = 20, corruptTail: Bool = false) -> [PeerLog] {
         #expect(html.contains("<g class=\"legend\">"))
         // The final table: one row per peer with its last C-index.
         #expect(html.contains("<td>hospital-b</td><td>20</td>"))
+        // No privacy records: no ε chart, no ε column.
+        #expect(!html.contains("Privacy spent") && !html.contains("ε"))
+    }
+
+    /// Logs with `privacy` on their round lines: a chart of ε over the rounds, one series per
+    /// peer with every round's value, and each peer's last ε in the final table.
+    @Test func reportChartsThePrivacySpent() throws {
+        var logs = sampleLogs()
+        func spent(_ peer: Int, _ round: Int) -> Double { Double(peer + 1) * 0.25 * Double(round).squareRoot() }
+        for i in logs.indices {
+            for k in logs[i].rounds.indices { logs[i].rounds[k].privacy = .init(epsilon: spent(i, logs[i].rounds[k].round), delta: 1e-5) }
+        }
+        // One peer stops logging ε after round 10: its last stated value is what the table shows.
+        for k in 10..<20 { logs[2].rounds[k].privacy = nil }
+        let html = HTMLReport.render(logs: logs)
+        #expect(html.contains("Privacy spent: ε per site (δ = 1e-05)"))
+        #expect(html.components(separatedBy: "<polyline class=\"series\"").count - 1 == 5 * 3)
+        let chart = try #require(html.components(separatedBy: "<svg").first { $0.contains("Privacy spent") })
+        let points = chart.components(separatedBy: "<polyline").dropFirst().map { polyline in
+            polyline.components(separatedBy: "points=\"")[1].prefix { $0 != "\"" }.split(separator: " ").count
+        }
+        #expect(points == [20, 20, 10], "\(points)")
+        // The y axis spans the largest ε (hospital-b's 0.5·√20 ≈ 2.236): a tick label at 2.
+        #expect(chart.contains(">2</text>") && chart.contains(">ε</text>"))
+        #expect(html.contains("<th>ε spent (δ = 1e-05)</th>"))
+        let cells = html.components(separatedBy: "<td class=\"epsilon\">").dropFirst().map { $0.prefix { $0 != "<" } }
+        #expect(cells == ["1.118", "2.236", "2.372"], "\(cells)")  // 0.25·√20, 0.5·√20, 0.75·√10
+        // The evaluation table names the decentralized row's ε (`plexus evaluate --json`'s `epsilon`).
+        let record = EvaluationRecord(
+            dataset: "wdbc.csv", topology: "t", model: "logistic", codec: "lossless", metric: "accuracy", seeds: [0], decentralizedBytes: [1],
+            rows: [
+                .init(setting: "centralized", site: nil, mean: 0.97, sd: 0, perSeed: [], epsilon: .infinity),
+                .init(setting: "decentralized", site: nil, mean: 0.96, sd: 0, perSeed: [], epsilon: 2.5),
+            ])
+        let evaluated = HTMLReport.render(logs: logs, evaluation: EvaluationReference(record))
+        #expect(evaluated.contains("<td>decentralized (Plexus, ε = 2.500 per site)</td>") && evaluated.contains("<td>centralized (pooled data)</td>"))
     }
 
     @Test func watchFitsEightyColumns() {
