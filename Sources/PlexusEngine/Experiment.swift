@@ -159,6 +159,26 @@ public enum Experiment {
         return Standardization(merged)
     }
 
+    /// A private plan's model of one site's rows alone (`evaluate`'s isolated rows) or of every
+    /// site's rows pooled (its centralized row), under the same mechanism and the same ε as a
+    /// peer of the network: the statistics release of `raw` (when the plan declares bounds), then
+    /// the plan's DP-SGD steps round by round ((rounds − consensus_rounds) × local_steps, the
+    /// same q, C and σ) — what the peer would do with no neighbours. Noise from ChaCha20 streams
+    /// keyed by the plan's seed and `label`, as in the simulator.
+    public static func fitPrivately(_ raw: Dataset, plan: Plan, label: String) throws(ExperimentError) -> TrainedModel {
+        guard plan.privacy != nil else { throw ExperimentError("fitPrivately needs a plan with [plan.privacy]") }
+        let site = PeerID("site")!
+        let summary = try siteSummary(raw, plan: plan, noise: .deterministic(label: "plexus.dp.statistics.v1|\(plan.seed)|fit|\(label)"))
+        let basis = SampleBasis(declared: [site: raw.count], pins: [:], ratio: plan.maxSampleRatio, graph: [site: []])
+        let standardization = try pooledStandardization([site: summary], counts: basis, plan: plan)
+        let data = standardization.applied(to: raw)
+        let model = makeModel(plan: plan, dimension: data.dimension)
+        var learner = try learner(model: model, plan: plan, data: data, peerIndex: 0, noise: .deterministic(label: "plexus.dp.noise.v1|\(plan.seed)|fit|\(label)"))
+        var parameters = initialParameters(model: model, plan: plan)
+        for round in 1...max(1, plan.rounds) { _ = learner.train(&parameters, round: round) }
+        return TrainedModel(model: model, parameters: parameters, standardization: standardization)
+    }
+
     /// The shared starting point x₀ of every peer: the plan's seeded initialisation.
     /// The learner a peer runs, the same in both shells: its mini-batch stream is the plan's
     /// seed offset by the peer's index in the topology.

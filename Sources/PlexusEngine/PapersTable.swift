@@ -17,8 +17,8 @@ public struct EvaluationTable: Sendable {
         /// Per seed: metric name → value (on the common test set).
         public var values: [[String: Double]]
         /// Under `[plan.privacy]` only: the ε per site the row's models spent at the plan's δ
-        /// (``PlexusPrivacy/PlanPrivacy``, by the plan's last round), `.infinity` for the
-        /// non-private fits (isolated, centralized); `nil` without privacy.
+        /// (``PlexusPrivacy/PlanPrivacy``, by the plan's last round; every row of a private plan
+        /// spends the same); `nil` without privacy.
         public var epsilon: Double?
 
         public init(setting: String, site: String?, values: [[String: Double]], epsilon: Double? = nil) {
@@ -107,12 +107,16 @@ extension EvaluationTable {
             var pooled = data.sites[siteOf[peerIDs[0]]!]
             for peer in peerIDs.dropFirst() { pooled.append(contentsOf: data.sites[siteOf[peer]!]) }
             progress("seed \(seed): centralized on \(pooled.count) rows")
-            let central = Trainer.fit(pooled, plan: seeded, seed: seed).trained
+            // Under [plan.privacy] the centralized and isolated models are private too, under
+            // the same mechanism and ε as a peer (``Experiment/fitPrivately(_:plan:label:)``).
+            let central = seeded.privacy == nil
+                ? Trainer.fit(pooled, plan: seeded, seed: seed).trained : try Experiment.fitPrivately(pooled, plan: seeded, label: "centralized")
             centralized.append(pick(central.evaluate(on: test), names))
             // Isolated: each site alone.
             for peer in peerIDs {
                 let site = data.sites[siteOf[peer]!]
-                let fitted = Trainer.fit(site, plan: seeded, seed: seed).trained
+                let fitted = seeded.privacy == nil
+                    ? Trainer.fit(site, plan: seeded, seed: seed).trained : try Experiment.fitPrivately(site, plan: seeded, label: "isolated|\(peer.rawValue)")
                 if isolated[peer.rawValue] == nil { siteOrder.append(peer.rawValue) }
                 isolated[peer.rawValue, default: []].append(pick(fitted.evaluate(on: test), names))
             }
@@ -152,11 +156,11 @@ extension EvaluationTable {
                 drop.append(largest)
             }
         }
-        // What the decentralized peers spent: every DP-SGD step of the plan (the simulator runs
-        // all its rounds); the other rows are fitted without noise.
+        // What every row spent: every DP-SGD step of the plan (and the statistics release, with
+        // bounds) — the decentralized peers and the private centralized and isolated fits alike.
         let resolved = plan.privacy == nil ? nil : try PlanPrivacy(plan: plan)
         let spent = resolved?.epsilon(afterRound: plan.rounds)
-        let nonPrivate = resolved == nil ? nil : Double.infinity
+        let nonPrivate = spent
         var rows = [Row(setting: "centralized", site: nil, values: centralized, epsilon: nonPrivate)]
         rows += siteOrder.map { Row(setting: "isolated", site: $0, values: isolated[$0]!, epsilon: nonPrivate) }
         rows.append(Row(setting: "decentralized", site: nil, values: decentralized, epsilon: spent))

@@ -358,7 +358,7 @@ struct Evaluate: ParsableCommand {
             print("\(table.model) on \(table.dataset), topology \(table.topology), seeds \(seedList.map(String.init).joined(separator: ","))")
             if let line = table.attackersLine { print(line) }
             if plan.privacy != nil, let line = privacyLine(plan) {
-                print(line + "; the isolated and centralized rows are non-private fits")
+                print(line + "; the centralized and isolated rows are private too: the same mechanism and ε on the pooled rows, and on each site alone")
             }
             print(table.text())
         }

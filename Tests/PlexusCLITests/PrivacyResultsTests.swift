@@ -41,9 +41,10 @@ extension ProcessSuites {
         return [command, "--topology", Self.topology, "--plan", directory + "/plan.toml", "--data", Self.data, "--partition", "split:" + Self.split, "--split", Self.split]
     }
 
-    /// Under `[plan.privacy]` the table has an `epsilon` column: the decentralized row states
-    /// PlanPrivacy's ε for the plan's 100 steps, the non-private fits ∞; `--json` has the same
-    /// as a number and `null`. Without privacy: no column, no key.
+    /// Under `[plan.privacy]` the table has an `epsilon` column: every row — decentralized, and
+    /// the centralized and isolated fits, private under the same mechanism — states PlanPrivacy's
+    /// ε for the plan's 100 steps; `--json` has the same as a number. Without privacy: no column,
+    /// no key.
     @Test func evaluateStatesEpsilonPerRow() throws {
         let directory = temporaryDirectory("evaluate-dp")
         let (toml, plan) = Self.plan(private: true)
@@ -56,25 +57,21 @@ extension ProcessSuites {
         #expect(header.hasSuffix("epsilon"), "\(header)")
         let decentralized = try #require(lines.first { $0.hasPrefix("decentralized") })
         #expect(decentralized.hasSuffix("  " + Format.fixed(expected, decimals: 3)), "\(decentralized), expected ε \(expected)")
-        let nonPrivate = lines.filter { $0.hasPrefix("centralized") || $0.hasPrefix("isolated") }
-        #expect(nonPrivate.count == 4 && nonPrivate.allSatisfy { $0.hasSuffix("  ∞") }, "\(nonPrivate)")
+        let others = lines.filter { $0.hasPrefix("centralized") || $0.hasPrefix("isolated") }
+        #expect(others.count == 4 && others.allSatisfy { $0.hasSuffix("  " + Format.fixed(expected, decimals: 3)) }, "\(others)")
+        #expect(text.stdout.contains("the centralized and isolated rows are private too"), "\(text.stdout)")
 
         let json = try plexus(try arguments("evaluate", plan: toml, in: directory) + ["--json"], timeout: 300)
         #expect(json.status == 0, "\(json.stderr)")
         let rows = try #require((try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])?["rows"] as? [[String: Any]])
         #expect(rows.count == 5)
         for row in rows {
-            let setting = row["setting"] as? String ?? ""
-            if setting == "decentralized" {
-                let epsilon = try #require(row["epsilon"] as? Double, "\(row)")
-                #expect(abs(epsilon - expected) <= 1e-12 * expected, "\(epsilon) vs \(expected)")
-            } else {
-                #expect(row.keys.contains("epsilon") && row["epsilon"] is NSNull, "\(setting): \(row)")
-            }
+            let epsilon = try #require(row["epsilon"] as? Double, "\(row)")
+            #expect(abs(epsilon - expected) <= 1e-12 * expected, "\(row["setting"] ?? ""): \(epsilon) vs \(expected)")
         }
-        // The record reads back with ε, ∞ for the non-private rows.
+        // The record reads back with ε on every row.
         let record = try PlexusJSON.decode(EvaluationRecord.self, from: Array(json.stdout.utf8))
-        #expect(record.rows.map { $0.epsilon?.isFinite } == [false, false, false, false, true])
+        #expect(record.rows.map { $0.epsilon?.isFinite } == [true, true, true, true, true])
 
         let (plainToml, _) = Self.plan(private: false)
         let plain = try plexus(try arguments("evaluate", plan: plainToml, in: directory) + ["--json"], timeout: 300)
