@@ -559,6 +559,14 @@ actor NodeDriver: Service {
                 roundLines.append(ConvergenceLog.round(
                     report, time: now(), test: test,
                     privacy: privacy.map { .init(epsilon: $0.epsilon(afterRound: report.round), delta: $0.privacy.delta) }))
+                // The budget is spent with the last training round: from here the node only
+                // mixes and sends (post-processing), and it says so once.
+                if let privacy, report.round == node.plan.rounds - node.plan.consensusRounds {
+                    node.logger.notice(
+                        "Privacy budget spent: no more local training; the node keeps mixing and sending\(node.plan.consensusRounds > 0 ? " for the \(node.plan.consensusRounds) consensus rounds" : "")",
+                        metadata: ["epsilon": "\(privacy.epsilon(afterRound: report.round))", "delta": "\(privacy.privacy.delta)", "round": "\(report.round)"]
+                    )
+                }
                 // A progress line for the operator about every tenth of the run.
                 let every = max(1, node.plan.rounds / 10)
                 if report.round % every == 0 || report.round == node.plan.rounds {
