@@ -7,6 +7,7 @@ import PlexusEngine
 import PlexusGossip
 public import PlexusLearning
 import PlexusLog
+import PlexusPrivacy
 import PlexusTopology
 import PlexusTransport
 import ServiceLifecycle
@@ -198,6 +199,13 @@ public final class PeerNode: Sendable {
             let (site, test) = try loadData(configuration, plan: topology.plan)
             dimension = site.dimension
             facts.append("data: \(configuration.dataPath): \(site.count) rows × \(site.dimension) features by name (\(site.featureNames.prefix(3).joined(separator: ", "))\(site.dimension > 3 ? ", …" : "")), targets \(topology.plan.targetColumns.joined(separator: ", "))\(test.map { "; test set \($0.count) rows" } ?? "")")
+            if topology.plan.privacy != nil {
+                do {
+                    facts.append("privacy: " + (try PlanPrivacy(plan: topology.plan)).summary.dropFirst("privacy: ".count))
+                } catch {
+                    problems.append("\(configuration.topologyPath): [plan.privacy]: \(error)")
+                }
+            }
             if let privacy = topology.plan.privacy, privacy.releasesStatistics {
                 switch privacy.bounds(for: site.featureNames) {
                 case .success(let resolved):

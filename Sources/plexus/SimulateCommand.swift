@@ -333,6 +333,14 @@ struct Evaluate: ParsableCommand {
     @Flag(help: "Print the table as JSON (input for `plexus report --evaluation`).")
     var json = false
 
+    @Flag(help: ArgumentHelp(
+        "Leave one centre out: hold each centre out in turn, train pooled and decentralized on the others, and report the held-out centre's Harrell's C with a bootstrap 95% interval (survival plans; peer ids must name the centres).",
+        discussion: "Uses the first seed; --test-where is not used (the held-out centre is the test set)."))
+    var loco = false
+
+    @Option(help: "--loco: bootstrap resamples per interval.")
+    var bootstrap = 1000
+
     func run() throws {
         let (topology, plan, spec, filters, testFilters) = try experiment.load()
         let seedList = try seeds.map(parseSeeds) ?? [plan.seed]
@@ -344,6 +352,25 @@ struct Evaluate: ParsableCommand {
         options.seeds = seedList
         options.links = experiment.links
         options.byzantine = try experiment.attackers(of: topology)
+        if loco {
+            guard options.byzantine.isEmpty, experiment.split == nil else {
+                throw CLIError("--loco holds out whole centres: it takes neither --byzantine nor --split")
+            }
+            let table: LeaveOneCentreOut.Table
+            do {
+                table = try LeaveOneCentreOut.run(options, resamples: bootstrap) { message in
+                    if !json { StandardStream.error.write(message + "\n") }
+                }
+            } catch { throw CLIError("\(error)") }
+            if json {
+                print(try PlexusJSON.string(table))
+            } else if markdown {
+                print(table.markdown(), terminator: "")
+            } else {
+                print(table.text(), terminator: "")
+            }
+            return
+        }
         let table: EvaluationTable
         do {
             table = try EvaluationTable.run(options) { message in

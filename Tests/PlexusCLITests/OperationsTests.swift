@@ -150,6 +150,8 @@ extension ProcessSuites {
                 #expect(checked.status == 0, "\(checked.stderr)")
                 let outside = try CSV.read(path: data).rows.filter { Double($0[3])! > 1000 }.count
                 #expect(outside > 0 && checked.stdout.contains("privacy: every feature has a declared bound; \(outside) of 569 rows have a value outside one"), "\(checked.stdout)")
+                // The ε this site will spend, as topology check states it.
+                #expect(checked.stdout.contains("ok: privacy: (ε = 8, δ = 1e-05) per site for"), "\(checked.stdout)")
             }
             #expect(!FileManager.default.fileExists(atPath: "\(directory)/state/\(peer.id).release"))
         }
