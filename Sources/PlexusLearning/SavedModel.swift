@@ -63,13 +63,23 @@ public struct BaselineHazard: Sendable, Hashable, Codable {
 
     /// H₀(t): the value at the last event time ≤ t, 0 before the first.
     public func value(at t: Double) -> Double {
+        let k = StepFunction.count(of: times, atOrBefore: t)
+        return k == 0 ? 0 : cumulative[k - 1]
+    }
+}
+
+/// Right-continuous step functions over sorted times (the Breslow baseline, Kaplan–Meier).
+enum StepFunction {
+    /// How many of the ascending `times` are ≤ t (a binary search): the step in force at t is
+    /// the one at index count − 1, none before the first.
+    static func count(of times: [Double], atOrBefore t: Double) -> Int {
         var lo = 0
         var hi = times.count
         while lo < hi {
             let mid = (lo + hi) / 2
             if times[mid] <= t { lo = mid + 1 } else { hi = mid }
         }
-        return lo == 0 ? 0 : cumulative[lo - 1]
+        return lo
     }
 }
 

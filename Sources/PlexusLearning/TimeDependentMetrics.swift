@@ -34,13 +34,8 @@ public struct KaplanMeier: Sendable, Hashable {
     }
 
     public func value(at t: Double) -> Double {
-        var lo = 0
-        var hi = times.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if times[mid] <= t { lo = mid + 1 } else { hi = mid }
-        }
-        return lo == 0 ? 1 : survival[lo - 1]
+        let k = StepFunction.count(of: times, atOrBefore: t)
+        return k == 0 ? 1 : survival[k - 1]
     }
 }
 
