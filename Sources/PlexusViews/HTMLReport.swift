@@ -66,7 +66,10 @@ public enum HTMLReport {
         return nil
     }
 
-    public static func render(logs: [PeerLog], evaluation: EvaluationReference? = nil, title: String = "Plexus convergence report") -> String {
+    public static func render(
+        logs: [PeerLog], evaluation: EvaluationReference? = nil, title: String = "Plexus convergence report",
+        hazardRatios: HazardRatios? = nil, leaveOneCentreOut: LeaveOneCentreOutResults? = nil
+    ) -> String {
         var charts: [String] = []
         if let (scope, name) = metric(in: logs) {
             var chart = LineChart(
@@ -131,6 +134,12 @@ public enum HTMLReport {
             """
         html += "<h2>Final metrics per peer</h2>\n" + finalTable(logs) + "\n"
         if let evaluation { html += "<h2>Evaluation</h2>\n" + evaluationTable(evaluation) + "\n" }
+        if let hazardRatios {
+            html += "<h2>\(hazardRatios.ratioName == "HR" ? "Hazard" : "Odds") ratios</h2>\n" + hazardRatios.plot().render() + "\n"
+        }
+        if let leaveOneCentreOut {
+            html += "<h2>Leave one centre out</h2>\n" + leaveOneCentreOut.table() + "\n" + leaveOneCentreOut.plot().render() + "\n"
+        }
         html += "<h2>Charts</h2>\n" + charts.joined(separator: "\n") + "\n</body></html>\n"
         return html
     }

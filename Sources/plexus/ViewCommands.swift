@@ -25,6 +25,12 @@ struct Report: ParsableCommand {
     @Option(help: "The papers' table from `plexus evaluate --json`, for reference lines.", completion: .file(extensions: ["json"]))
     var evaluation: String?
 
+    @Option(help: "`plexus train --json` of a Cox or logistic fit: a forest plot of its ratios and intervals.", completion: .file(extensions: ["json"]))
+    var inference: String?
+
+    @Option(help: "`plexus evaluate --loco --json`: the held-out table and its interval plot.", completion: .file(extensions: ["json"]))
+    var loco: String?
+
     @Option(name: .shortAndLong, help: "The HTML file to write.", completion: .file(extensions: ["html"]))
     var out: String
 
@@ -45,7 +51,21 @@ struct Report: ParsableCommand {
                 throw CLIError("\(evaluation): \(error)")
             }
         }
-        let html = HTMLReport.render(logs: logs, evaluation: reference, title: title)
+        func read(_ path: String) throws -> [UInt8] {
+            guard let data = FileManager.default.contents(atPath: path), data.count <= 16 << 20 else {
+                throw CLIError("\(path): cannot read the file (or it is larger than 16 MiB)")
+            }
+            return Array(data)
+        }
+        var ratios: HazardRatios?
+        if let inference {
+            do { ratios = try HazardRatios(json: try read(inference)) } catch let error as CLIError { throw error } catch { throw CLIError("\(inference): \(error)") }
+        }
+        var held: LeaveOneCentreOutResults?
+        if let loco {
+            do { held = try LeaveOneCentreOutResults(json: try read(loco)) } catch let error as CLIError { throw error } catch { throw CLIError("\(loco): \(error)") }
+        }
+        let html = HTMLReport.render(logs: logs, evaluation: reference, title: title, hazardRatios: ratios, leaveOneCentreOut: held)
         do {
             try html.write(toFile: out, atomically: true, encoding: .utf8)
         } catch {
