@@ -87,6 +87,13 @@ public enum HTMLReport {
             }
             charts.append(chart.render())
         }
+        // The training loss: a learning curve even for a run without a test set.
+        let losses = logs.map { log in
+            LineChart.Series(name: log.peer, points: log.rounds.compactMap { r in r.loss.flatMap { $0.isFinite ? (Double(r.round), $0) : nil } })
+        }
+        if losses.contains(where: { !$0.points.isEmpty }) {
+            charts.append(LineChart(title: "Training loss per peer (its own rows)", xLabel: "round", yLabel: "loss", series: losses).render())
+        }
         var distance = LineChart(
             title: "Consensus distance ‖x − mean of neighbours' copies‖ (log scale)", xLabel: "round", yLabel: "distance",
             series: logs.map { log in
@@ -142,6 +149,16 @@ public enum HTMLReport {
         }
         html += "<h2>Charts</h2>\n" + charts.joined(separator: "\n") + "\n</body></html>\n"
         return html
+    }
+
+    /// Why `evaluation` is not the evaluation of the run in `logs` (its metric is not the one the
+    /// logs record), or nil when it fits.
+    public static func mismatch(_ evaluation: EvaluationReference, logs: [PeerLog]) -> String? {
+        guard let (_, name) = metric(in: logs) else { return nil }
+        guard evaluation.metric == name else {
+            return "the evaluation's metric is \(displayName(evaluation.metric)) but the logs record \(displayName(name)): is it the evaluation of this run (same dataset and model)?"
+        }
+        return nil
     }
 
     static func displayName(_ metric: String) -> String {

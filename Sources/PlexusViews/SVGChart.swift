@@ -32,6 +32,9 @@ public struct LineChart {
     public var logarithmic = false
     public var width = 720.0
     public var height = 320.0
+    /// A series with more points is thinned to at most this many (``thinned(_:limit:)``), so a
+    /// 40,000-round run gives a report of a few hundred kilobytes, not megabytes.
+    public var maximumPoints = 2000
 
     public init(title: String, xLabel: String, yLabel: String, series: [Series]) {
         self.title = title
@@ -41,6 +44,28 @@ public struct LineChart {
     }
 
     static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
+    /// Reference lines: the first (centralized) black and long-dashed, the others grey, each with
+    /// its own dash pattern, so that lines close together stay apart.
+    static let referenceDashes = ["6 4", "2 3", "8 3 2 3", "1 3", "4 2 1 2"]
+
+    /// `points` (ordered by x) thinned to at most about `limit`: in equal runs of consecutive
+    /// points, the first, the lowest, the highest and the last are kept — so every peak and dip
+    /// the eye would see survives, and the line keeps its ends.
+    public static func thinned(_ points: [(x: Double, y: Double)], limit: Int) -> [(x: Double, y: Double)] {
+        guard points.count > limit, limit >= 8 else { return points }
+        let buckets = limit / 4
+        var out: [(x: Double, y: Double)] = []
+        out.reserveCapacity(limit)
+        for b in 0..<buckets {
+            let start = b * points.count / buckets, end = (b + 1) * points.count / buckets
+            guard start < end else { continue }
+            let run = points[start..<end]
+            let low = run.indices.min { run[$0].y < run[$1].y }!
+            let high = run.indices.max { run[$0].y < run[$1].y }!
+            for i in Set([start, low, high, end - 1]).sorted() { out.append(points[i]) }
+        }
+        return out
+    }
 
     public func render() -> String {
         let left = 70.0, right = 170.0, top = 36.0, bottom = 48.0
@@ -85,12 +110,15 @@ public struct LineChart {
         // Reference lines.
         for (i, ref) in references.enumerated() where ref.y.isFinite && (!logarithmic || ref.y > 0) {
             let color = i == 0 ? "#000000" : "#888888"
-            svg += ##"<line class="reference" x1="\##(fmt(left))" y1="\##(fmt(py(ref.y)))" x2="\##(fmt(left + plotW))" y2="\##(fmt(py(ref.y)))" stroke="\##(color)" stroke-dasharray="6 4" stroke-width="1.2"><title>\##(escape(ref.name))</title></line>"##
+            let dash = Self.referenceDashes[i % Self.referenceDashes.count]
+            svg += ##"<line class="reference" x1="\##(fmt(left))" y1="\##(fmt(py(ref.y)))" x2="\##(fmt(left + plotW))" y2="\##(fmt(py(ref.y)))" stroke="\##(color)" stroke-dasharray="\##(dash)" stroke-width="1.2"><title>\##(escape(ref.name))</title></line>"##
+            // Labelled at its end, inside the plot.
+            svg += ##"<text class="reference-label" x="\##(fmt(left + plotW - 4))" y="\##(fmt(py(ref.y) - 3))" font-size="10" text-anchor="end" fill="\##(color)">\##(escape(ref.name))</text>"##
         }
         // Series.
         for (i, s) in series.enumerated() {
             let color = Self.palette[i % Self.palette.count]
-            let points = s.points.filter { $0.y.isFinite && (!logarithmic || $0.y > 0) }
+            let points = Self.thinned(s.points.filter { $0.y.isFinite && (!logarithmic || $0.y > 0) }, limit: maximumPoints)
                 .map { "\(fmt(px($0.x))),\(fmt(py($0.y)))" }.joined(separator: " ")
             svg += ##"<polyline class="series" data-name="\##(escape(s.name))" fill="none" stroke="\##(color)" stroke-width="1.8" points="\##(points)"/>"##
         }
@@ -104,7 +132,7 @@ public struct LineChart {
         }
         for (i, ref) in references.enumerated() {
             let color = i == 0 ? "#000000" : "#888888"
-            svg += ##"<line x1="\##(fmt(left + plotW + 14))" y1="\##(fmt(ly + 2))" x2="\##(fmt(left + plotW + 28))" y2="\##(fmt(ly + 2))" stroke="\##(color)" stroke-dasharray="4 2"/><text x="\##(fmt(left + plotW + 34))" y="\##(fmt(ly + 5))" font-size="11" fill="#222">\##(escape(ref.name))</text>"##
+            svg += ##"<line x1="\##(fmt(left + plotW + 14))" y1="\##(fmt(ly + 2))" x2="\##(fmt(left + plotW + 28))" y2="\##(fmt(ly + 2))" stroke="\##(color)" stroke-dasharray="\##(Self.referenceDashes[i % Self.referenceDashes.count])"/><text x="\##(fmt(left + plotW + 34))" y="\##(fmt(ly + 5))" font-size="11" fill="#222">\##(escape(ref.name))</text>"##
             ly += 16
         }
         svg += "</g></svg>"

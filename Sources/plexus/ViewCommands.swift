@@ -50,6 +50,7 @@ struct Report: ParsableCommand {
             } catch {
                 throw CLIError("\(evaluation): \(error)")
             }
+            if let reference, let problem = HTMLReport.mismatch(reference, logs: logs) { throw CLIError("\(evaluation): \(problem)") }
         }
         func read(_ path: String) throws -> [UInt8] {
             guard let data = FileManager.default.contents(atPath: path), data.count <= 16 << 20 else {

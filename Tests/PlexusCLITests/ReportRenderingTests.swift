@@ -44,11 +44,33 @@ extension ProcessSuites {
         ])
         #expect(evaluation.status == 0)
         try evaluation.stdout.write(toFile: directory + "/evaluation.json", atomically: true, encoding: .utf8)
-        let report = try plexus(["report", directory + "/logs", "--evaluation", directory + "/evaluation.json", "--out", directory + "/report.html"])
+        // The clinical sections: the pooled fit's hazard ratios, and leave-one-centre-out.
+        let trained = try plexus(["train", "--data", data, "--plan", repositoryRoot + "/Topologies/plans/tcga-cox.toml", "--where", "split=train", "--json"])
+        #expect(trained.status == 0, "\(trained.stderr)")
+        try trained.stdout.write(toFile: directory + "/train.json", atomically: true, encoding: .utf8)
+        let loco = try plexus(["evaluate", "--loco", "--bootstrap", "100", "--topology", topology, "--data", data, "--json"], timeout: 300)
+        #expect(loco.status == 0, "\(loco.stderr)")
+        try loco.stdout.write(toFile: directory + "/loco.json", atomically: true, encoding: .utf8)
+        let report = try plexus([
+            "report", directory + "/logs", "--evaluation", directory + "/evaluation.json", "--inference", directory + "/train.json",
+            "--loco", directory + "/loco.json", "--out", directory + "/report.html",
+        ])
         #expect(report.status == 0, "\(report.stderr)")
         let html = try String(contentsOfFile: directory + "/report.html", encoding: .utf8)
-        #expect(html.components(separatedBy: "<polyline class=\"series\"").count - 1 == 4 * 6)
+        // Five line charts (metric, loss, distance, bytes, compression), one polyline per peer.
+        #expect(html.components(separatedBy: "<polyline class=\"series\"").count - 1 == 5 * 6)
         #expect(html.contains("isolated midwest"))
+        #expect(html.contains("<h2>Hazard ratios</h2>") && html.contains("age_at_index"))
+        #expect(html.contains("<h2>Leave one centre out</h2>") && html.contains("<td>canada</td><td>51</td><td>3</td>"))
+        // An evaluation of another run (its metric is not the logs') is refused.
+        let wdbc = try plexus([
+            "evaluate", "--topology", repositoryRoot + "/Topologies/consortium-3.toml", "--data", repositoryRoot + "/Topologies/data/wdbc.csv",
+            "--partition", "split:" + repositoryRoot + "/Topologies/data/splits/wdbc_seed0.json", "--split", repositoryRoot + "/Topologies/data/splits/wdbc_seed0.json",
+            "--rounds", "5", "--json",
+        ])
+        try wdbc.stdout.write(toFile: directory + "/other.json", atomically: true, encoding: .utf8)
+        let mismatched = try plexus(["report", directory + "/logs", "--evaluation", directory + "/other.json", "--out", directory + "/bad.html"])
+        #expect(mismatched.status != 0 && mismatched.stderr.contains("other.json: the evaluation's metric is accuracy but the logs record C-index"), "\(mismatched.stderr)")
         // A blank page of the same size compresses to a few kilobytes; the report's plots do not.
         try "<!DOCTYPE html><html><body></body></html>".write(toFile: directory + "/blank.html", atomically: true, encoding: .utf8)
         let blank = try screenshot(directory + "/blank.html", directory + "/blank.png")

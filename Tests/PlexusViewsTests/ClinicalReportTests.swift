@@ -53,3 +53,30 @@ import Testing
         #expect(throws: (any Error).self) { try LeaveOneCentreOutResults(json: Array("[]".utf8)) }
     }
 }
+
+/// What a researcher hit with long runs and mismatched files: thinning, and a clear refusal of
+/// an evaluation of another run.
+@Suite struct ReportFixesTests {
+    /// A 40,000-round run: each polyline keeps at most 2,000 points — the ends, and every bucket's
+    /// lowest and highest — and the report stays small.
+    @Test func aLongRunIsThinnedKeepingItsPeaks() {
+        var points: [(x: Double, y: Double)] = (1...40_000).map { (Double($0), sin(Double($0) / 500)) }
+        points[12_345].y = 9  // a spike the eye must still see
+        let kept = LineChart.thinned(points, limit: 2000)
+        #expect(kept.count <= 2000 && kept.count > 1000)
+        #expect(kept.first!.x == 1 && kept.last!.x == 40_000)
+        #expect(kept.contains { $0.y == 9 })
+        #expect(zip(kept, kept.dropFirst()).allSatisfy { $0.x < $1.x })
+        let logs = sampleLogs(rounds: 40_000)
+        let html = HTMLReport.render(logs: logs)
+        #expect(html.utf8.count < 1_500_000, "\(html.utf8.count) bytes")
+    }
+
+    @Test func anEvaluationOfAnotherMetricIsRefused() {
+        let logs = sampleLogs()
+        let accuracy = EvaluationReference(metric: "accuracy", centralized: 0.97, decentralized: 0.96, isolated: [])
+        #expect(HTMLReport.mismatch(accuracy, logs: logs)?.contains("the evaluation's metric is accuracy but the logs record C-index") == true)
+        let cindex = EvaluationReference(metric: "c_index", centralized: 0.84, decentralized: 0.84, isolated: [])
+        #expect(HTMLReport.mismatch(cindex, logs: logs) == nil)
+    }
+}

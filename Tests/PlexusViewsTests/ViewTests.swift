@@ -32,8 +32,13 @@ func sampleLogs(rounds: Int = 20, corruptTail: Bool = false) -> [PeerLog] {
         #expect(html.hasPrefix("<!DOCTYPE html>"))
         #expect(!html.contains("<script"))
         #expect(!html.contains("http://") || html.components(separatedBy: "http://").dropFirst().allSatisfy { $0.hasPrefix("www.w3.org/2000/svg") })
-        // Four line charts with one polyline per peer, plus the topology drawing.
-        #expect(html.components(separatedBy: "<polyline class=\"series\"").count - 1 == 4 * 3)
+        // Five line charts (the metric, the training loss, distance, bytes, compression) with one
+        // polyline per peer, plus the topology drawing.
+        #expect(html.components(separatedBy: "<polyline class=\"series\"").count - 1 == 5 * 3)
+        #expect(html.contains("Training loss per peer (its own rows)"))
+        // Each reference line is labelled at its end, with its own dash pattern.
+        #expect(html.contains(">isolated west 0.671</text>") && html.contains("class=\"reference-label\""))
+        #expect(html.contains("stroke-dasharray=\"6 4\"") && html.contains("stroke-dasharray=\"2 3\"") && html.contains("stroke-dasharray=\"8 3 2 3\""))
         #expect(html.components(separatedBy: "class=\"reference\"").count - 1 == 3)  // centralized + 2 isolated
         #expect(html.contains("C-index per peer (common test set)"))
         #expect(html.contains(">round</text>"))
@@ -59,7 +64,8 @@ func sampleLogs(rounds: Int = 20, corruptTail: Bool = false) -> [PeerLog] {
         for k in 10..<20 { logs[2].rounds[k].privacy = nil }
         let html = HTMLReport.render(logs: logs)
         #expect(html.contains("Privacy spent: ε per site (δ = 1e-05)"))
-        #expect(html.components(separatedBy: "<polyline class=\"series\"").count - 1 == 5 * 3)
+        // The five line charts of every report, and the ε chart.
+        #expect(html.components(separatedBy: "<polyline class=\"series\"").count - 1 == 6 * 3)
         let chart = try #require(html.components(separatedBy: "<svg").first { $0.contains("Privacy spent") })
         let points = chart.components(separatedBy: "<polyline").dropFirst().map { polyline in
             polyline.components(separatedBy: "points=\"")[1].prefix { $0 != "\"" }.split(separator: " ").count
