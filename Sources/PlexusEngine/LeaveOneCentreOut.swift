@@ -1,6 +1,6 @@
-public import PlexusCore
+import PlexusCore
 public import PlexusLearning
-public import PlexusTopology
+import PlexusTopology
 
 /// `plexus evaluate --loco`: each centre in turn is held out entirely; the others train — pooled
 /// (as `plexus train` fits them) and decentralized (the simulator on the topology minus that peer,
