@@ -44,12 +44,12 @@ public enum LeaveOneCentreOut {
                 "held out          rows  events  pooled (others' rows)      decentralized (others, gossip)",
             ]
             func cell(_ s: Score) -> String {
-                guard let c = s.concordance else { return "—".padded(26) }
-                guard let i = s.interval else { return Format.fixed(c, decimals: 3).padded(26) }
-                return "\(Format.fixed(c, decimals: 3)) [\(Format.fixed(i.lower, decimals: 3)), \(Format.fixed(i.upper, decimals: 3))]".padded(26)
+                guard let c = s.concordance else { return "—".padding(26) }
+                guard let i = s.interval else { return Format.fixed(c, decimals: 3).padding(26) }
+                return "\(Format.fixed(c, decimals: 3)) [\(Format.fixed(i.lower, decimals: 3)), \(Format.fixed(i.upper, decimals: 3))]".padding(26)
             }
             for row in rows {
-                let line = row.centre.padded(16) + String(row.rows).leftPadded(6) + String(row.events).leftPadded(8) + "  " + cell(row.pooled) + " " + cell(row.decentralized)
+                let line = row.centre.padding(16) + String(row.rows).leftPadding(6) + String(row.events).leftPadding(8) + "  " + cell(row.pooled) + " " + cell(row.decentralized)
                 lines.append(String(line.reversed().drop { $0 == " " }.reversed()))
             }
             for row in rows where row.note != nil { lines.append("\(row.centre): \(row.note!)") }
@@ -144,9 +144,4 @@ public enum LeaveOneCentreOut {
         }
         return seen.count == peers.count
     }
-}
-
-extension String {
-    fileprivate func padded(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
-    fileprivate func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
 }
